@@ -1,0 +1,41 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch is pinned exactly and installed first: the CPU wheel of this pin is on the build machines,
+# and on a GPU box the same pin resolves to the CUDA build. Any other spec would download gigabytes.
+TORCH_PIN := torch==2.13.0
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet $(TORCH_PIN)
+
+$(VENV)/.stamp-run: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.stamp-dev: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: $(VENV)/.stamp-run
+	$(BIN)/videobot generate "a paper boat drifting on a pond" --model tiny_animatediff \
+		--num-frames 16 --fps 8 --width 128 --height 128 --steps 10 --seed 7 -o outputs/demo.mp4
+
+test: $(VENV)/.stamp-dev
+	$(BIN)/ruff check bot tests bench
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.stamp-dev
+	$(BIN)/ruff check bot tests bench
+	$(BIN)/ruff format --check bot tests bench
+	$(BIN)/mypy bot
+
+bench: $(VENV)/.stamp-dev
+	$(BIN)/python bench/engine_overhead.py
+	$(BIN)/python bench/encode_throughput.py
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

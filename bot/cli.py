@@ -1,0 +1,297 @@
+"""The ``videobot`` command line: generate, edit, upscale and list models, offline or on a GPU.
+
+Bad input exits with status 2 and one message naming the option and what it allows, with no
+traceback and no output file left behind (videos are written under a temporary name and renamed on
+success). A job that fails while running (out of memory, say) exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bot.core.errors import InvalidParameterError, MediaError, VideoBotError
+from bot.core.params import EDIT_OPERATIONS, SCHEDULERS
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+# GenerationParams fields and the options that set them, so errors name what the user typed.
+_OPTION_OF_FIELD = {
+    "prompt": "PROMPT",
+    "negative_prompt": "--negative-prompt",
+    "num_frames": "--num-frames",
+    "fps": "--fps",
+    "width": "--width",
+    "height": "--height",
+    "num_inference_steps": "--steps",
+    "guidance_scale": "--guidance-scale",
+    "seed": "--seed",
+    "scheduler": "--scheduler",
+    "interpolate": "--interpolate",
+    "loop": "--loop",
+    "model": "--model",
+    "start_frame": "--start-frame",
+    "end_frame": "--end-frame",
+    "speed_factor": "--speed-factor",
+    "loops": "--loops",
+    "factor": "--factor",
+    "operation": "OP",
+    "strength": "--strength",
+    "upscaler": "--upscaler",
+    "dtype": "--dtype",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="videobot", description="Generate, edit and upscale short AI videos."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show logs and tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    generate = commands.add_parser("generate", help="render a video from a text prompt")
+    generate.add_argument("prompt", metavar="PROMPT")
+    generate.add_argument("--model", help="model key (see `videobot models`)")
+    generate.add_argument("--negative-prompt", default="")
+    generate.add_argument("--num-frames", type=int, default=16)
+    generate.add_argument("--fps", type=int, default=8)
+    generate.add_argument("--width", type=int, default=None, help="default: the model's native")
+    generate.add_argument("--height", type=int, default=None, help="default: the model's native")
+    generate.add_argument("--steps", type=int, default=20)
+    generate.add_argument("--guidance-scale", type=float, default=7.5)
+    generate.add_argument("--seed", type=int, default=None)
+    generate.add_argument("--scheduler", default="ddim", help=f"one of: {', '.join(SCHEDULERS)}")
+    generate.add_argument(
+        "--interpolate",
+        type=int,
+        nargs="?",
+        const=2,
+        default=1,
+        metavar="N",
+        help="multiply the frame rate by N (2-4) with motion interpolation; N defaults to 2",
+    )
+    generate.add_argument("--loop", action="store_true", help="play forward then back, seamlessly")
+    _add_output(generate)
+
+    edit = commands.add_parser("edit", help="trim, speed up, reverse, loop or interpolate a video")
+    edit.add_argument("input", metavar="IN", type=Path)
+    edit.add_argument("operation", metavar="OP", help=f"one of: {', '.join(EDIT_OPERATIONS)}")
+    edit.add_argument("--start-frame", type=int)
+    edit.add_argument("--end-frame", type=int)
+    edit.add_argument("--speed-factor", type=float)
+    edit.add_argument("--loops", type=int)
+    edit.add_argument("--factor", type=int, help="interpolation factor (2-4)")
+    _add_output(edit)
+
+    upscale = commands.add_parser("upscale", help="upscale a video with a video-to-video model")
+    upscale.add_argument("input", metavar="IN", type=Path)
+    upscale.add_argument("--upscaler", default=None, help="default: zeroscope_v2_xl")
+    upscale.add_argument("--prompt", default="", help="what the video shows (guides the upscaler)")
+    upscale.add_argument("--strength", type=float, default=0.6)
+    upscale.add_argument("--steps", type=int, default=20)
+    upscale.add_argument("--seed", type=int, default=None)
+    _add_output(upscale)
+
+    commands.add_parser("models", help="list the models, their sizes and memory needs")
+
+    for sub in (generate, upscale):
+        sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+        sub.add_argument("--dtype", default="auto", help="auto, float16, bfloat16, float32")
+        sub.add_argument("--cpu-offload", action="store_true", help="save VRAM, cost speed")
+        sub.add_argument("--vae-slicing", action="store_true", help="decode frames one by one")
+        sub.add_argument("--forward-chunking", action="store_true", help="chunk the UNet FFNs")
+    return parser
+
+
+def _add_output(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.mp4")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from bot.logs import configure_logging
+
+    configure_logging(args.verbose)
+    try:
+        return _COMMANDS[args.command](args)
+    except InvalidParameterError as exc:
+        return _usage_error(args.command, _name_options(str(exc)))
+    except MediaError as exc:
+        return _usage_error(args.command, str(exc))
+    except VideoBotError as exc:
+        print(f"videobot {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _usage_error(command: str, message: str) -> int:
+    print(f"videobot {command}: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _name_options(message: str) -> str:
+    """Rewrite 'num_frames: ...' as '--num-frames: ...' for each part of the message."""
+    parts = []
+    for part in message.split("; "):
+        field, sep, rest = part.partition(": ")
+        parts.append(f"{_OPTION_OF_FIELD.get(field, field)}{sep}{rest}" if sep else part)
+    return "; ".join(parts)
+
+
+def _configure_manager(args: argparse.Namespace) -> None:
+    from bot.core import get_model_manager
+
+    manager = get_model_manager()
+    dtype = args.dtype
+    if dtype not in ("auto", "float16", "bfloat16", "float32"):
+        raise InvalidParameterError(
+            "dtype", f"must be auto, float16, bfloat16 or float32 (got {dtype!r})"
+        )
+    manager.configure(
+        device=args.device,
+        dtype=dtype,
+        cpu_offload=args.cpu_offload,
+        vae_slicing=args.vae_slicing,
+        forward_chunking=args.forward_chunking,
+    )
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from bot.core import GenerationParams, get_generation_engine
+    from bot.core.models import get_spec
+
+    spec = get_spec(args.model) if args.model else None
+    params = GenerationParams(
+        prompt=args.prompt,
+        negative_prompt=args.negative_prompt,
+        num_frames=args.num_frames,
+        fps=args.fps,
+        width=args.width or (spec.native_width if spec else 512),
+        height=args.height or (spec.native_height if spec else 512),
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        seed=args.seed,
+        scheduler=args.scheduler,
+        interpolate=args.interpolate,
+        loop=args.loop,
+        model=args.model or "animatediff",
+    )
+    _check_output(args.output)
+    _configure_manager(args)
+    with _ProgressBar() as bar:
+        result = get_generation_engine().generate_video(params, bar.control)
+    if result.error:
+        raise VideoBotError(result.error)
+    path = result.save_as_video(args.output)
+    print(
+        f"saved {path}: {len(result.images)} frames at {result.frame_rate:g} fps, "
+        f"{result.size[0]}x{result.size[1]}, model {result.metadata['model']}, "
+        f"seed {result.seed_used}, {result.generation_time:.1f} s"
+    )
+    return 0
+
+
+def _cmd_edit(args: argparse.Namespace) -> int:
+    from bot.core import GenerationResult, get_generation_engine
+
+    kwargs: dict[str, Any] = {
+        name: getattr(args, name)
+        for name in ("start_frame", "end_frame", "speed_factor", "loops", "factor")
+        if getattr(args, name) is not None
+    }
+    _check_output(args.output)
+    source = GenerationResult.from_video_file(_existing(args.input))
+    edited = get_generation_engine().edit_video(source, args.operation, **kwargs)
+    path = edited.save_as_video(args.output)
+    print(f"saved {path}: {len(edited.images)} frames at {edited.frame_rate:g} fps")
+    return 0
+
+
+def _cmd_upscale(args: argparse.Namespace) -> int:
+    from bot.core import GenerationResult, get_generation_engine
+
+    _check_output(args.output)
+    source = GenerationResult.from_video_file(_existing(args.input))
+    _configure_manager(args)
+    with _ProgressBar() as bar:
+        result = get_generation_engine().upscale(
+            source,
+            upscaler=args.upscaler or "zeroscope_v2_xl",
+            prompt=args.prompt,
+            strength=args.strength,
+            num_inference_steps=args.steps,
+            seed=args.seed,
+            control=bar.control,
+        )
+    if result.error:
+        raise VideoBotError(result.error)
+    path = result.save_as_video(args.output)
+    print(f"saved {path}: {result.size[0]}x{result.size[1]}, {len(result.images)} frames")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from bot.core import get_model_manager
+
+    rows = get_model_manager().list_models()
+    print(f"{'key':<20} {'role':<10} {'native':>9} {'VRAM':>6}  {'upscaler':<16} source")
+    for row in rows:
+        native = f"{row.native_size[0]}x{row.native_size[1]}"
+        print(
+            f"{row.key:<20} {row.role:<10} {native:>9} {row.vram_gb:>4g}GB  "
+            f"{row.upscaler or '-':<16} {row.source}"
+        )
+    return 0
+
+
+def _existing(path: Path) -> Path:
+    if not path.is_file():
+        raise MediaError(f"IN: {path} is not a file")
+    return path
+
+
+def _check_output(path: Path) -> None:
+    if path.suffix.lower() != ".mp4":
+        raise InvalidParameterError("output", f"must end in .mp4 (got {path.name!r})")
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
+class _ProgressBar:
+    """A tqdm bar over denoising steps, fed by the engine's progress reports."""
+
+    def __enter__(self) -> _ProgressBar:
+        from tqdm import tqdm
+
+        from bot.core import JobControl
+
+        self._bar: Any = None
+        self._tqdm = tqdm
+        self.control = JobControl(on_progress=self._update)
+        return self
+
+    def _update(self, progress: Any) -> None:
+        if self._bar is None or self._bar.desc != progress.stage:
+            if self._bar is not None:
+                self._bar.close()
+            self._bar = self._tqdm(total=progress.total, desc=progress.stage, unit="step")
+        self._bar.n = progress.step
+        self._bar.refresh()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+_COMMANDS = {
+    "generate": _cmd_generate,
+    "edit": _cmd_edit,
+    "upscale": _cmd_upscale,
+    "models": _cmd_models,
+}

@@ -1,0 +1,470 @@
+"""The generation engine: the seed's ``generate_video``, ``edit_video``, ``upscale_video`` and
+``save_result_as_video`` on top of the model manager and the pipeline adapters.
+
+Bad input raises (:class:`InvalidParameterError`, :class:`UnknownModelError`) before any work starts.
+Anything that goes wrong while running (out of GPU memory, a model that cannot be loaded, a cancel)
+comes back as ``result.error`` with advice, never as an exception: one job's failure must not take a
+caller, such as the bot's executor thread, down with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bot.core import edits, media
+from bot.core.errors import GenerationCancelled, InvalidParameterError, VideoBotError
+from bot.core.models import (
+    LoadedModel,
+    ModelManager,
+    ModelSpec,
+    free_memory,
+    get_model_manager,
+    get_spec,
+)
+from bot.core.params import GenerationParams, check_upscale_strength, validate_edit
+from bot.core.pipelines.base import DenoiseRequest
+from bot.core.progress import JobControl
+from bot.core.result import GenerationResult
+
+log = logging.getLogger(__name__)
+
+CANCELLED_MESSAGE = "Cancelled."
+DEFAULT_UPSCALE_STRENGTH = 0.6
+DEFAULT_UPSCALE_STEPS = 20
+
+
+class ModelLoadError(VideoBotError):
+    """A model's files could not be loaded (not downloaded, no network, corrupt)."""
+
+
+class GenerationFailed(VideoBotError):
+    """Raised by the path-returning helpers (``upscale_video``) when the job itself failed."""
+
+
+class GenerationEngine:
+    """Runs jobs on the models of a :class:`ModelManager`. Not re-entrant: the bot gives it one
+    executor thread, which is also what a single GPU wants."""
+
+    def __init__(self, manager: ModelManager | None = None) -> None:
+        self._manager = manager or get_model_manager()
+
+    @property
+    def manager(self) -> ModelManager:
+        return self._manager
+
+    # --- generation ----------------------------------------------------------------------------
+
+    def generate_video(
+        self, params: GenerationParams, control: JobControl | None = None
+    ) -> GenerationResult:
+        """Generate a video on ``params.model``, or on the model loaded last."""
+        control = control or JobControl()
+        started = time.perf_counter()
+        spec = self._generator_spec(params)
+        spec.check_params(params)
+        seed = params.seed if params.seed is not None else secrets.randbelow(2**32)
+        timings: dict[str, float] = {}
+        try:
+            loaded = self._timed(timings, "load", lambda: self._load(spec))
+            frames = self._timed(
+                timings, "denoise", lambda: self._denoise(loaded, params, seed, control)
+            )
+            images, fps = self._timed(
+                timings, "postprocess", lambda: self._postprocess(frames, params, control)
+            )
+        except Exception as exc:
+            return self._failure(exc, params, seed, started, spec, timings)
+        return GenerationResult(
+            images=images,
+            metadata=self._metadata(loaded, params, len(frames)),
+            generation_time=time.perf_counter() - started,
+            seed_used=seed,
+            params=params,
+            fps=fps,
+            timings=timings,
+        )
+
+    def _generator_spec(self, params: GenerationParams) -> ModelSpec:
+        if params.model is not None:
+            return get_spec(params.model)
+        key = self._manager.active_key
+        if key is None:
+            raise VideoBotError(
+                "no model is loaded and the params name none: load one first with "
+                "get_model_manager().load_model(key) or set params.model"
+            )
+        return get_spec(key)
+
+    def _load(self, spec: ModelSpec) -> LoadedModel:
+        try:
+            return self._manager.load_model(spec.key)
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise
+            raise ModelLoadError(
+                f"Could not load {spec.key} from {self._manager.source_of(spec)}: "
+                f"{type(exc).__name__}: {str(exc).rstrip('.')}. The first use downloads the weights from the "
+                "Hugging Face hub: check the network and the disk space, or point the model at a "
+                "local folder."
+            ) from exc
+
+    def _denoise(
+        self, loaded: LoadedModel, params: GenerationParams, seed: int, control: JobControl
+    ) -> Any:
+        import torch
+
+        loaded.pipeline.scheduler = self._scheduler(loaded, params.scheduler)
+        request = DenoiseRequest(
+            prompt=params.prompt,
+            negative_prompt=params.negative_prompt,
+            width=params.width,
+            height=params.height,
+            num_frames=params.num_frames,
+            num_inference_steps=params.num_inference_steps,
+            guidance_scale=params.guidance_scale,
+            # A CPU generator gives the same noise on every device, so a seed reproduces anywhere.
+            generator=torch.Generator(device="cpu").manual_seed(seed),
+        )
+        with _inference_lock, torch.inference_mode():
+            return loaded.adapter.run(loaded.pipeline, request, control)
+
+    def _postprocess(
+        self, frames: Any, params: GenerationParams, control: JobControl
+    ) -> tuple[list[Any], float]:
+        from PIL import Image
+
+        images = [Image.fromarray(frame) for frame in frames]
+        fps: float = params.fps
+        if params.interpolate > 1:
+            control.check()
+            images, fps = media.interpolate(images, fps, params.interpolate)
+        if params.loop:
+            images = edits.ping_pong(images)
+        return images, fps
+
+    @staticmethod
+    def _scheduler(loaded: LoadedModel, name: str) -> Any:
+        """One scheduler instance per model and name, built from the model's own config."""
+        import diffusers
+
+        from bot.core.params import SCHEDULERS
+
+        if name not in loaded.schedulers:
+            if not loaded.schedulers:
+                loaded.schedulers["_base"] = loaded.pipeline.scheduler
+            base = loaded.schedulers["_base"].config
+            class_name, extra = SCHEDULERS[name]
+            scheduler_cls = getattr(diffusers, class_name)
+            loaded.schedulers[name] = scheduler_cls.from_config(
+                base, **{**loaded.spec.scheduler_config, **extra}
+            )
+        return loaded.schedulers[name]
+
+    # --- edits ---------------------------------------------------------------------------------
+
+    def edit_video(
+        self, result: GenerationResult, operation: str, **kwargs: Any
+    ) -> GenerationResult:
+        """Apply one edit (trim, speed, reverse, loop, interpolate) and return a new result."""
+        if not result.images:
+            raise VideoBotError(
+                f"this result has no frames to edit ({result.error or 'it is empty'})"
+            )
+        request = validate_edit(operation, len(result.images), **kwargs)
+        started = time.perf_counter()
+        images, fps = edits.apply_edit(request, result.images, result.frame_rate)
+        history = [*result.metadata.get("edits", []), {"operation": request.operation, **kwargs}]
+        return GenerationResult(
+            images=images,
+            metadata={**result.metadata, "edits": history, "num_frames": len(images)},
+            generation_time=time.perf_counter() - started,
+            seed_used=result.seed_used,
+            params=result.params,
+            fps=fps,
+        )
+
+    # --- upscaling -----------------------------------------------------------------------------
+
+    def upscale(
+        self,
+        result: GenerationResult,
+        *,
+        upscaler: str | None = None,
+        prompt: str | None = None,
+        strength: float = DEFAULT_UPSCALE_STRENGTH,
+        num_inference_steps: int | None = None,
+        seed: int | None = None,
+        control: JobControl | None = None,
+    ) -> GenerationResult:
+        """Upscale through the model's upscaler (video-to-video on the resized frames)."""
+        if not result.images:
+            raise VideoBotError(f"this result has no frames to upscale ({result.error or 'empty'})")
+        control = control or JobControl()
+        spec = self._upscaler_for(result, upscaler)
+        strength = check_upscale_strength(strength)
+        width, height = upscale_size(spec, *result.size)
+        if len(result.images) > spec.max_frames:
+            raise InvalidParameterError(
+                "video",
+                f"has {len(result.images)} frames; {spec.key} upscales at most {spec.max_frames}: "
+                "trim it first",
+            )
+        params = result.params
+        steps = num_inference_steps or (
+            params.num_inference_steps if params else DEFAULT_UPSCALE_STEPS
+        )
+        seed_used = seed if seed is not None else secrets.randbelow(2**32)
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        try:
+            loaded = self._timed(timings, "load", lambda: self._load(spec))
+            frames = self._timed(
+                timings,
+                "upscale",
+                lambda: self._run_upscaler(
+                    loaded, result, prompt, width, height, steps, strength, seed_used, control
+                ),
+            )
+        except Exception as exc:
+            return self._failure(
+                exc, params, seed_used, started, spec, timings, size=(width, height)
+            )
+        from PIL import Image
+
+        return GenerationResult(
+            images=[Image.fromarray(frame) for frame in frames],
+            metadata={
+                **result.metadata,
+                "upscaler": spec.key,
+                "width": width,
+                "height": height,
+                "upscale_strength": strength,
+                "upscale_steps": steps,
+            },
+            generation_time=time.perf_counter() - started,
+            seed_used=seed_used,
+            params=params,
+            fps=result.frame_rate,
+            timings=timings,
+        )
+
+    def upscale_video(
+        self, result: GenerationResult, output_path: str | Path, **kwargs: Any
+    ) -> str:
+        """The seed's upscale: upscale and save as mp4; returns the path."""
+        upscaled = self.upscale(result, **kwargs)
+        if upscaled.error:
+            raise GenerationFailed(upscaled.error)
+        return upscaled.save_as_video(output_path)
+
+    def _upscaler_for(self, result: GenerationResult, key: str | None) -> ModelSpec:
+        if key is None:
+            source = result.metadata.get("model") or self._manager.active_key
+            key = get_spec(source).upscaler if source else None
+            if key is None:
+                raise InvalidParameterError(
+                    "upscaler",
+                    "no upscaler is known for this video; name one: "
+                    + ", ".join(k for k, s in _upscalers().items()),
+                )
+        spec = get_spec(key)
+        if spec.role != "upscaler":
+            raise InvalidParameterError(
+                "upscaler", f"{spec.key} is not an upscaler; upscalers: {', '.join(_upscalers())}"
+            )
+        return spec
+
+    def _run_upscaler(
+        self,
+        loaded: LoadedModel,
+        result: GenerationResult,
+        prompt: str | None,
+        width: int,
+        height: int,
+        steps: int,
+        strength: float,
+        seed: int,
+        control: JobControl,
+    ) -> Any:
+        import torch
+        from PIL import Image
+
+        params = result.params
+        resized = [
+            frame.resize((width, height), Image.Resampling.LANCZOS) for frame in result.images
+        ]
+        request = DenoiseRequest(
+            prompt=prompt if prompt is not None else (params.prompt if params else ""),
+            negative_prompt=params.negative_prompt if params else "",
+            width=width,
+            height=height,
+            num_frames=len(resized),
+            num_inference_steps=steps,
+            guidance_scale=loaded.spec.default_guidance,
+            generator=torch.Generator(device="cpu").manual_seed(seed),
+            video=resized,
+            strength=strength,
+        )
+        with _inference_lock, torch.inference_mode():
+            return loaded.adapter.run(loaded.pipeline, request, control)
+
+    # --- saving --------------------------------------------------------------------------------
+
+    def save_result_as_video(
+        self, result: GenerationResult, output_path: str | Path, fps: float | None = None
+    ) -> str:
+        return result.save_as_video(output_path, fps)
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _timed(timings: dict[str, float], name: str, work: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return work()
+        finally:
+            timings[name] = time.perf_counter() - started
+
+    def _metadata(
+        self, loaded: LoadedModel, params: GenerationParams, generated: int
+    ) -> dict[str, Any]:
+        return {
+            "model": loaded.spec.key,
+            "model_name": loaded.spec.name,
+            "family": loaded.spec.family,
+            "device": loaded.device,
+            "dtype": loaded.dtype,
+            "prompt": params.prompt,
+            "negative_prompt": params.negative_prompt,
+            "width": params.width,
+            "height": params.height,
+            "num_frames": generated,
+            "fps": params.fps,
+            "num_inference_steps": params.num_inference_steps,
+            "guidance_scale": params.guidance_scale,
+            "scheduler": params.scheduler,
+            "interpolate": params.interpolate,
+            "loop": params.loop,
+            "memory": {
+                "cpu_offload": loaded.switches.cpu_offload,
+                "vae_slicing": loaded.switches.vae_slicing,
+                "forward_chunking": loaded.switches.forward_chunking,
+            },
+        }
+
+    def _failure(
+        self,
+        exc: BaseException,
+        params: GenerationParams | None,
+        seed: int,
+        started: float,
+        spec: ModelSpec,
+        timings: dict[str, float],
+        size: tuple[int, int] | None = None,
+    ) -> GenerationResult:
+        cancelled = isinstance(exc, GenerationCancelled)
+        if cancelled:
+            message = CANCELLED_MESSAGE
+        elif is_out_of_memory(exc):
+            free_memory()
+            message = out_of_memory_advice(spec, params, size)
+        elif isinstance(exc, ModelLoadError):
+            log.warning("%s", exc)
+            message = str(exc)
+        else:
+            log.exception("job on %s failed", spec.key)
+            message = f"Generation failed on {spec.key}: {type(exc).__name__}: {exc}"
+        return GenerationResult(
+            images=[],
+            metadata={"model": spec.key},
+            generation_time=time.perf_counter() - started,
+            seed_used=seed,
+            params=params,
+            error=message,
+            cancelled=cancelled,
+            timings=timings,
+        )
+
+
+# Diffusers pipelines keep per-call state on the pipeline object; two threads must never call the
+# same one at once. The bot has one executor thread; this guards any other caller.
+_inference_lock = threading.RLock()
+
+
+def _upscalers() -> dict[str, ModelSpec]:
+    from bot.core.models import REGISTRY
+
+    return {k: s for k, s in REGISTRY.items() if s.role == "upscaler"}
+
+
+def upscale_size(spec: ModelSpec, width: int, height: int) -> tuple[int, int]:
+    """The size an upscaler renders a ``width`` x ``height`` video at.
+
+    A fixed factor (the tiny upscaler's 2x) scales both sides; otherwise the upscaler's native size
+    is used when the aspect ratio is within 3% of it (576x320 -> 1024x576, as the Zeroscope card
+    does), else the video is fitted inside the native size keeping its aspect ratio. Sides are
+    multiples of 8, the VAE's downsampling.
+    """
+    if spec.upscale_factor:
+        target = (_round8(width * spec.upscale_factor), _round8(height * spec.upscale_factor))
+    else:
+        native_aspect = spec.native_width / spec.native_height
+        if abs(width / height - native_aspect) / native_aspect <= 0.03:
+            target = (spec.native_width, spec.native_height)
+        else:
+            scale = min(spec.native_width / width, spec.native_height / height)
+            target = (_round8(width * scale), _round8(height * scale))
+    if max(target) > spec.max_size:
+        raise InvalidParameterError(
+            "video",
+            f"is {width}x{height}; {spec.key} can upscale up to {spec.max_size} pixels a side "
+            f"and this would give {target[0]}x{target[1]}",
+        )
+    if target[0] <= width and target[1] <= height:
+        raise InvalidParameterError(
+            "video", f"is already {width}x{height}; {spec.key} would not make it larger"
+        )
+    return target
+
+
+def _round8(value: float) -> int:
+    return max(8, round(value / 8) * 8)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def out_of_memory_advice(
+    spec: ModelSpec, params: GenerationParams | None, size: tuple[int, int] | None = None
+) -> str:
+    """The seed's troubleshooting advice for out-of-memory, made specific to the job."""
+    what = ""
+    if params is not None:
+        width, height = size or (params.width, params.height)
+        what = f" for {params.num_frames} frames at {width}x{height}"
+    return (
+        f"Out of GPU memory on {spec.key}{what} (it needs about {spec.vram_gb:g} GB). "
+        "Reduce the frame count or the resolution, or turn on the memory savers: CPU offload, "
+        "VAE slicing and forward chunking."
+    )
+
+
+_ENGINE: GenerationEngine | None = None
+_ENGINE_LOCK = threading.Lock()
+
+
+def get_generation_engine() -> GenerationEngine:
+    """The process-wide engine (the seed's singleton), on the process-wide model manager."""
+    global _ENGINE
+    with _ENGINE_LOCK:
+        if _ENGINE is None:
+            _ENGINE = GenerationEngine(get_model_manager())
+        return _ENGINE

@@ -1,0 +1,342 @@
+"""Validated parameters for generation, edits and upscaling: all input validation lives here.
+
+Errors are raised as :class:`~bot.core.errors.InvalidParameterError`, a ``ValueError`` whose message
+names the field, what is allowed and what was given, so the CLI and the bot can show it unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from bot.core.errors import InvalidParameterError
+
+
+@dataclass(frozen=True)
+class Range:
+    """An inclusive numeric range with the wording used in error messages."""
+
+    low: float
+    high: float
+
+    def check(self, field: str, value: float) -> None:
+        if not (self.low <= value <= self.high):
+            raise InvalidParameterError(
+                field, f"must be between {_num(self.low)} and {_num(self.high)} (got {_num(value)})"
+            )
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+# The seed's ranges (docs: "Video Generation Parameters").
+FRAMES = Range(8, 64)
+FPS = Range(4, 30)
+STEPS = Range(10, 50)
+GUIDANCE = Range(1.0, 20.0)
+SEED = Range(0, 2**32 - 1)
+INTERPOLATE = Range(1, 4)
+SIZE_MULTIPLE = 8
+PROMPT_MAX_CHARS = 1000
+
+# Edit limits: an edit may not grow a video past MAX_EDIT_FRAMES, whatever the chain of edits.
+SPEED = Range(0.25, 4.0)
+LOOPS = Range(1, 10)
+MAX_EDIT_FRAMES = 1024
+UPSCALE_STRENGTH = Range(0.1, 1.0)
+
+# Scheduler names members and the CLI may use, mapped to diffusers classes and extra config. The
+# mapping lives here, as data, so validation needs no diffusers import.
+SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ddim": ("DDIMScheduler", {}),
+    "dpm++": ("DPMSolverMultistepScheduler", {}),
+    "dpm++_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
+    "lms": ("LMSDiscreteScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {}),
+}
+
+EDIT_OPERATIONS = ("trim", "speed", "reverse", "loop", "interpolate")
+
+
+class _Validated(BaseModel):
+    """Turns pydantic's ValidationError into the project's InvalidParameterError on construction."""
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise invalid_parameter_from(exc) from None
+
+
+def invalid_parameter_from(exc: ValidationError) -> InvalidParameterError:
+    """One readable message per wrong field, in the order pydantic found them."""
+    errors = exc.errors()
+    only_cause = (errors[0].get("ctx") or {}).get("error") if len(errors) == 1 else None
+    if isinstance(only_cause, InvalidParameterError):
+        return only_cause  # keeps its own type (UnknownModelError) and field
+    messages: list[str] = []
+    first_field = "params"
+    for i, err in enumerate(errors):
+        field = ".".join(str(p) for p in err["loc"]) or "params"
+        if i == 0:
+            first_field = field
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, InvalidParameterError):
+            messages.append(str(cause))
+        elif err["type"] == "extra_forbidden":
+            messages.append(f"{field}: is not a known option")
+        elif err["type"] == "missing":
+            messages.append(f"{field}: is required")
+        else:
+            messages.append(f"{field}: {err['msg'].lower()} (got {err.get('input')!r})")
+    error = InvalidParameterError(first_field, "")
+    error.args = ("; ".join(messages),)
+    return error
+
+
+class GenerationParams(_Validated):
+    """What to generate. The seed's fields and defaults, plus frame interpolation, looping and an
+    optional model key (``None``: the model loaded last).
+
+    Size limits depend on the model: when ``model`` is given they are checked against its spec here;
+    otherwise the engine checks them against the model it resolves.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    prompt: str
+    negative_prompt: str = ""
+    width: int = 512
+    height: int = 512
+    num_inference_steps: int = 20
+    guidance_scale: float = 7.5
+    seed: int | None = None
+    scheduler: str = "ddim"
+    num_frames: int = 16
+    fps: int = 8
+    interpolate: int = 1
+    loop: bool = False
+    model: str | None = None
+
+    _int_fields: ClassVar[dict[str, Range]] = {
+        "num_frames": FRAMES,
+        "fps": FPS,
+        "num_inference_steps": STEPS,
+        "interpolate": INTERPOLATE,
+    }
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise InvalidParameterError("prompt", "must not be empty: describe the video you want")
+        if len(value) > PROMPT_MAX_CHARS:
+            raise InvalidParameterError(
+                "prompt", f"must be at most {PROMPT_MAX_CHARS} characters (got {len(value)})"
+            )
+        return value
+
+    @field_validator("negative_prompt")
+    @classmethod
+    def _negative_prompt(cls, value: str) -> str:
+        value = value.strip()
+        if len(value) > PROMPT_MAX_CHARS:
+            raise InvalidParameterError(
+                "negative_prompt",
+                f"must be at most {PROMPT_MAX_CHARS} characters (got {len(value)})",
+            )
+        return value
+
+    @field_validator("num_frames", "fps", "num_inference_steps", "interpolate")
+    @classmethod
+    def _int_range(cls, value: int, info: Any) -> int:
+        cls._int_fields[info.field_name].check(info.field_name, value)
+        return value
+
+    @field_validator("guidance_scale")
+    @classmethod
+    def _guidance(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise InvalidParameterError("guidance_scale", f"must be a number (got {value})")
+        GUIDANCE.check("guidance_scale", value)
+        return value
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, value: int | None) -> int | None:
+        if value is not None:
+            SEED.check("seed", value)
+        return value
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, value: str) -> str:
+        name = value.strip().lower()
+        if name not in SCHEDULERS:
+            raise InvalidParameterError(
+                "scheduler", f"unknown scheduler {value!r}; known: {', '.join(SCHEDULERS)}"
+            )
+        return name
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from bot.core.models import get_spec
+
+        return get_spec(value).key
+
+    @model_validator(mode="after")
+    def _fits_model(self) -> GenerationParams:
+        """Sizes and frame limits depend on the model, so they are checked once it is known."""
+        if self.model is not None:
+            from bot.core.models import get_spec
+
+            get_spec(self.model).check_params(self)
+        else:
+            low, high = _registry_size_bounds()
+            check_size("width", self.width, low, high)
+            check_size("height", self.height, low, high)
+        return self
+
+
+def check_size(field: str, value: int, low: int, high: int, model_name: str | None = None) -> None:
+    """Width and height: multiples of 8 (the VAE's downsampling) within the model's supported range."""
+    where = f" for {model_name}" if model_name else ""
+    if value % SIZE_MULTIPLE or not (low <= value <= high):
+        raise InvalidParameterError(
+            field,
+            f"must be a multiple of {SIZE_MULTIPLE} between {low} and {high}{where} (got {value})",
+        )
+
+
+def _registry_size_bounds() -> tuple[int, int]:
+    from bot.core.models import REGISTRY
+
+    return (
+        min(spec.min_size for spec in REGISTRY.values()),
+        max(spec.max_size for spec in REGISTRY.values()),
+    )
+
+
+# --- edits ---------------------------------------------------------------------------------------
+
+
+EditOperation = Literal["trim", "speed", "reverse", "loop", "interpolate"]
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    """A validated edit: the operation and its arguments, checked against the video it applies to."""
+
+    operation: EditOperation
+    start_frame: int = 0
+    end_frame: int = 0
+    speed_factor: float = 1.0
+    loops: int = 1
+    factor: int = 2
+
+
+_EDIT_ARGUMENTS: dict[str, tuple[str, ...]] = {
+    "trim": ("start_frame", "end_frame"),
+    "speed": ("speed_factor",),
+    "reverse": (),
+    "loop": ("loops",),
+    "interpolate": ("factor",),
+}
+
+
+def validate_edit(operation: str, frame_count: int, **kwargs: Any) -> EditRequest:
+    """Check an edit against a video of ``frame_count`` frames.
+
+    ``trim`` keeps frames ``start_frame`` up to but not including ``end_frame`` (Python slicing;
+    ``end_frame`` defaults to the end). ``speed`` keeps the frame rate and drops or repeats frames.
+    """
+    op = operation.strip().lower() if isinstance(operation, str) else operation
+    if op not in _EDIT_ARGUMENTS:
+        raise InvalidParameterError(
+            "operation", f"unknown edit {operation!r}; known: {', '.join(EDIT_OPERATIONS)}"
+        )
+    allowed = _EDIT_ARGUMENTS[op]
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        takes = ", ".join(allowed) if allowed else "no arguments"
+        raise InvalidParameterError(unknown[0], f"{op} takes {takes}")
+    if op == "trim":
+        start = _as_int("start_frame", kwargs.get("start_frame", 0))
+        end = _as_int("end_frame", kwargs.get("end_frame", frame_count))
+        if not 0 <= start < frame_count:
+            raise InvalidParameterError(
+                "start_frame",
+                f"must be between 0 and {frame_count - 1} (the video has {frame_count} frames; "
+                f"got {start})",
+            )
+        if not start < end <= frame_count:
+            raise InvalidParameterError(
+                "end_frame",
+                f"must be between {start + 1} and {frame_count} (frames are kept up to but not "
+                f"including end_frame; the video has {frame_count} frames; got {end})",
+            )
+        return EditRequest("trim", start_frame=start, end_frame=end)
+    if op == "speed":
+        factor = _as_float("speed_factor", kwargs.get("speed_factor", 1.0))
+        SPEED.check("speed_factor", factor)
+        return EditRequest("speed", speed_factor=factor)
+    if op == "loop":
+        loops = _as_int("loops", kwargs.get("loops", 2))
+        LOOPS.check("loops", loops)
+        _check_growth("loops", frame_count * loops)
+        return EditRequest("loop", loops=loops)
+    if op == "interpolate":
+        factor = _as_int("factor", kwargs.get("factor", 2))
+        Range(2, 4).check("factor", factor)
+        _check_growth("factor", frame_count * factor)
+        return EditRequest("interpolate", factor=factor)
+    return EditRequest("reverse")
+
+
+def _check_growth(field: str, frames: int) -> None:
+    if frames > MAX_EDIT_FRAMES:
+        raise InvalidParameterError(
+            field, f"the result would have {frames} frames; the limit is {MAX_EDIT_FRAMES}"
+        )
+
+
+def _as_int(field: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise InvalidParameterError(field, f"must be a whole number (got {value!r})")
+    try:
+        number = float(value)
+    except ValueError:
+        raise InvalidParameterError(field, f"must be a whole number (got {value!r})") from None
+    if not number.is_integer():
+        raise InvalidParameterError(field, f"must be a whole number (got {value!r})")
+    return int(number)
+
+
+def _as_float(field: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise InvalidParameterError(field, f"must be a number (got {value!r})")
+    try:
+        number = float(value)
+    except ValueError:
+        raise InvalidParameterError(field, f"must be a number (got {value!r})") from None
+    if not math.isfinite(number):
+        raise InvalidParameterError(field, f"must be a finite number (got {value!r})")
+    return number
+
+
+def check_upscale_strength(strength: float) -> float:
+    value = _as_float("strength", strength)
+    UPSCALE_STRENGTH.check("strength", value)
+    return value

@@ -1,0 +1,26 @@
+"""One small adapter per diffusers pipeline family.
+
+The adapters hide how each family is loaded and called, and in particular the two different hook
+APIs for progress and cancel: the deprecated ``TextToVideoSDPipeline``/``VideoToVideoSDPipeline``
+only take the legacy ``callback``/``callback_steps``, newer pipelines take ``callback_on_step_end``.
+"""
+
+from __future__ import annotations
+
+from bot.core.pipelines.animatediff import AnimateDiffAdapter
+from bot.core.pipelines.base import DenoiseRequest, PipelineAdapter
+from bot.core.pipelines.text_to_video import TextToVideoAdapter
+from bot.core.pipelines.video_to_video import VideoToVideoAdapter
+
+_ADAPTERS: dict[str, PipelineAdapter] = {
+    "text_to_video": TextToVideoAdapter(),
+    "animatediff": AnimateDiffAdapter(),
+    "video_to_video": VideoToVideoAdapter(),
+}
+
+
+def adapter_for(family: str) -> PipelineAdapter:
+    return _ADAPTERS[family]
+
+
+__all__ = ["DenoiseRequest", "PipelineAdapter", "adapter_for"]

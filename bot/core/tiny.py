@@ -1,0 +1,336 @@
+"""Offline tiny models: real diffusers pipelines of the production classes, small and seeded.
+
+Model weights cannot be downloaded on a build machine, so the tests and the demo run on pipelines
+built here from small configs with seeded random weights. They are saved with ``save_pretrained``
+into the model cache the first time they are needed and then loaded back by the model manager through
+the very same ``from_pretrained`` code that loads the hub models, so everything after loading (the
+adapters, schedulers, memory switches, cancel, progress) is exercised for real. Their pictures are
+noise-like: the weights are random.
+
+The VAE keeps Stable Diffusion's four blocks (8x downsampling) so the latents stay as small relative
+to the frames as in the real models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+TINY_SEED = 0
+# Tiny models are rebuilt whenever this file changes, so a cache built by an older layout or older
+# weights is never loaded by mistake.
+TINY_FORMAT_VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+_TEXT_DIM = 32
+_VOCAB_WORDS = [
+    "a",
+    "an",
+    "the",
+    "of",
+    "on",
+    "in",
+    "at",
+    "with",
+    "and",
+    "over",
+    "under",
+    "into",
+    "by",
+    "to",
+    "from",
+    "is",
+    "cat",
+    "dog",
+    "boat",
+    "pond",
+    "sea",
+    "sky",
+    "city",
+    "car",
+    "cars",
+    "flying",
+    "horse",
+    "mars",
+    "astronaut",
+    "sunset",
+    "mountains",
+    "beautiful",
+    "cinematic",
+    "scene",
+    "futuristic",
+    "paper",
+    "drifting",
+    "surfing",
+    "wave",
+    "forest",
+    "night",
+    "day",
+    "rain",
+    "snow",
+    "fire",
+    "water",
+    "blurry",
+    "low",
+    "quality",
+    "red",
+    "blue",
+    "green",
+]
+
+
+def build_tiny_model(key: str, target: Path) -> None:
+    """Build the tiny model ``key`` into ``target`` unless a complete copy is already there.
+
+    Builds into a temporary sibling folder and renames it into place, so two processes that race
+    (parallel test workers, a bot and a CLI) never see a half-written model.
+    """
+    marker = target / "videobot_tiny.json"
+    if marker.is_file() and json.loads(marker.read_text()).get("version") == TINY_FORMAT_VERSION:
+        return
+    builder = _BUILDERS[key]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
+    try:
+        builder(staging)
+        (staging / "videobot_tiny.json").write_text(
+            json.dumps({"key": key, "version": TINY_FORMAT_VERSION, "seed": TINY_SEED})
+        )
+        if target.exists():
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            os.replace(staging, target)
+        except OSError:
+            # Another process won the race and its copy is complete; keep that one.
+            if not marker.is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def tiny_model_keys() -> tuple[str, ...]:
+    return tuple(_BUILDERS)
+
+
+# --- tokenizer -----------------------------------------------------------------------------------
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """CLIP's reversible byte-to-character table (the same one CLIPTokenizer uses)."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    codes = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            codes.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, (chr(c) for c in codes), strict=True))
+
+
+def _tiny_vocab_and_merges() -> tuple[dict[str, int], list[str]]:
+    """A byte-level BPE vocabulary: every byte, every byte ending a word, and merges that make each
+    word of a small list one piece, so prompts tokenize into word-sized pieces like the real CLIP
+    tokenizer. Merges are added in the order BPE applies them (rank), so each word really merges."""
+    chars = list(_bytes_to_unicode().values())
+    vocab_list = chars + [c + "</w>" for c in chars]
+    known = set(vocab_list)
+    ranks: dict[tuple[str, str], int] = {}
+    for word in _VOCAB_WORDS:
+        symbols = _apply_merges([*word[:-1], word[-1] + "</w>"], ranks)
+        while len(symbols) > 1:
+            ranks[(symbols[0], symbols[1])] = len(ranks)
+            if symbols[0] + symbols[1] not in known:
+                known.add(symbols[0] + symbols[1])
+                vocab_list.append(symbols[0] + symbols[1])
+            symbols = _apply_merges(symbols, ranks)
+    vocab_list += ["<|startoftext|>", "<|endoftext|>"]
+    merges = [f"{a} {b}" for (a, b), _ in sorted(ranks.items(), key=lambda item: item[1])]
+    return {tok: i for i, tok in enumerate(vocab_list)}, merges
+
+
+def _apply_merges(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    """Standard BPE: merge the lowest-ranked adjacent pair until no known pair is left."""
+    while len(symbols) > 1:
+        pairs = [(ranks.get((a, b)), i) for i, (a, b) in enumerate(itertools.pairwise(symbols))]
+        ranked = [(rank, i) for rank, i in pairs if rank is not None]
+        if not ranked:
+            break
+        _, i = min(ranked)
+        symbols = [*symbols[:i], symbols[i] + symbols[i + 1], *symbols[i + 2 :]]
+    return symbols
+
+
+def _tiny_tokenizer(folder: Path):  # type: ignore[no-untyped-def]
+    from transformers import CLIPTokenizer
+
+    vocab, merges = _tiny_vocab_and_merges()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    return CLIPTokenizer(
+        vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"), model_max_length=77
+    )
+
+
+def _tiny_text_encoder(vocab_size: int, bos: int, eos: int):  # type: ignore[no-untyped-def]
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(TINY_SEED)
+    config = CLIPTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=_TEXT_DIM,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        projection_dim=_TEXT_DIM,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+        hidden_act="quick_gelu",
+    )
+    return CLIPTextModel(config).eval()
+
+
+def _text_components(scratch: Path) -> dict[str, object]:
+    tokenizer = _tiny_tokenizer(scratch / "tokenizer-src")
+    text_encoder = _tiny_text_encoder(
+        len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id
+    )
+    return {"tokenizer": tokenizer, "text_encoder": text_encoder}
+
+
+def _tiny_vae():  # type: ignore[no-untyped-def]
+    import torch
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(TINY_SEED)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 8, 16, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        latent_channels=4,
+        sample_size=64,
+    )
+
+
+def _sd_scheduler():  # type: ignore[no-untyped-def]
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+
+
+def _tiny_unet3d():  # type: ignore[no-untyped-def]
+    import torch
+    from diffusers import UNet3DConditionModel
+
+    torch.manual_seed(TINY_SEED)
+    return UNet3DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock3D", "DownBlock3D", "CrossAttnDownBlock3D"),
+        up_block_types=("CrossAttnUpBlock3D", "UpBlock3D", "UpBlock3D"),
+        block_out_channels=(16, 16, 32),
+        layers_per_block=1,
+        norm_num_groups=4,
+        cross_attention_dim=_TEXT_DIM,
+        attention_head_dim=4,
+    )
+
+
+# --- builders ------------------------------------------------------------------------------------
+
+
+def _build_text_to_video(target: Path, pipeline_name: str) -> None:
+    import diffusers
+
+    pipeline_cls = getattr(diffusers, pipeline_name)
+    with tempfile.TemporaryDirectory() as scratch:
+        pipe = pipeline_cls(
+            vae=_tiny_vae(),
+            unet=_tiny_unet3d(),
+            scheduler=_sd_scheduler(),
+            **_text_components(Path(scratch)),
+        )
+        pipe.save_pretrained(target)
+
+
+def _build_tiny_t2v(target: Path) -> None:
+    """Same classes as ModelScope and Zeroscope: ``TextToVideoSDPipeline`` over a UNet3D."""
+    _build_text_to_video(target, "TextToVideoSDPipeline")
+
+
+def _build_tiny_v2v(target: Path) -> None:
+    """Same classes as Zeroscope XL, the upscaler: ``VideoToVideoSDPipeline`` over a UNet3D."""
+    _build_text_to_video(target, "VideoToVideoSDPipeline")
+
+
+def _build_tiny_animatediff(target: Path) -> None:
+    """An SD1.5-shaped base folder plus a separate ``MotionAdapter`` folder, laid out like the hub's
+    ``stable-diffusion-v1-5`` and ``animatediff-motion-adapter-v1-5-2`` so they load the same way."""
+    import torch
+    from diffusers import MotionAdapter, StableDiffusionPipeline, UNet2DConditionModel
+
+    torch.manual_seed(TINY_SEED)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        block_out_channels=(16, 16, 32),
+        layers_per_block=1,
+        norm_num_groups=4,
+        cross_attention_dim=_TEXT_DIM,
+        attention_head_dim=8,
+    )
+    torch.manual_seed(TINY_SEED + 1)
+    adapter = MotionAdapter(
+        block_out_channels=(16, 16, 32),
+        motion_layers_per_block=1,
+        motion_norm_num_groups=4,
+        motion_num_attention_heads=2,
+        motion_max_seq_length=32,
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        base = StableDiffusionPipeline(
+            vae=_tiny_vae(),
+            unet=unet,
+            scheduler=_sd_scheduler(),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+            **_text_components(Path(scratch)),
+        )
+        base.save_pretrained(target / "base")  # type: ignore[attr-defined]
+    adapter.save_pretrained(target / "motion_adapter")  # type: ignore[attr-defined]
+
+
+_BUILDERS: dict[str, Callable[[Path], None]] = {
+    "tiny_t2v": _build_tiny_t2v,
+    "tiny_animatediff": _build_tiny_animatediff,
+    "tiny_v2v": _build_tiny_v2v,
+}

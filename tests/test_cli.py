@@ -1,0 +1,164 @@
+"""The ``videobot`` command as a user runs it: real subprocesses, real files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.core import media
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def videobot(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+TINY = ["--model", "tiny_t2v", "--num-frames", "8", "--steps", "10", "--seed", "3"]
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cli")
+    run = videobot("generate", "a cat surfing", *TINY, "-o", "out/cat.mp4", cwd=folder)
+    assert run.returncode == 0, run.stderr
+    assert "saved out/cat.mp4: 8 frames at 8 fps, 64x64, model tiny_t2v, seed 3" in run.stdout
+    assert "denoise" in run.stderr and "10/10" in run.stderr  # the tqdm progress bar
+    return folder / "out" / "cat.mp4"
+
+
+def test_generate_writes_a_playable_mp4(generated: Path) -> None:
+    info = media.probe(generated)
+    assert (info.width, info.height, info.codec) == (64, 64, "h264")
+    assert info.frame_count == 8
+
+
+def test_edit_each_operation(generated: Path, tmp_path: Path) -> None:
+    cases = {
+        ("trim", "--start-frame", "2", "--end-frame", "6"): 4,
+        ("speed", "--speed-factor", "2"): 4,
+        ("reverse",): 8,
+        ("loop", "--loops", "3"): 24,
+        ("interpolate",): 16,
+    }
+    for args, frames in cases.items():
+        out = tmp_path / f"{args[0]}.mp4"
+        run = videobot("edit", str(generated), *args, "-o", str(out), cwd=tmp_path)
+        assert run.returncode == 0, run.stderr
+        assert media.probe(out).frame_count == frames, args
+
+
+def test_upscale_with_the_tiny_upscaler(generated: Path, tmp_path: Path) -> None:
+    out = tmp_path / "big.mp4"
+    run = videobot(
+        "upscale",
+        str(generated),
+        "--upscaler",
+        "tiny_v2v",
+        "--steps",
+        "10",
+        "-o",
+        str(out),
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    info = media.probe(out)
+    assert (info.width, info.height) == (128, 128)
+
+
+def test_models_lists_every_key() -> None:
+    run = videobot("models", cwd=ROOT)
+    assert run.returncode == 0
+    for key in (
+        "animatediff",
+        "modelscope_t2v",
+        "zeroscope_v2_576w",
+        "zeroscope_v2_xl",
+        "tiny_t2v",
+    ):
+        assert key in run.stdout
+    assert "1024x576" in run.stdout and "12GB" in run.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["generate", "x", *TINY[:2], "--num-frames", "100"],
+            "--num-frames: must be between 8 and 64 (got 100)",
+        ),
+        (
+            ["generate", "x", *TINY[:2], "--width", "65"],
+            "--width: must be a multiple of 8 between 32 and 256",
+        ),
+        (
+            ["generate", "x", *TINY[:2], "--scheduler", "nope"],
+            "--scheduler: unknown scheduler 'nope'; known: ddim",
+        ),
+        (["generate", " ", *TINY[:2]], "PROMPT: must not be empty"),
+        (["generate", "x", "--model", "sora"], "--model: unknown model 'sora'; known: animatediff"),
+        (
+            ["generate", "x", *TINY[:2], "--fps", "fast"],
+            "argument --fps: invalid int value: 'fast'",
+        ),
+        (
+            ["generate", "x", *TINY[:2], "--dtype", "int8"],
+            "--dtype: must be auto, float16, bfloat16 or float32",
+        ),
+        (
+            ["edit", "IN.mp4", "blur"],
+            "OP: unknown edit 'blur'; known: trim, speed, reverse, loop, interpolate",
+        ),
+        (["edit", "IN.mp4", "trim", "--end-frame", "20"], "--end-frame: must be between 1 and 8"),
+        (
+            ["edit", "IN.mp4", "speed", "--speed-factor", "0"],
+            "--speed-factor: must be between 0.25 and 4",
+        ),
+        (["edit", "IN.mp4", "loop", "--loops", "0"], "--loops: must be between 1 and 10"),
+        (["edit", "missing.mp4", "reverse"], "missing.mp4 is not a file"),
+        (["edit", "notvideo.mp4", "reverse"], "not a video"),
+    ],
+)
+def test_bad_input_exits_2_with_one_clear_line_and_no_output(
+    generated: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    (tmp_path / "IN.mp4").write_bytes(generated.read_bytes())
+    (tmp_path / "notvideo.mp4").write_text("this is not a video at all\n")
+    run = videobot(*args, "-o", "result.mp4", cwd=tmp_path)
+    assert run.returncode == 2, (run.stdout, run.stderr)
+    assert message in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not (tmp_path / "result.mp4").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name not in ("IN.mp4", "notvideo.mp4")]
+
+
+def test_failed_generation_exits_1_and_leaves_no_file(tmp_path: Path) -> None:
+    env_missing = tmp_path / "empty-cache"
+    env_missing.mkdir()
+    run = subprocess.run(
+        [sys.executable, "-m", "bot", "generate", "x", "--model", "animatediff", "-o", "a.mp4"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 1
+    assert (
+        "Could not load animatediff from stable-diffusion-v1-5/stable-diffusion-v1-5" in run.stderr
+    )
+    assert "check the network" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not (tmp_path / "a.mp4").exists()
