@@ -80,11 +80,15 @@ def test_runs_on_the_model_loaded_last_when_params_name_none(fresh_manager, smal
     assert engine.generate_video(small_params(model=None)).metadata["model"] == "tiny_t2v"
 
 
-def test_size_outside_the_active_model_is_refused(fresh_manager, small_params) -> None:
+def test_size_outside_the_active_model_is_refused(fresh_manager, small_params, model_cache) -> None:
+    """Params without a model pass the registry-wide size check; the engine then checks the size
+    against the model it resolves (here zeroscope's 256-1024, served by the tiny t2v folder)."""
     engine = GenerationEngine(fresh_manager)
     fresh_manager.load_model("tiny_t2v")
-    with pytest.raises(InvalidParameterError, match="for tiny_t2v"):
-        engine.generate_video(small_params(model=None, width=512))
+    fresh_manager.configure(sources={"zeroscope_v2_576w": str(model_cache / "tiny_t2v")})
+    fresh_manager.load_model("zeroscope_v2_576w")
+    with pytest.raises(InvalidParameterError, match="between 256 and 1024 for zeroscope_v2_576w"):
+        engine.generate_video(small_params(model=None, width=128))
 
 
 @pytest.mark.parametrize("model", ["tiny_t2v", "tiny_animatediff"])

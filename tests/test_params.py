@@ -63,8 +63,9 @@ def test_size_must_be_multiple_of_8_in_range(size: int) -> None:
 
 def test_size_is_checked_against_the_named_model() -> None:
     GenerationParams(prompt="x", model="zeroscope_v2_576w", width=576, height=320)
-    with pytest.raises(InvalidParameterError, match="between 32 and 256 for tiny_t2v"):
-        GenerationParams(prompt="x", model="tiny_t2v", width=512)
+    with pytest.raises(InvalidParameterError, match="between 256 and 1024 for zeroscope_v2_576w"):
+        GenerationParams(prompt="x", model="zeroscope_v2_576w", width=128)
+    assert GenerationParams(prompt="x", model="tiny_t2v", width=128).width == 128
 
 
 def test_upscaler_cannot_generate() -> None:
