@@ -238,3 +238,13 @@ def test_upscale_sizes_of_the_real_upscaler() -> None:
 def test_generation_params_from_seed_examples_fit_their_models() -> None:
     GenerationParams(prompt="x", model="zeroscope_v2_576w", num_frames=24, width=576, height=320)
     GenerationParams(prompt="x", model="modelscope_t2v", num_frames=24, guidance_scale=9.0)
+
+
+def test_long_animatediff_videos_use_free_noise(engine, small_params) -> None:
+    """The motion modules know 32 frames; beyond that FreeNoise context windows take over."""
+    result = engine.generate_video(small_params(model="tiny_animatediff", num_frames=40))
+    assert result.ok and len(result.images) == 40
+    pipe = engine.manager.get_loaded("tiny_animatediff").pipeline
+    assert pipe.free_noise_enabled
+    assert engine.generate_video(small_params(model="tiny_animatediff", num_frames=16)).ok
+    assert not pipe.free_noise_enabled

@@ -215,6 +215,9 @@ class ManagerOptions:
     sources: dict[str, str] = field(default_factory=dict)
     animatediff_base: str = DEFAULT_ANIMATEDIFF_BASE
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cache_dir", Path(self.cache_dir))
+
 
 @dataclass(frozen=True)
 class MemorySwitches:
