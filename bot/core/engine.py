@@ -241,6 +241,7 @@ class GenerationEngine:
             metadata={
                 **result.metadata,
                 "upscaler": spec.key,
+                "prompt": prompt if prompt is not None else (params.prompt if params else ""),
                 "width": width,
                 "height": height,
                 "upscale_strength": strength,

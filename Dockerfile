@@ -1,0 +1,51 @@
+# videobot: the Discord bot and its GPU engine in one image.
+#
+#   docker build -t videobot .
+#   docker run -d --gpus all -e DISCORD_TOKEN=... \
+#     -v videobot-hf:/data/hf -v videobot-models:/data/models \
+#     -v videobot-db:/data/db -v videobot-outputs:/data/outputs videobot
+#
+# Base: python:3.11-slim rather than an nvidia/cuda image. The torch wheels on PyPI for Linux x86_64
+# are the CUDA builds and bring the CUDA runtime, cuDNN and cuBLAS with them as nvidia-* pip
+# packages, so a CUDA base image would only add a second copy of the same libraries. The one part no
+# image carries is the driver (libcuda): the NVIDIA Container Toolkit mounts it from the host when
+# the container runs with `--gpus all`. Python 3.11 is the version the project is tested on, and
+# ffmpeg ships inside the imageio-ffmpeg wheel, so no system packages are needed.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# torch first, pinned exactly (the project's rule, as in the Makefile): its layer is the largest and
+# survives rebuilds of the code, and `pip install .` then finds torch satisfied and pulls no other.
+RUN pip install torch==2.13.0
+
+# Only what the package needs, installed from a copy that is removed: the code lives in
+# site-packages, and a source tree beside it could shadow it.
+COPY pyproject.toml README.md /tmp/src/
+COPY bot /tmp/src/bot
+COPY cogs /tmp/src/cogs
+RUN pip install /tmp/src && rm -rf /tmp/src
+
+# The hub cache (real models, gigabytes), the tiny-model cache, the SQLite database and the rendered
+# videos live on volumes, so rebuilding or replacing the container loses none of them. Named volumes
+# start with this ownership; a bind-mounted host folder must be writable by uid 1000.
+RUN useradd --create-home --uid 1000 --shell /usr/sbin/nologin videobot \
+    && mkdir -p /data/hf /data/models /data/db /data/outputs \
+    && chown -R videobot:videobot /data
+ENV HF_HOME=/data/hf \
+    VIDEOBOT_MODEL_CACHE=/data/models \
+    VIDEOBOT_STORAGE__DATABASE=/data/db/videobot.sqlite3 \
+    VIDEOBOT_STORAGE__OUTPUT_DIR=/data/outputs \
+    VIDEOBOT_CONFIG=/data/config.toml
+VOLUME ["/data/hf", "/data/models", "/data/db", "/data/outputs"]
+
+# The token is never baked in: pass DISCORD_TOKEN at run time (-e or --env-file). Other settings come
+# from VIDEOBOT_* variables or a config file mounted at /data/config.toml (read-only is enough).
+# A numeric user, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
+USER 1000:1000
+WORKDIR /data
+ENTRYPOINT ["videobot"]
+CMD ["run"]

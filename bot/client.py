@@ -1,0 +1,154 @@
+"""``VideoBot``: the Discord client. ``setup_hook`` opens the store, starts the GPU executor,
+registers the persistent buttons and loads the cogs."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.config import Settings
+from bot.core.engine import GenerationEngine
+from bot.core.errors import VideoBotError
+from bot.core.models import ModelManager, get_model_manager
+from bot.jobs import GpuExecutor, JobExecutor
+from bot.render import ButtonHandler, CancelButton, ResultButton, error_text
+from bot.service import VideoService
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+COGS = ("cogs.video", "cogs.edit")
+
+
+class VideoBotTree(app_commands.CommandTree["VideoBot"]):
+    """One place turns any error from a slash command into a reply the member can read."""
+
+    async def on_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        original = getattr(error, "original", error)
+        if isinstance(original, VideoBotError):
+            message = str(original)
+        elif isinstance(error, app_commands.CheckFailure):
+            message = str(error) or "You are not allowed to use this command here."
+        elif isinstance(
+            error, app_commands.TransformerError | app_commands.CommandSignatureMismatch
+        ):
+            message = str(error)
+        else:
+            log.error("command %s failed", interaction.command, exc_info=original)
+            message = "Something went wrong on the bot's side; it was logged. Please try again."
+        await send_error(interaction, message)
+
+
+async def send_error(interaction: discord.Interaction, message: str) -> None:
+    """Ephemeral when possible: before any response, or as a follow-up after a defer."""
+    text = error_text(message)
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True)
+        else:
+            await interaction.response.send_message(text, ephemeral=True)
+    except discord.HTTPException as exc:
+        log.warning("could not send error to %s: %s", interaction.user, exc)
+
+
+class VideoBot(commands.Bot):
+    settings: Settings
+    store: Store
+    executor: JobExecutor
+    service: VideoService
+    button_handlers: dict[str, ButtonHandler]
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        manager: ModelManager | None = None,
+        executor: JobExecutor | None = None,
+        **options: Any,
+    ) -> None:
+        intents = options.pop("intents", None) or discord.Intents.default()
+        intents.message_content = True  # reply-to-video text commands
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            allowed_mentions=discord.AllowedMentions.none(),
+            tree_cls=VideoBotTree,
+            help_command=None,
+            **options,
+        )
+        self.settings = settings
+        self.manager = manager or get_model_manager()
+        self._executor = executor
+        self.button_handlers = {}
+
+    async def setup_hook(self) -> None:
+        self.configure_models()
+        self.store = await Store.open(self.settings.storage.database)
+        self.executor = self._executor or GpuExecutor(max_queue=self.settings.limits.max_queue)
+        await self.executor.start()
+        self.service = VideoService(
+            self.settings, self.store, self.executor, GenerationEngine(self.manager)
+        )
+        self.add_dynamic_items(ResultButton, CancelButton)
+        for extension in COGS:
+            await self.load_extension(extension)
+        for key in self.settings.models.preload:
+            await self.executor.run_on_gpu_thread(partial(self.manager.load_model, key))
+        if self.settings.discord.sync_commands_on_start:
+            await self.sync_commands()
+
+    def configure_models(self) -> None:
+        models = self.settings.models
+        changes: dict[str, Any] = {
+            "device": models.device,
+            "dtype": models.dtype,
+            "cpu_offload": models.cpu_offload,
+            "vae_slicing": models.vae_slicing,
+            "forward_chunking": models.forward_chunking,
+            "sources": dict(models.sources),
+        }
+        if models.cache_dir is not None:
+            changes["cache_dir"] = models.cache_dir
+        if models.animatediff_base:
+            changes["animatediff_base"] = models.animatediff_base
+        self.manager.configure(**changes)
+
+    async def sync_commands(self) -> list[app_commands.AppCommand]:
+        """To the configured guilds at once, else globally (Discord may take an hour)."""
+        synced: list[app_commands.AppCommand] = []
+        if self.settings.discord.guild_ids:
+            for guild_id in self.settings.discord.guild_ids:
+                guild = discord.Object(id=guild_id)
+                self.tree.copy_global_to(guild=guild)
+                synced += await self.tree.sync(guild=guild)
+        else:
+            synced = await self.tree.sync()
+        log.info("synced %d commands", len(synced))
+        return synced
+
+    async def on_message(self, message: discord.Message) -> None:
+        """No prefix commands: the cogs' listeners handle reply-to-video text commands."""
+
+    async def close(self) -> None:
+        if hasattr(self, "executor"):
+            await self.executor.stop()
+        if hasattr(self, "store"):
+            await self.store.close()
+        await super().close()
+
+
+def is_moderator(settings: Settings, member: discord.abc.User | discord.Member) -> bool:
+    """Manage Server, or the role named in ``discord.moderator_role``."""
+    if not isinstance(member, discord.Member):
+        return False
+    if member.guild_permissions.manage_guild:
+        return True
+    role = settings.discord.moderator_role
+    return bool(role) and any(r.name == role for r in member.roles)

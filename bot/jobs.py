@@ -1,0 +1,321 @@
+"""Jobs, the fair queue and the single GPU executor.
+
+The executor sits behind a small interface (:class:`JobExecutor`: submit, cancel, positions, a
+snapshot, and running a function on the GPU thread) so that a backend spreading jobs over several
+GPUs or hosts can replace :class:`GpuExecutor` without touching the cogs.
+
+Threads: the event loop owns the queue and every ``Job`` field; the GPU thread only runs
+``job.work``. Progress crosses back with ``loop.call_soon_threadsafe``; cancel crosses in through
+the job's :class:`~bot.core.progress.JobControl`, which the pipelines check at every step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol, TypeVar
+
+from bot.core.engine import CANCELLED_MESSAGE
+from bot.core.progress import JobControl, Progress
+from bot.core.result import GenerationResult
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Work = Callable[[JobControl], GenerationResult]
+
+
+class JobKind(StrEnum):
+    GENERATE = "generate"
+    EDIT = "edit"
+    UPSCALE = "upscale"
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+class QueueFull(Exception):
+    """The queue holds ``max_queue`` jobs; the message says roughly when to try again."""
+
+
+@dataclass(eq=False)
+class Job:
+    """One unit of GPU work and what its watchers need to know about it."""
+
+    id: int
+    kind: JobKind
+    user_id: int
+    user_name: str
+    guild_id: int | None
+    channel_id: int
+    model: str | None
+    prompt: str
+    work: Work
+    on_start: Callable[[Job], Awaitable[None]] | None = None
+    """Awaited on the event loop just before the job runs (the service records it as running)."""
+    control: JobControl = field(init=False)
+    state: JobState = JobState.QUEUED
+    position: int | None = None
+    progress: Progress | None = None
+    queued_at: float = field(default_factory=time.monotonic)
+    started_at: float | None = None
+    result: GenerationResult | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.control = JobControl()
+
+    def touch(self) -> None:
+        """Wake whoever renders this job's status."""
+        self.changed.set()
+
+    def finish(self, result: GenerationResult) -> None:
+        self.state = JobState.FINISHED
+        self.position = None
+        self.result = result
+        self.touch()
+        self.done.set()
+
+    async def wait(self) -> GenerationResult:
+        await self.done.wait()
+        assert self.result is not None
+        return self.result
+
+
+def cancelled_result() -> GenerationResult:
+    return GenerationResult(
+        images=[],
+        metadata={},
+        generation_time=0.0,
+        seed_used=0,
+        params=None,
+        error=CANCELLED_MESSAGE,
+        cancelled=True,
+    )
+
+
+class FairQueue:
+    """Round-robin across members, first-in first-out within a member: a member with five jobs
+    waits behind a member with one, not the other way round."""
+
+    def __init__(self) -> None:
+        self._by_user: OrderedDict[int, deque[Job]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return sum(len(jobs) for jobs in self._by_user.values())
+
+    def push(self, job: Job) -> None:
+        self._by_user.setdefault(job.user_id, deque()).append(job)
+
+    def pop(self) -> Job | None:
+        if not self._by_user:
+            return None
+        user_id, jobs = next(iter(self._by_user.items()))
+        job = jobs.popleft()
+        del self._by_user[user_id]
+        if jobs:  # the member goes to the back of the rotation
+            self._by_user[user_id] = jobs
+        return job
+
+    def remove(self, job_id: int) -> Job | None:
+        for user_id, jobs in self._by_user.items():
+            for job in jobs:
+                if job.id == job_id:
+                    jobs.remove(job)
+                    if not jobs:
+                        del self._by_user[user_id]
+                    return job
+        return None
+
+    def ordered(self) -> list[Job]:
+        """The order jobs will run in."""
+        lanes = [list(jobs) for jobs in self._by_user.values()]
+        order: list[Job] = []
+        for depth in range(max((len(lane) for lane in lanes), default=0)):
+            order.extend(lane[depth] for lane in lanes if depth < len(lane))
+        return order
+
+
+class JobExecutor(Protocol):
+    """What the cogs and the service may ask of an executor."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    def submit(self, job: Job) -> int: ...
+    def cancel(self, job_id: int) -> bool: ...
+    def get(self, job_id: int) -> Job | None: ...
+    def snapshot(self) -> list[Job]: ...
+    async def run_on_gpu_thread(self, fn: Callable[[], T]) -> T: ...
+
+
+class GpuExecutor:
+    """A dispatcher task feeding one worker thread, so the GPU runs one job at a time and the event
+    loop never blocks on it."""
+
+    def __init__(self, *, max_queue: int = 100) -> None:
+        self._queue = FairQueue()
+        self._max_queue = max_queue
+        self._wakeup = asyncio.Event()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videobot-gpu")
+        self._running: Job | None = None
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._recent_durations: deque[float] = deque(maxlen=20)
+        self._accepting = True
+
+    async def start(self) -> None:
+        if self._dispatcher is None:
+            self._dispatcher = asyncio.create_task(self._dispatch(), name="videobot-dispatcher")
+
+    async def stop(self) -> None:
+        """Stop taking jobs, cancel the queued ones and let the running one finish."""
+        self._accepting = False
+        for job in self._queue.ordered():
+            self.cancel(job.id)
+        if self._running is not None:
+            await self._running.done.wait()
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatcher
+            self._dispatcher = None
+        self._thread.shutdown(wait=True)
+
+    def submit(self, job: Job) -> int:
+        """Queue a job; returns its 1-based position (1: next to run)."""
+        if not self._accepting:
+            raise QueueFull("the bot is shutting down; try again in a minute")
+        if len(self._queue) >= self._max_queue:
+            minutes = max(1, round(self.estimated_wait_s() / 60))
+            raise QueueFull(
+                f"the queue is full ({self._max_queue} jobs); try again in ~{minutes} min"
+            )
+        loop = asyncio.get_running_loop()
+
+        def report(progress: Progress) -> None:  # on the GPU thread
+            loop.call_soon_threadsafe(self._progress, job, progress)
+
+        job.control = JobControl(on_progress=report)
+        self._queue.push(job)
+        self._renumber()
+        self._wakeup.set()
+        return job.position or 1
+
+    def cancel(self, job_id: int) -> bool:
+        """Cancel a queued job at once, or ask the running one to stop at its next step."""
+        job = self._queue.remove(job_id)
+        if job is not None:
+            job.finish(cancelled_result())
+            self._renumber()
+            return True
+        if self._running is not None and self._running.id == job_id:
+            self._running.control.cancel()
+            return True
+        return False
+
+    def get(self, job_id: int) -> Job | None:
+        if self._running is not None and self._running.id == job_id:
+            return self._running
+        return next((job for job in self._queue.ordered() if job.id == job_id), None)
+
+    def snapshot(self) -> list[Job]:
+        """The running job (if any) then the queued ones in the order they will run."""
+        running = [self._running] if self._running is not None else []
+        return running + self._queue.ordered()
+
+    def estimated_wait_s(self, position: int | None = None) -> float:
+        """Jobs ahead times the recent average duration; a rough guide for members."""
+        average = (
+            sum(self._recent_durations) / len(self._recent_durations)
+            if self._recent_durations
+            else 30.0
+        )
+        ahead = len(self._queue) if position is None else position - 1
+        return (ahead + (1 if self._running else 0)) * average
+
+    async def run_on_gpu_thread(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the GPU thread (model loads): it waits for the running job."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
+
+    # --- internals -----------------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            job = self._queue.pop()
+            if job is None:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            self._renumber()
+            self._running = job
+            if job.on_start is not None:
+                try:
+                    await job.on_start(job)
+                except Exception:
+                    log.exception("on_start of job %s failed", job.id)
+            job.state = JobState.RUNNING
+            job.started_at = time.monotonic()
+            job.touch()
+            try:
+                result = await loop.run_in_executor(self._thread, _run_safely, job)
+            finally:
+                self._running = None
+            self._recent_durations.append(time.monotonic() - job.started_at)
+            job.finish(result)
+            self._renumber()
+
+    def _progress(self, job: Job, progress: Progress) -> None:
+        job.progress = progress
+        job.touch()
+
+    def _renumber(self) -> None:
+        for index, job in enumerate(self._queue.ordered(), start=1):
+            if job.position != index:
+                job.position = index
+                job.touch()
+
+
+def _run_safely(job: Job) -> GenerationResult:
+    """The GPU thread's loop body: whatever a job raises, the thread lives on."""
+    try:
+        return job.work(job.control)
+    except Exception as exc:  # one job's bug must not kill the executor
+        log.exception("job %s failed", job.id)
+        return GenerationResult(
+            images=[],
+            metadata={},
+            generation_time=0.0,
+            seed_used=0,
+            params=None,
+            error=f"The job failed: {type(exc).__name__}: {exc}",
+        )
+
+
+def describe_wait(seconds: float) -> str:
+    if seconds < 60:
+        return f"~{max(1, round(seconds))} s"
+    return f"~{round(seconds / 60)} min"
+
+
+__all__ = [
+    "FairQueue",
+    "GpuExecutor",
+    "Job",
+    "JobExecutor",
+    "JobKind",
+    "JobState",
+    "QueueFull",
+    "cancelled_result",
+    "describe_wait",
+]

@@ -1,0 +1,376 @@
+"""Everything members see: status lines, progress bars, result embeds and the buttons under a
+video. Shared by the cogs so every command looks and behaves the same.
+
+Text a member typed is never echoed as a ping: the bot's ``allowed_mentions`` is "none" and prompts
+are shown with markdown escaped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import discord
+
+from bot.jobs import Job, JobState
+
+if TYPE_CHECKING:
+    from bot.service import Finished, VideoService
+
+log = logging.getLogger(__name__)
+
+BAR_WIDTH = 16
+EMBED_COLOUR = discord.Colour.from_rgb(88, 101, 242)
+ERROR_COLOUR = discord.Colour.red()
+
+
+# --- text -----------------------------------------------------------------------------------------
+
+
+def progress_bar(fraction: float, width: int = BAR_WIDTH) -> str:
+    filled = max(0, min(width, round(fraction * width)))
+    return "█" * filled + "░" * (width - filled)
+
+
+def clean(text: str, limit: int = 200) -> str:
+    """A member's text, safe to show: markdown escaped, mentions defused, length capped."""
+    text = discord.utils.escape_markdown(discord.utils.escape_mentions(text.replace("\n", " ")))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def error_text(message: str, limit: int = 1800) -> str:
+    """An error for a member: our own wording, so markdown stays (field names read as written);
+    mentions are defused in case the message quotes what the member typed."""
+    text = discord.utils.escape_mentions(message)
+    return "❌ " + (text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def status_text(job: Job, wait_text: str = "") -> str:
+    """One line for a queued or running job."""
+    what = {"generate": "Video", "upscale": "Upscale", "edit": "Edit"}[job.kind.value]
+    if job.state == JobState.QUEUED:
+        eta = f", about {wait_text}" if wait_text else ""
+        return f"⏳ {what} #{job.id} is queued: position {job.position or 1}{eta}."
+    progress = job.progress
+    elapsed = time.monotonic() - (job.started_at or time.monotonic())
+    if progress is None:
+        return f"🎬 {what} #{job.id} is starting… ({elapsed:.0f} s)"
+    eta = f", ETA {progress.eta_s:.0f} s" if progress.eta_s is not None else ""
+    return (
+        f"🎬 {what} #{job.id}: `{progress_bar(progress.fraction)}` step {progress.step}/"
+        f"{progress.total} ({progress.stage}), {elapsed:.0f} s elapsed{eta}"
+    )
+
+
+def result_embed(finished: Finished) -> discord.Embed:
+    result = finished.result
+    meta = result.metadata
+    prompt = clean(meta.get("prompt") or (result.params.prompt if result.params else ""), 250)
+    embed = discord.Embed(
+        title=prompt or f"Job #{finished.job_id}",
+        colour=EMBED_COLOUR,
+    )
+    width, height = result.size
+    model = meta.get("upscaler") or meta.get("model")
+    if model:
+        embed.add_field(name="Model", value=str(model))
+    if result.params is not None:
+        embed.add_field(name="Seed", value=str(result.seed_used))
+    embed.add_field(name="Size", value=f"{width}x{height}")
+    embed.add_field(name="Frames", value=f"{len(result.images)} at {result.frame_rate:g} fps")
+    embed.add_field(name="Time", value=f"{result.generation_time:.1f} s")
+    edits = meta.get("edits") or []
+    if edits:
+        embed.add_field(name="Edits", value=clean(", ".join(e["operation"] for e in edits), 100))
+    embed.set_footer(text=f"job #{finished.job_id} · {finished.kind.value}")
+    return embed
+
+
+def error_embed(message: str, job_id: int | None = None) -> discord.Embed:
+    embed = discord.Embed(description=error_text(message, 1500), colour=ERROR_COLOUR)
+    if job_id is not None:
+        embed.set_footer(text=f"job #{job_id}")
+    return embed
+
+
+# --- buttons --------------------------------------------------------------------------------------
+
+ButtonHandler = Callable[[discord.Interaction, int], Awaitable[None]]
+
+RESULT_ACTIONS: dict[str, tuple[str, str]] = {
+    "reroll": ("Reroll", "🎲"),
+    "upscale": ("Upscale", "🔍"),
+    "reverse": ("Reverse", "⏪"),
+    "loop": ("Loop", "🔁"),
+    "interpolate": ("Interpolate", "✨"),
+}
+
+
+class ResultButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"vb:(?P<action>reroll|upscale|reverse|loop|interpolate):(?P<job_id>[0-9]+)",
+):
+    """A button under a finished video. Its custom id carries the action and the job, so it works
+    after a restart: discord.py rebuilds it from the id (``DynamicItem``)."""
+
+    def __init__(self, action: str, job_id: int) -> None:
+        label, emoji = RESULT_ACTIONS[action]
+        super().__init__(
+            discord.ui.Button(
+                label=label,
+                emoji=emoji,
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"vb:{action}:{job_id}",
+            )
+        )
+        self.action = action
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> ResultButton:
+        return cls(match["action"], int(match["job_id"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        handler = button_handlers(interaction.client).get(self.action)
+        if handler is None:
+            await interaction.response.send_message("This button is not available.", ephemeral=True)
+            return
+        await handler(interaction, self.job_id)
+
+
+class CancelButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"vb:cancel:(?P<job_id>[0-9]+)"
+):
+    def __init__(self, job_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Cancel",
+                emoji="✖️",
+                style=discord.ButtonStyle.danger,
+                custom_id=f"vb:cancel:{job_id}",
+            )
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> CancelButton:
+        return cls(int(match["job_id"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        handler = button_handlers(interaction.client).get("cancel")
+        if handler is not None:
+            await handler(interaction, self.job_id)
+
+
+def button_handlers(client: discord.Client) -> dict[str, ButtonHandler]:
+    """The cogs register what each button does on the client (render.py is below the cogs)."""
+    return getattr(client, "button_handlers", {})
+
+
+def result_view(job_id: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for action in RESULT_ACTIONS:
+        view.add_item(ResultButton(action, job_id))
+    return view
+
+
+def cancel_view(job_id: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(CancelButton(job_id))
+    return view
+
+
+# --- where a job's status and result are shown ----------------------------------------------------
+
+
+class Reply(Protocol):
+    """A message the bot keeps editing while a job runs: an interaction's response or a reply to a
+    member's message."""
+
+    max_bytes: int
+
+    async def show(
+        self,
+        content: str | None,
+        *,
+        embed: discord.Embed | None = None,
+        file: Path | None = None,
+        view: discord.ui.View | None = None,
+    ) -> discord.Message | None: ...
+
+
+class InteractionReply:
+    """Edits the interaction's deferred response; after Discord's 15-minute token expires, falls
+    back to a channel message that mentions the member."""
+
+    def __init__(self, interaction: discord.Interaction) -> None:
+        self.interaction = interaction
+        self.max_bytes = interaction.filesize_limit
+        self._fallback: discord.Message | None = None
+
+    async def show(
+        self,
+        content: str | None,
+        *,
+        embed: discord.Embed | None = None,
+        file: Path | None = None,
+        view: discord.ui.View | None = None,
+    ) -> discord.Message | None:
+        attachments = [discord.File(file, filename="video.mp4")] if file else []
+        if self._fallback is None:
+            try:
+                return await self.interaction.edit_original_response(
+                    content=content, embed=embed, attachments=attachments, view=view
+                )
+            except discord.NotFound:
+                log.info("interaction token of %s expired; falling back", self.interaction.id)
+            except discord.HTTPException as exc:
+                if exc.status != 401:
+                    raise
+        return await self._channel_message(content, embed, file, view)
+
+    async def _channel_message(
+        self,
+        content: str | None,
+        embed: discord.Embed | None,
+        file: Path | None,
+        view: discord.ui.View | None,
+    ) -> discord.Message:
+        channel = self.interaction.channel
+        mention = self.interaction.user.mention
+        text = f"{mention} {content or ''}".strip()
+        allowed = discord.AllowedMentions(users=[self.interaction.user])
+        files = [discord.File(file, filename="video.mp4")] if file else []
+        if self._fallback is None:
+            assert isinstance(channel, discord.abc.Messageable)
+            self._fallback = await channel.send(
+                text,
+                embed=embed or discord.utils.MISSING,
+                files=files,
+                view=view or discord.utils.MISSING,
+                allowed_mentions=allowed,
+            )
+        else:
+            self._fallback = await self._fallback.edit(
+                content=text, embed=embed, attachments=files, view=view, allowed_mentions=allowed
+            )
+        return self._fallback
+
+
+class MessageReply:
+    """A reply to a member's message (reply-to-video commands): created on first show."""
+
+    def __init__(self, message: discord.Message) -> None:
+        self.message = message
+        limit = message.guild.filesize_limit if message.guild else 10 * 1024 * 1024
+        self.max_bytes = limit
+        self._reply: discord.Message | None = None
+
+    async def show(
+        self,
+        content: str | None,
+        *,
+        embed: discord.Embed | None = None,
+        file: Path | None = None,
+        view: discord.ui.View | None = None,
+    ) -> discord.Message | None:
+        files = [discord.File(file, filename="video.mp4")] if file else []
+        if self._reply is None:
+            self._reply = await self.message.reply(
+                content,
+                embed=embed or discord.utils.MISSING,
+                files=files,
+                view=view or discord.utils.MISSING,
+                mention_author=False,
+            )
+        else:
+            self._reply = await self._reply.edit(
+                content=content, embed=embed, attachments=files, view=view
+            )
+        return self._reply
+
+
+async def follow_job(
+    reply: Reply, service: VideoService, job: Job, *, interval_s: float
+) -> Finished:
+    """Keep ``reply`` showing the job's queue position and progress (at most one edit per
+    ``interval_s``: Discord rate-limits edits), then show the result."""
+    last_text = ""
+    last_edit = 0.0
+    finishing = asyncio.ensure_future(service.outcome(job))
+    try:
+        while not finishing.done():
+            text = status_text(job, service.wait_text(job))
+            if text != last_text and time.monotonic() - last_edit >= interval_s:
+                try:
+                    await reply.show(text, view=cancel_view(job.id))
+                except discord.HTTPException as exc:
+                    log.warning("progress edit of job %s failed: %s", job.id, exc)
+                last_text, last_edit = text, time.monotonic()
+            job.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.wait(
+                        [finishing, asyncio.ensure_future(job.changed.wait())],
+                        return_when=asyncio.FIRST_COMPLETED,
+                    ),
+                    timeout=max(interval_s - (time.monotonic() - last_edit), 0.05),
+                )
+        finished = finishing.result()
+    finally:
+        if not finishing.done():
+            finishing.cancel()
+    await show_finished(reply, service, finished)
+    return finished
+
+
+async def show_finished(reply: Reply, service: VideoService, finished: Finished) -> None:
+    if finished.ok:
+        path = await service.upload_copy(finished, reply.max_bytes)
+        message = await reply.show(
+            None, embed=result_embed(finished), file=path, view=result_view(finished.job_id)
+        )
+        if message is not None:
+            await service.store.set_message(finished.job_id, message.channel.id, message.id)
+    elif finished.result.cancelled:
+        await reply.show(f"✖️ Job #{finished.job_id} was cancelled.", view=None)
+    else:
+        await reply.show(
+            None, embed=error_embed(finished.error or "failed", finished.job_id), view=None
+        )
+
+
+_JOB_BUTTON = re.compile(r"vb:[a-z]+:([0-9]+)")
+
+
+def job_id_of(message: discord.Message) -> int | None:
+    """The job behind one of the bot's result messages, read from its buttons' custom ids."""
+    for row in message.components:
+        for child in getattr(row, "children", []):
+            match = _JOB_BUTTON.fullmatch(getattr(child, "custom_id", None) or "")
+            if match:
+                return int(match.group(1))
+    return None
+
+
+def video_attachment(message: discord.Message) -> discord.Attachment | None:
+    """The first attachment that looks like a video (by content type or extension)."""
+    for attachment in message.attachments:
+        kind = (attachment.content_type or "").split(";")[0]
+        name = attachment.filename.lower()
+        if kind.startswith("video/") or kind == "image/gif" or name.endswith(VIDEO_EXTENSIONS):
+            return attachment
+    return None
+
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".mkv", ".gif", ".m4v")

@@ -1,0 +1,395 @@
+"""The bot's service layer: what a request means once the cogs have parsed it.
+
+The cogs stay thin: they parse options, call one method here and render what comes back. This
+module applies the guild's rules (blocks, queue caps, cooldown), writes every job to the store before
+queueing it and at every state change, hands GPU work to the executor, and encodes results off the
+event loop and off the GPU thread (so the next job's denoising overlaps this job's encode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bot.core import media
+from bot.core.engine import GenerationEngine
+from bot.core.errors import MediaError, VideoBotError
+from bot.core.models import get_spec
+from bot.core.params import GenerationParams, validate_edit
+from bot.core.progress import JobControl
+from bot.core.result import GenerationResult
+from bot.jobs import Job, JobExecutor, JobKind, QueueFull, describe_wait
+from bot.store import StoreError
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.store import JobRecord, Store
+
+log = logging.getLogger(__name__)
+
+
+class RequestRefused(VideoBotError):
+    """A request the guild's rules refuse (blocked, too many queued jobs, cooldown, full queue)."""
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asked, and where the answer goes."""
+
+    user_id: int
+    user_name: str
+    guild_id: int | None
+    channel_id: int
+    application_id: int | None = None
+    interaction_token: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceVideo:
+    """A video to edit or upscale: a previous job's output or a member's upload, decoded."""
+
+    result: GenerationResult
+    job_id: int | None
+    prompt: str
+    model: str | None
+
+
+@dataclass
+class Finished:
+    """A job's end: the result and, when it succeeded, the mp4 on disk."""
+
+    job_id: int
+    kind: JobKind
+    result: GenerationResult
+    path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.path is not None
+
+    @property
+    def error(self) -> str | None:
+        return self.result.error if self.path is None else None
+
+
+class VideoService:
+    def __init__(
+        self, settings: Settings, store: Store, executor: JobExecutor, engine: GenerationEngine
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.executor = executor
+        self.engine = engine
+        self._outcomes: dict[int, asyncio.Future[Finished]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        settings.storage.output_dir.mkdir(parents=True, exist_ok=True)
+
+    # --- rules ---------------------------------------------------------------------------------
+
+    async def check_allowed(self, who: Requester) -> None:
+        """Blocks, per-member queue cap and cooldown, per guild; raises RequestRefused."""
+        if who.guild_id is None:
+            return
+        if await self.store.is_blocked(who.guild_id, who.user_id):
+            raise RequestRefused("a moderator has blocked you from using the video bot here")
+        guild = await self.store.get_guild_settings(who.guild_id)
+        cap = guild.max_queued_per_user or self.settings.limits.max_queued_per_user
+        mine = sum(1 for job in self.executor.snapshot() if job.user_id == who.user_id)
+        if mine >= cap:
+            raise RequestRefused(
+                f"you already have {mine} job(s) queued or running; the limit is {cap}. "
+                "Wait for one to finish or cancel one."
+            )
+        cooldown = (
+            guild.cooldown_s if guild.cooldown_s is not None else self.settings.limits.cooldown_s
+        )
+        if cooldown:
+            last = await self.store.last_job_time(who.user_id, who.guild_id)
+            if last is not None:
+                wait = cooldown - (time.time() - _as_timestamp(last))
+                if wait > 0:
+                    raise RequestRefused(f"slow down: you can start another job in {wait:.0f} s")
+
+    async def default_model(self, guild_id: int | None) -> str:
+        if guild_id is not None:
+            guild = await self.store.get_guild_settings(guild_id)
+            if guild.default_model and guild.default_model in self.settings.models.enabled:
+                return guild.default_model
+        return self.settings.models.default_model
+
+    def check_enabled(self, model: str) -> None:
+        key = get_spec(model).key
+        if key not in self.settings.models.enabled:
+            raise RequestRefused(
+                f"model {key} is not enabled on this bot; enabled: "
+                + ", ".join(self.settings.models.enabled)
+            )
+
+    # --- generation and upscaling (GPU queue) --------------------------------------------------
+
+    async def submit_generation(
+        self, who: Requester, params: GenerationParams, *, parent_id: int | None = None
+    ) -> Job:
+        """Validate against the chosen model, record, queue. The returned job is watchable."""
+        model = params.model or await self.default_model(who.guild_id)
+        self.check_enabled(model)
+        params = GenerationParams(**{**params.model_dump(), "model": model})
+        await self.check_allowed(who)
+        record = await self.store.create_job(
+            user_id=who.user_id,
+            user_name=who.user_name,
+            guild_id=who.guild_id,
+            channel_id=who.channel_id,
+            kind=JobKind.GENERATE.value,
+            params=params.model_dump(mode="json"),
+            prompt=params.prompt,
+            model=model,
+            parent_id=parent_id,
+            application_id=who.application_id,
+            interaction_token=who.interaction_token,
+        )
+        engine = self.engine
+
+        def work(control: JobControl) -> GenerationResult:
+            return engine.generate_video(params, control)
+
+        return await self._queue(record, who, JobKind.GENERATE, model, params.prompt, work)
+
+    async def submit_upscale(self, who: Requester, source: SourceVideo) -> Job:
+        upscaler = get_spec(source.model).upscaler if source.model else None
+        upscaler = upscaler or self._default_upscaler()
+        self.check_enabled(upscaler)
+        await self.check_allowed(who)
+        record = await self.store.create_job(
+            user_id=who.user_id,
+            user_name=who.user_name,
+            guild_id=who.guild_id,
+            channel_id=who.channel_id,
+            kind=JobKind.UPSCALE.value,
+            params={"upscaler": upscaler},
+            prompt=source.prompt,
+            model=upscaler,
+            parent_id=source.job_id,
+            application_id=who.application_id,
+            interaction_token=who.interaction_token,
+        )
+        engine = self.engine
+
+        def work(control: JobControl) -> GenerationResult:
+            return engine.upscale(
+                source.result, upscaler=upscaler, prompt=source.prompt, control=control
+            )
+
+        return await self._queue(record, who, JobKind.UPSCALE, upscaler, source.prompt, work)
+
+    def _default_upscaler(self) -> str:
+        for key in self.settings.models.enabled:
+            if get_spec(key).role == "upscaler":
+                return key
+        return get_spec(self.settings.models.default_model).upscaler or "zeroscope_v2_xl"
+
+    async def _queue(
+        self,
+        record: JobRecord,
+        who: Requester,
+        kind: JobKind,
+        model: str,
+        prompt: str,
+        work: Any,
+    ) -> Job:
+        job = Job(
+            id=record.id,
+            kind=kind,
+            user_id=who.user_id,
+            user_name=who.user_name,
+            guild_id=who.guild_id,
+            channel_id=who.channel_id,
+            model=model,
+            prompt=prompt,
+            work=work,
+            on_start=self._on_start,
+        )
+        try:
+            self.executor.submit(job)
+        except QueueFull as exc:
+            await self.store.mark_failed(record.id, str(exc))
+            raise RequestRefused(str(exc)) from None
+        future: asyncio.Future[Finished] = asyncio.get_running_loop().create_future()
+        self._outcomes[job.id] = future
+        self._spawn(self._complete(job, future))
+        return job
+
+    async def _on_start(self, job: Job) -> None:
+        await self.store.mark_running(job.id)
+
+    async def _complete(self, job: Job, future: asyncio.Future[Finished]) -> None:
+        """Runs for every queued job, whoever watches it: encode, record, resolve."""
+        result = await job.wait()
+        try:
+            finished = await self._record(job.id, job.kind, result)
+        except Exception as exc:
+            log.exception("finishing job %s failed", job.id)
+            finished = Finished(job.id, job.kind, _failed(f"saving the video failed: {exc}"))
+            with contextlib.suppress(StoreError):
+                await self.store.mark_failed(job.id, finished.result.error or "failed")
+        if not future.done():
+            future.set_result(finished)
+        self._outcomes.pop(job.id, None)
+
+    async def outcome(self, job: Job) -> Finished:
+        future = self._outcomes.get(job.id)
+        if future is None:  # already completed and collected
+            result = await job.wait()
+            return Finished(
+                job.id, job.kind, result, self.output_path(job.id) if result.ok else None
+            )
+        return await asyncio.shield(future)
+
+    def cancel(self, job_id: int) -> bool:
+        return self.executor.cancel(job_id)
+
+    # --- edits (CPU, no GPU queue) -------------------------------------------------------------
+
+    async def edit(
+        self, who: Requester, source: SourceVideo, operation: str, arguments: dict[str, Any]
+    ) -> Finished:
+        """Edits are quick ffmpeg/frame work, so they skip the GPU queue but are recorded like
+        any job (with the source as parent) so they can be edited again and listed in history."""
+        request = validate_edit(operation, len(source.result.images), **arguments)
+        if who.guild_id is not None and await self.store.is_blocked(who.guild_id, who.user_id):
+            raise RequestRefused("a moderator has blocked you from using the video bot here")
+        record = await self.store.create_job(
+            user_id=who.user_id,
+            user_name=who.user_name,
+            guild_id=who.guild_id,
+            channel_id=who.channel_id,
+            kind=JobKind.EDIT.value,
+            params={"operation": request.operation, **arguments},
+            prompt=source.prompt,
+            model=source.model,
+            parent_id=source.job_id,
+            application_id=who.application_id,
+            interaction_token=who.interaction_token,
+        )
+        await self.store.mark_running(record.id)
+        try:
+            result = await asyncio.to_thread(
+                self.engine.edit_video, source.result, operation, **arguments
+            )
+        except Exception as exc:
+            await self.store.mark_failed(record.id, str(exc))
+            if isinstance(exc, VideoBotError):
+                raise
+            log.exception("edit %s failed", record.id)
+            raise VideoBotError(f"the edit failed: {type(exc).__name__}") from exc
+        return await self._record(record.id, JobKind.EDIT, result)
+
+    # --- sources -------------------------------------------------------------------------------
+
+    async def source_from_job(self, job_id: int) -> SourceVideo:
+        record = await self.store.get_job(job_id)
+        if record is None:
+            raise RequestRefused(f"there is no job #{job_id}")
+        return await self._source_from_record(record)
+
+    async def latest_source(self, who: Requester) -> SourceVideo:
+        record = await self.store.latest_done(who.user_id, who.guild_id)
+        if record is None:
+            raise RequestRefused("you have no finished video yet: make one with /video")
+        return await self._source_from_record(record)
+
+    async def _source_from_record(self, record: JobRecord) -> SourceVideo:
+        if record.status != "done" or not record.output_path:
+            raise RequestRefused(f"job #{record.id} has no video ({record.status})")
+        if record.output_pruned or not Path(record.output_path).is_file():
+            raise RequestRefused(
+                f"the video of job #{record.id} was deleted to free disk space; "
+                f"use /rerun {record.id} to make it again"
+            )
+        result = await asyncio.to_thread(
+            GenerationResult.from_video_file, record.output_path, self.upload_limits()
+        )
+        return SourceVideo(result, record.id, record.prompt or "", record.model)
+
+    async def source_from_upload(self, filename: str, data: bytes) -> SourceVideo:
+        """A member's upload: size checked before writing, limits checked before decoding."""
+        limits = self.upload_limits()
+        if len(data) > limits.max_bytes:
+            raise MediaError(
+                f"the file is {len(data) / 2**20:.1f} MiB; the limit is "
+                f"{limits.max_bytes / 2**20:.0f} MiB"
+            )
+        with tempfile.TemporaryDirectory(prefix="videobot-upload-") as folder:
+            path = Path(folder) / "upload"  # the member's filename never reaches the disk
+            path.write_bytes(data)
+            result = await asyncio.to_thread(GenerationResult.from_video_file, path, limits)
+        result.metadata["source"] = filename[:100]
+        return SourceVideo(result, None, "", None)
+
+    def upload_limits(self) -> media.MediaLimits:
+        limits = self.settings.limits
+        return media.MediaLimits(
+            max_bytes=int(limits.max_upload_mb * 2**20),
+            max_frames=limits.max_upload_frames,
+            max_duration_s=limits.max_upload_seconds,
+        )
+
+    # --- output --------------------------------------------------------------------------------
+
+    def output_path(self, job_id: int) -> Path:
+        return self.settings.storage.output_dir / f"{job_id}.mp4"
+
+    async def _record(self, job_id: int, kind: JobKind, result: GenerationResult) -> Finished:
+        if result.cancelled:
+            await self.store.mark_cancelled(job_id)
+            return Finished(job_id, kind, result)
+        if not result.ok:
+            await self.store.mark_failed(job_id, result.error or "no frames")
+            return Finished(job_id, kind, result)
+        path = self.output_path(job_id)
+        await asyncio.to_thread(result.save_as_video, path)
+        await self.store.mark_done(
+            job_id,
+            output_path=str(path),
+            seed=result.seed_used,
+            timings={**result.timings, "total": result.generation_time},
+        )
+        return Finished(job_id, kind, result, path)
+
+    async def upload_copy(self, finished: Finished, max_bytes: int) -> Path:
+        """The finished mp4, or a smaller re-encode of it when it exceeds ``max_bytes``."""
+        assert finished.path is not None
+        if finished.path.stat().st_size <= max_bytes:
+            return finished.path
+        smaller = finished.path.with_suffix(".upload.mp4")
+        result = finished.result
+        await asyncio.to_thread(
+            media.encode_within, result.images, smaller, result.frame_rate, max_bytes
+        )
+        return smaller
+
+    def wait_text(self, job: Job) -> str:
+        estimate = getattr(self.executor, "estimated_wait_s", None)
+        return describe_wait(estimate(job.position)) if estimate else "unknown"
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _failed(message: str) -> GenerationResult:
+    return GenerationResult(
+        images=[], metadata={}, generation_time=0.0, seed_used=0, params=None, error=message
+    )
+
+
+def _as_timestamp(value: Any) -> float:
+    return value.timestamp() if hasattr(value, "timestamp") else float(value)

@@ -1,0 +1,1 @@
+"""Discord-facing cogs: thin layers that parse, call the service and render."""

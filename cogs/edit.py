@@ -1,0 +1,295 @@
+"""Edits and upscaling: ``/edit``, ``/upscale``, reply-to-video text commands, the "Edit video"
+message menu and the Upscale/Reverse/Loop/Interpolate buttons."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.core.errors import MediaError, VideoBotError
+from bot.render import (
+    InteractionReply,
+    MessageReply,
+    Reply,
+    error_text,
+    follow_job,
+    job_id_of,
+    show_finished,
+    video_attachment,
+)
+from bot.service import Requester, SourceVideo
+from bot.textcommands import REPLY_COMMAND_HELP, ReplyCommand, parse_reply_command
+from cogs.video import refuse, requester
+
+if TYPE_CHECKING:
+    from bot.client import VideoBot
+
+log = logging.getLogger(__name__)
+
+BUTTON_EDITS: dict[str, dict[str, Any]] = {
+    "reverse": {},
+    "loop": {"loops": 2},
+    "interpolate": {"factor": 2},
+}
+
+
+class EditCommandModal(discord.ui.Modal, title="Edit video"):
+    command: discord.ui.TextInput[EditCommandModal] = discord.ui.TextInput(
+        label="Command",
+        placeholder="trim 5 20 · speed 2 · reverse · loop 3 · interpolate · upscale",
+        max_length=200,
+        custom_id="command",
+    )
+
+    def __init__(self, cog: EditCog, target: discord.Message) -> None:
+        super().__init__()
+        self.cog = cog
+        self.target = target
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(thinking=True)
+        prefix = self.cog.bot.settings.discord.command_prefix
+        try:
+            command = parse_reply_command(prefix + self.command.value.strip(), prefix=prefix)
+            if command is None or command.operation == "help":
+                await refuse(interaction, REPLY_COMMAND_HELP)
+                return
+            source = await self.cog.source_of_message(self.target)
+        except VideoBotError as exc:
+            await refuse(interaction, str(exc))
+            return
+        await self.cog.perform(
+            InteractionReply(interaction), requester(interaction), source, command
+        )
+
+
+class EditCog(commands.Cog):
+    def __init__(self, bot: VideoBot) -> None:
+        self.bot = bot
+        self.menu = app_commands.ContextMenu(name="Edit video", callback=self.edit_menu)
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.menu)
+        self.bot.button_handlers.update(
+            {"upscale": self.upscale_button, **{op: self.edit_button for op in BUTTON_EDITS}}
+        )
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    # --- slash commands ------------------------------------------------------------------------
+
+    @app_commands.command(name="edit")
+    @app_commands.describe(
+        operation="What to do",
+        job="The job id of a previous result (see /history); default: your latest video",
+        video="Or a video file to edit",
+        start_frame="trim: first frame kept (0-based)",
+        end_frame="trim: frames are kept up to but not including this one",
+        speed_factor="speed: 2 plays twice as fast, 0.5 half as fast (0.25-4)",
+        loops="loop: how many times in a row (1-10)",
+        factor="interpolate: multiply the frame rate by this (2-4)",
+    )
+    async def edit(
+        self,
+        interaction: discord.Interaction,
+        operation: Literal["trim", "speed", "reverse", "loop", "interpolate"],
+        job: app_commands.Range[int, 1] | None = None,
+        video: discord.Attachment | None = None,
+        start_frame: app_commands.Range[int, 0] | None = None,
+        end_frame: app_commands.Range[int, 1] | None = None,
+        speed_factor: app_commands.Range[float, 0.25, 4.0] | None = None,
+        loops: app_commands.Range[int, 1, 10] | None = None,
+        factor: app_commands.Range[int, 2, 4] | None = None,
+    ) -> None:
+        """Trim, speed up, reverse, loop or smooth a video you made or uploaded."""
+        await interaction.response.defer(thinking=True)
+        arguments = {
+            name: value
+            for name, value in {
+                "start_frame": start_frame,
+                "end_frame": end_frame,
+                "speed_factor": speed_factor,
+                "loops": loops,
+                "factor": factor,
+            }.items()
+            if value is not None
+        }
+        try:
+            source = await self.choose_source(interaction, job, video)
+            command = ReplyCommand(operation, arguments)
+            await self.perform(
+                InteractionReply(interaction), requester(interaction), source, command
+            )
+        except VideoBotError as exc:
+            await refuse(interaction, str(exc))
+
+    @app_commands.command(name="upscale")
+    @app_commands.describe(
+        job="The job id of a previous result (see /history); default: your latest video",
+        video="Or a video file to upscale",
+    )
+    async def upscale(
+        self,
+        interaction: discord.Interaction,
+        job: app_commands.Range[int, 1] | None = None,
+        video: discord.Attachment | None = None,
+    ) -> None:
+        """Upscale a video with the model's upscaler (Zeroscope XL: 1024x576)."""
+        await interaction.response.defer(thinking=True)
+        try:
+            source = await self.choose_source(interaction, job, video)
+            await self.perform(
+                InteractionReply(interaction),
+                requester(interaction),
+                source,
+                ReplyCommand("upscale"),
+            )
+        except VideoBotError as exc:
+            await refuse(interaction, str(exc))
+
+    async def choose_source(
+        self,
+        interaction: discord.Interaction,
+        job: int | None,
+        video: discord.Attachment | None,
+    ) -> SourceVideo:
+        if video is not None:
+            return await self.download(video)
+        if job is not None:
+            return await self.bot.service.source_from_job(job)
+        return await self.bot.service.latest_source(requester(interaction))
+
+    async def download(self, attachment: discord.Attachment) -> SourceVideo:
+        """Checked against the byte limit before downloading, and the rest before decoding."""
+        limit = self.bot.service.upload_limits().max_bytes
+        if attachment.size > limit:
+            raise MediaError(
+                f"the file is {attachment.size / 2**20:.1f} MiB; the limit is {limit / 2**20:.0f} MiB"
+            )
+        data = await attachment.read()
+        return await self.bot.service.source_from_upload(attachment.filename, data)
+
+    # --- the shared path -----------------------------------------------------------------------
+
+    async def perform(
+        self, reply: Reply, who: Requester, source: SourceVideo, command: ReplyCommand
+    ) -> None:
+        """Run an edit (quick, off the GPU queue) or an upscale (queued) and show the result."""
+        service = self.bot.service
+        if command.operation == "upscale":
+            job = await service.submit_upscale(who, source)
+            await follow_job(
+                reply, service, job, interval_s=self.bot.settings.limits.progress_interval_s
+            )
+            return
+        await reply.show(f"✂️ Editing ({command.operation})…")
+        finished = await service.edit(who, source, command.operation, dict(command.arguments))
+        await show_finished(reply, service, finished)
+
+    # --- reply-to-video ------------------------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        if message.author.bot or message.reference is None or self.bot.user is None:
+            return
+        mention_ids = [self.bot.user.id]
+        if message.guild is not None and message.guild.self_role is not None:
+            mention_ids.append(message.guild.self_role.id)
+        prefix = self.bot.settings.discord.command_prefix
+        reply = MessageReply(message)
+        try:
+            command = parse_reply_command(
+                message.content, bot_mention_ids=mention_ids, prefix=prefix
+            )
+            if command is None:
+                return
+            if command.operation == "help":
+                await reply.show(REPLY_COMMAND_HELP)
+                return
+            target = await self.referenced_message(message)
+            source = await self.source_of_message(target)
+            await self.perform(reply, self.requester_of(message), source, command)
+        except VideoBotError as exc:
+            await reply.show(error_text(str(exc)))
+        except discord.HTTPException as exc:
+            log.warning("reply command in %s failed: %s", message.channel.id, exc)
+
+    async def referenced_message(self, message: discord.Message) -> discord.Message:
+        reference = message.reference
+        assert reference is not None
+        if isinstance(reference.resolved, discord.Message):
+            return reference.resolved
+        if reference.message_id is None:
+            raise VideoBotError("reply to the message that holds the video")
+        channel = message.channel
+        try:
+            return await channel.fetch_message(reference.message_id)
+        except discord.HTTPException:
+            raise VideoBotError("I cannot read the message you replied to") from None
+
+    async def source_of_message(self, message: discord.Message) -> SourceVideo:
+        """The bot's own results come from the stored full-quality file; anything else from the
+        message's video attachment."""
+        if self.bot.user is not None and message.author.id == self.bot.user.id:
+            job_id = job_id_of(message)
+            if job_id is not None:
+                return await self.bot.service.source_from_job(job_id)
+        attachment = video_attachment(message)
+        if attachment is None:
+            raise VideoBotError("that message has no video (mp4, mov, webm, mkv or gif)")
+        return await self.download(attachment)
+
+    @staticmethod
+    def requester_of(message: discord.Message) -> Requester:
+        return Requester(
+            user_id=message.author.id,
+            user_name=message.author.name,
+            guild_id=message.guild.id if message.guild else None,
+            channel_id=message.channel.id,
+        )
+
+    # --- context menu and buttons --------------------------------------------------------------
+
+    async def edit_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        if video_attachment(message) is None and job_id_of(message) is None:
+            await interaction.response.send_message(
+                "That message has no video to edit.", ephemeral=True
+            )
+            return
+        await interaction.response.send_modal(EditCommandModal(self, message))
+
+    async def upscale_button(self, interaction: discord.Interaction, job_id: int) -> None:
+        await interaction.response.defer(thinking=True)
+        try:
+            source = await self.bot.service.source_from_job(job_id)
+            await self.perform(
+                InteractionReply(interaction),
+                requester(interaction),
+                source,
+                ReplyCommand("upscale"),
+            )
+        except VideoBotError as exc:
+            await refuse(interaction, str(exc))
+
+    async def edit_button(self, interaction: discord.Interaction, job_id: int) -> None:
+        """Reverse, Loop (x2) and Interpolate (x2) under a result."""
+        assert interaction.data is not None
+        action = str(interaction.data.get("custom_id", "")).split(":")[1]
+        await interaction.response.defer(thinking=True)
+        try:
+            source = await self.bot.service.source_from_job(job_id)
+            command = ReplyCommand(action, dict(BUTTON_EDITS[action]))
+            await self.perform(
+                InteractionReply(interaction), requester(interaction), source, command
+            )
+        except VideoBotError as exc:
+            await refuse(interaction, str(exc))
+
+
+async def setup(bot: VideoBot) -> None:
+    await bot.add_cog(EditCog(bot))

@@ -1,0 +1,76 @@
+"""Helpers for the bot's end-to-end tests: settings on the tiny models, a bot factory, and ways to
+wait for a job's final message on the fake Discord."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fake_discord import FAST_CLIENT_OPTIONS, FakeDiscord, StoredMessage, default_intents
+
+from bot.config import Settings
+from bot.core import media
+
+TINY_MODELS = ["tiny_t2v", "tiny_animatediff", "tiny_v2v"]
+
+
+def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
+    values: dict[str, Any] = {
+        "models": {"enabled": TINY_MODELS, "default": "tiny_t2v"},
+        "limits": {"progress_interval_s": 0.2},
+        "storage": {
+            "database": tmp_path / "videobot.sqlite3",
+            "output_dir": tmp_path / "outputs",
+        },
+    }
+    for name, changes in sections.items():
+        values[name] = {**values.get(name, {}), **changes}
+    return Settings(**values)
+
+
+def make_bot(settings: Settings, manager: Any) -> Any:
+    from bot.client import VideoBot
+
+    return VideoBot(settings, manager=manager, intents=default_intents(), **FAST_CLIENT_OPTIONS)
+
+
+def final_message(fake: FakeDiscord, interaction: Any) -> StoredMessage | None:
+    """The interaction's response once it holds a result (a video or an error embed)."""
+    message = fake.original_response(interaction)
+    if message is None:
+        return None
+    if message.attachments or any("❌" in (e.get("description") or "") for e in message.embeds):
+        return message
+    if "cancelled" in message.content:
+        return message
+    return None
+
+
+async def wait_for_result(
+    fake: FakeDiscord, interaction: Any, timeout: float = 60.0
+) -> StoredMessage:
+    return await fake.wait_until(
+        lambda: final_message(fake, interaction), timeout=timeout, what="the job's result"
+    )
+
+
+def decode_attachment(message: StoredMessage, tmp_path: Path) -> tuple[np.ndarray, float]:
+    [attachment] = message.attachments
+    path = tmp_path / f"att-{attachment.id}.mp4"
+    path.write_bytes(attachment.data)
+    frames, fps = media.decode(path)
+    return np.stack([np.asarray(f) for f in frames]), fps
+
+
+def custom_ids(message: StoredMessage) -> list[str]:
+    return [
+        component["custom_id"]
+        for row in message.components
+        for component in row.get("components", [])
+        if "custom_id" in component
+    ]
+
+
+__all__ = ["decode_attachment", "io"]
