@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # and on a GPU box the same pin resolves to the CUDA build. Any other spec would download gigabytes.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test run lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ $(VENV)/.stamp-dev: $(BIN)/python pyproject.toml
 demo: $(VENV)/.stamp-run
 	$(BIN)/videobot generate "a paper boat drifting on a pond" --model tiny_animatediff \
 		--num-frames 16 --fps 8 --width 128 --height 128 --steps 10 --seed 7 -o outputs/demo.mp4
+
+run: $(VENV)/.stamp-run
+	$(BIN)/videobot run
 
 test: $(VENV)/.stamp-dev
 	$(BIN)/ruff check bot tests bench

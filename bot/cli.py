@@ -98,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("models", help="list the models, their sizes and memory needs")
 
+    run = commands.add_parser("run", help="start the Discord bot (token from DISCORD_TOKEN)")
+    run.add_argument(
+        "--sync-commands",
+        action="store_true",
+        help="register the slash commands with Discord on start (after adding or changing them)",
+    )
+
     for sub in (generate, upscale):
         sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
         sub.add_argument("--dtype", default="auto", help="auto, float16, bfloat16, float32")
@@ -289,7 +296,31 @@ class _ProgressBar:
             self._bar.close()
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from bot.config import NO_TOKEN_HELP, discord_token, load_settings
+
+    token = discord_token()
+    if token is None:
+        print(NO_TOKEN_HELP, file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        settings = load_settings()
+    except ValidationError as exc:
+        print(f"videobot run: error in the configuration:\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.sync_commands:
+        settings.discord.sync_commands_on_start = True
+    from bot.client import VideoBot
+
+    bot = VideoBot(settings)
+    bot.run(token, log_handler=None)
+    return 0
+
+
 _COMMANDS = {
+    "run": _cmd_run,
     "generate": _cmd_generate,
     "edit": _cmd_edit,
     "upscale": _cmd_upscale,

@@ -22,7 +22,7 @@ from bot.store import Store
 
 log = logging.getLogger(__name__)
 
-COGS = ("cogs.video", "cogs.edit")
+COGS = ("cogs.video", "cogs.edit", "cogs.history", "cogs.admin")
 
 
 class VideoBotTree(app_commands.CommandTree["VideoBot"]):

@@ -52,9 +52,9 @@ class EditCommandModal(discord.ui.Modal, title="Edit video"):
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(thinking=True)
-        prefix = self.cog.bot.settings.discord.command_prefix
         try:
-            command = parse_reply_command(prefix + self.command.value.strip(), prefix=prefix)
+            # The modal is addressed to the bot already; a fixed prefix marks it so.
+            command = parse_reply_command("!" + self.command.value.strip(), prefix="!")
             if command is None or command.operation == "help":
                 await refuse(interaction, REPLY_COMMAND_HELP)
                 return
@@ -108,7 +108,7 @@ class EditCog(commands.Cog):
     ) -> None:
         """Trim, speed up, reverse, loop or smooth a video you made or uploaded."""
         await interaction.response.defer(thinking=True)
-        arguments = {
+        arguments: dict[str, object] = {
             name: value
             for name, value in {
                 "start_frame": start_frame,

@@ -58,3 +58,53 @@ async def test_video_defers_shows_progress_and_posts_the_mp4(
     assert np.abs(frames.astype(int) - reference_frames.astype(int)).max() <= 1
     assert record is not None and record.status == "done" and record.seed == 7
     assert record.params["num_frames"] == 8 and record.user_id == fake.user.id
+
+
+async def test_bad_video_input_is_answered_privately_and_records_nothing(
+    fake_discord, manager, tmp_path
+) -> None:
+    fake = fake_discord
+    cases = [
+        ({"prompt": "a cat --frames 100"}, "num_frames: must be between 8 and 64 (got 100)"),
+        ({"prompt": "a cat", "width": 60}, "width: must be a multiple of 8"),
+        ({"prompt": "a cat --sed 4"}, "did you mean --seed"),
+        ({"prompt": "a cat", "model": "sora"}, "unknown model 'sora'"),
+        ({"prompt": "a cat", "model": "animatediff"}, "animatediff is not enabled on this bot"),
+        ({"prompt": "--seed 3"}, "prompt: must not be empty"),
+    ]
+    async with fake.run_bot(make_bot(make_settings(tmp_path), manager)) as bot:
+        for options, expected in cases:
+            interaction = await fake.run_slash_command("video", options)
+            followup = await fake.wait_for_followup(interaction)
+            assert expected in followup.content, (options, followup.content)
+            assert followup.flags & 64  # ephemeral
+            assert (
+                fake.original_response(interaction) is None
+                or fake.original_response(interaction).deleted
+            )
+        assert await bot.store.count_history(fake.user.id, fake.guild.id) == 0
+
+
+async def test_result_buttons_work_after_a_restart(fake_discord, manager, tmp_path) -> None:
+    fake = fake_discord
+    settings = make_settings(tmp_path)
+    async with fake.run_bot(make_bot(settings, manager)):
+        interaction = await fake.run_slash_command(
+            "video", {"prompt": "a lighthouse --seed 9 --frames 8 --steps 10", "width": 64}
+        )
+        message = await wait_for_result(fake, interaction)
+    job_id = int(custom_ids(message)[0].split(":")[2])
+    async with fake.run_bot(make_bot(settings, manager)) as bot:  # a new process, same data
+        reversed_message = await wait_for_result(
+            fake, await fake.click_button(message, f"vb:reverse:{job_id}")
+        )
+        rerolled = await wait_for_result(
+            fake, await fake.click_button(message, f"vb:reroll:{job_id}")
+        )
+        original, _ = decode_attachment(message, tmp_path)
+        backwards, _ = decode_attachment(reversed_message, tmp_path)
+        assert np.abs(backwards.astype(int) - original[::-1].astype(int)).mean() < 6
+        new_id = int(custom_ids(rerolled)[0].split(":")[2])
+        record = await bot.store.get_job(new_id)
+        assert record.parent_id == job_id and record.seed != 9
+        assert record.params["prompt"] == "a lighthouse"

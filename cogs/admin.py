@@ -1,0 +1,272 @@
+"""Moderator commands and the queue: ``/models``, ``/queue``, ``/block``, ``/unblock``,
+``/limits`` and ``/audit``. Moderators have Manage Server or the role named in the config; every
+moderator action is recorded in the audit table."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.client import is_moderator
+from bot.core.errors import VideoBotError
+from bot.core.models import REGISTRY, get_spec
+from bot.jobs import JobState
+from bot.render import EMBED_COLOUR, clean
+
+if TYPE_CHECKING:
+    from bot.client import VideoBot
+
+
+def moderator_only() -> Any:
+    """A check that explains itself: what is needed, not just 'no'."""
+
+    async def predicate(interaction: discord.Interaction) -> bool:
+        bot: VideoBot = interaction.client  # type: ignore[assignment]
+        if interaction.guild_id is None:
+            raise app_commands.CheckFailure("Moderator commands only work in a server.")
+        if is_moderator(bot.settings, interaction.user):
+            return True
+        role = bot.settings.discord.moderator_role
+        needs = "the Manage Server permission" + (f" or the '{role}' role" if role else "")
+        raise app_commands.CheckFailure(f"This command needs {needs}.")
+
+    return app_commands.check(predicate)
+
+
+class AdminCog(commands.Cog):
+    models = app_commands.Group(
+        name="models", description="Moderators: load, unload and choose models", guild_only=True
+    )
+    queue = app_commands.Group(name="queue", description="What is queued and running")
+
+    def __init__(self, bot: VideoBot) -> None:
+        self.bot = bot
+
+    async def audit(
+        self, interaction: discord.Interaction, action: str, target: Any, **details: Any
+    ) -> None:
+        assert interaction.guild_id is not None
+        await self.bot.store.record_audit(
+            interaction.guild_id, interaction.user.id, action, target, details
+        )
+
+    # --- /models -------------------------------------------------------------------------------
+
+    @models.command(name="list")
+    @moderator_only()
+    async def models_list(self, interaction: discord.Interaction) -> None:
+        """Which models are enabled and loaded, and the memory they use or need."""
+        default = await self.bot.service.default_model(interaction.guild_id)
+        rows = {row.key: row for row in self.bot.manager.list_models()}
+        lines = []
+        for key in self.bot.settings.models.enabled:
+            row = rows[key]
+            state = (
+                f"loaded, {row.memory_mb:.0f} MB" if row.loaded and row.memory_mb else "not loaded"
+            )
+            marks = " · default" if key == default else ""
+            lines.append(
+                f"**{key}** ({row.role}) · {state} · needs {row.vram_gb:g} GB VRAM · "
+                f"native {row.native_size[0]}x{row.native_size[1]}{marks}"
+            )
+        embed = discord.Embed(title="Models", description="\n".join(lines), colour=EMBED_COLOUR)
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    @models.command(name="load")
+    @moderator_only()
+    @app_commands.describe(model="Model key")
+    async def models_load(self, interaction: discord.Interaction, model: str) -> None:
+        """Load a model now (runs on the GPU thread after the current job)."""
+        key = self.enabled_key(model)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        loaded = await self.bot.executor.run_on_gpu_thread(
+            partial(self.bot.manager.load_model, key)
+        )
+        await self.audit(interaction, "models.load", key)
+        await interaction.followup.send(
+            f"Loaded **{key}** in {loaded.load_time_s:.1f} s on {loaded.device} ({loaded.dtype}).",
+            ephemeral=True,
+        )
+
+    @models.command(name="unload")
+    @moderator_only()
+    @app_commands.describe(model="Model key")
+    async def models_unload(self, interaction: discord.Interaction, model: str) -> None:
+        """Free a model's memory (after the current job)."""
+        key = self.enabled_key(model)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        was_loaded = await self.bot.executor.run_on_gpu_thread(
+            partial(self.bot.manager.unload_model, key)
+        )
+        await self.audit(interaction, "models.unload", key, was_loaded=was_loaded)
+        text = f"Unloaded **{key}**." if was_loaded else f"**{key}** was not loaded."
+        await interaction.followup.send(text, ephemeral=True)
+
+    @models.command(name="default")
+    @moderator_only()
+    @app_commands.describe(model="Model key used when members do not pick one")
+    async def models_default(self, interaction: discord.Interaction, model: str) -> None:
+        """Set this server's default model."""
+        key = self.enabled_key(model)
+        if REGISTRY[key].role != "generator":
+            raise VideoBotError(f"{key} is an upscaler and cannot be the default")
+        assert interaction.guild_id is not None
+        await self.bot.store.update_guild_settings(interaction.guild_id, default_model=key)
+        await self.audit(interaction, "models.default", key)
+        await interaction.response.send_message(
+            f"The default model is now **{key}**.", ephemeral=True
+        )
+
+    @models_load.autocomplete("model")
+    @models_unload.autocomplete("model")
+    @models_default.autocomplete("model")
+    async def model_keys(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return [
+            app_commands.Choice(name=key, value=key)
+            for key in self.bot.settings.models.enabled
+            if current.lower() in key
+        ][:25]
+
+    def enabled_key(self, model: str) -> str:
+        key = get_spec(model).key
+        self.bot.service.check_enabled(key)
+        return key
+
+    # --- /queue --------------------------------------------------------------------------------
+
+    @queue.command(name="show")
+    async def queue_show(self, interaction: discord.Interaction) -> None:
+        """What is running and queued, in the order it will run."""
+        jobs = self.bot.executor.snapshot()
+        lines = []
+        for job in jobs[:20]:
+            where = "▶️ running" if job.state == JobState.RUNNING else f"#{job.position} in line"
+            lines.append(
+                f"{where} · job **{job.id}** · {job.kind} · {job.model} · <@{job.user_id}> · "
+                f"{clean(job.prompt, 40)}"
+            )
+        if len(jobs) > 20:
+            lines.append(f"… and {len(jobs) - 20} more")
+        embed = discord.Embed(
+            title=f"Queue: {len(jobs)} job(s)",
+            description="\n".join(lines) or "The queue is empty.",
+            colour=EMBED_COLOUR,
+        )
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    @queue.command(name="cancel")
+    @app_commands.describe(job="The job id")
+    async def queue_cancel(self, interaction: discord.Interaction, job: int) -> None:
+        """Cancel one of your jobs (moderators: anyone's)."""
+        queued = self.bot.executor.get(job)
+        if queued is None:
+            raise VideoBotError(f"job #{job} is not queued or running")
+        moderator = is_moderator(self.bot.settings, interaction.user)
+        if queued.user_id != interaction.user.id and not moderator:
+            raise VideoBotError("you can only cancel your own jobs")
+        self.bot.service.cancel(job)
+        if queued.user_id != interaction.user.id and interaction.guild_id is not None:
+            await self.audit(interaction, "queue.cancel", job, owner=queued.user_id)
+        await interaction.response.send_message(f"Cancelling job #{job}.", ephemeral=True)
+
+    @queue.command(name="clear")
+    @moderator_only()
+    async def queue_clear(self, interaction: discord.Interaction) -> None:
+        """Moderators: cancel every queued and running job of this server."""
+        jobs = [j for j in self.bot.executor.snapshot() if j.guild_id == interaction.guild_id]
+        for job in jobs:
+            self.bot.service.cancel(job.id)
+        await self.audit(interaction, "queue.clear", None, jobs=[j.id for j in jobs])
+        await interaction.response.send_message(f"Cancelled {len(jobs)} job(s).", ephemeral=True)
+
+    # --- members -------------------------------------------------------------------------------
+
+    @app_commands.command(name="block")
+    @app_commands.guild_only()
+    @moderator_only()
+    @app_commands.describe(
+        member="Who may no longer use the bot here", reason="Why (kept in /audit)"
+    )
+    async def block(
+        self, interaction: discord.Interaction, member: discord.Member, reason: str | None = None
+    ) -> None:
+        """Moderators: stop a member from using the video bot in this server."""
+        assert interaction.guild_id is not None
+        await self.bot.store.block(
+            interaction.guild_id, member.id, moderator_id=interaction.user.id, reason=reason
+        )
+        await self.audit(interaction, "block", member.id, reason=reason)
+        await interaction.response.send_message(f"Blocked {member.mention}.", ephemeral=True)
+
+    @app_commands.command(name="unblock")
+    @app_commands.guild_only()
+    @moderator_only()
+    async def unblock(self, interaction: discord.Interaction, member: discord.Member) -> None:
+        """Moderators: let a blocked member use the bot again."""
+        assert interaction.guild_id is not None
+        removed = await self.bot.store.unblock(interaction.guild_id, member.id)
+        await self.audit(interaction, "unblock", member.id, was_blocked=removed)
+        text = f"Unblocked {member.mention}." if removed else f"{member.mention} was not blocked."
+        await interaction.response.send_message(text, ephemeral=True)
+
+    @app_commands.command(name="limits")
+    @app_commands.guild_only()
+    @moderator_only()
+    @app_commands.describe(
+        max_queued="Most jobs one member may have queued or running (1-20)",
+        cooldown="Seconds a member waits between jobs (0-3600)",
+    )
+    async def limits(
+        self,
+        interaction: discord.Interaction,
+        max_queued: app_commands.Range[int, 1, 20] | None = None,
+        cooldown: app_commands.Range[float, 0, 3600] | None = None,
+    ) -> None:
+        """Moderators: show or set this server's per-member limits."""
+        assert interaction.guild_id is not None
+        changes: dict[str, Any] = {}
+        if max_queued is not None:
+            changes["max_queued_per_user"] = max_queued
+        if cooldown is not None:
+            changes["cooldown_s"] = cooldown
+        guild = await self.bot.store.update_guild_settings(interaction.guild_id, **changes)
+        if changes:
+            await self.audit(interaction, "limits", None, **changes)
+        defaults = self.bot.settings.limits
+        queued = guild.max_queued_per_user or defaults.max_queued_per_user
+        wait = guild.cooldown_s if guild.cooldown_s is not None else defaults.cooldown_s
+        blocks = await self.bot.store.list_blocks(interaction.guild_id)
+        await interaction.response.send_message(
+            f"Per member: at most **{queued}** job(s) queued, cooldown **{wait:g} s**. "
+            f"Blocked members: {len(blocks)}.",
+            ephemeral=True,
+        )
+
+    @app_commands.command(name="audit")
+    @app_commands.guild_only()
+    @moderator_only()
+    async def audit_command(self, interaction: discord.Interaction) -> None:
+        """Moderators: the latest moderator actions in this server."""
+        assert interaction.guild_id is not None
+        entries = await self.bot.store.audit_log(interaction.guild_id, limit=20)
+        lines = [
+            f"`{e.created_at:%Y-%m-%d %H:%M}` <@{e.moderator_id}> **{e.action}**"
+            + (f" {clean(str(e.target), 40)}" if e.target else "")
+            for e in entries
+        ]
+        embed = discord.Embed(
+            title="Audit log",
+            description="\n".join(lines) or "No moderator actions yet.",
+            colour=EMBED_COLOUR,
+        )
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+
+async def setup(bot: VideoBot) -> None:
+    await bot.add_cog(AdminCog(bot))
