@@ -23,6 +23,7 @@ from enum import StrEnum
 from typing import Protocol, TypeVar
 
 from bot.core.engine import CANCELLED_MESSAGE
+from bot.core.errors import GenerationCancelled
 from bot.core.progress import JobControl, Progress
 from bot.core.result import GenerationResult
 
@@ -290,6 +291,8 @@ def _run_safely(job: Job) -> GenerationResult:
     """The GPU thread's loop body: whatever a job raises, the thread lives on."""
     try:
         return job.work(job.control)
+    except GenerationCancelled:
+        return cancelled_result()
     except Exception as exc:  # one job's bug must not kill the executor
         log.exception("job %s failed", job.id)
         return GenerationResult(

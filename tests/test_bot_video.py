@@ -108,3 +108,24 @@ async def test_result_buttons_work_after_a_restart(fake_discord, manager, tmp_pa
         record = await bot.store.get_job(new_id)
         assert record.parent_id == job_id and record.seed != 9
         assert record.params["prompt"] == "a lighthouse"
+
+
+async def test_a_video_over_the_upload_limit_is_reencoded_to_fit(manager, tmp_path) -> None:
+    """A 128x128 noise video at crf 18 is far over 40 KB; the member still gets it, smaller."""
+    from fake_discord import FakeDiscord
+
+    async with FakeDiscord(max_upload_size=40_000) as fake:
+        async with fake.run_bot(make_bot(make_settings(tmp_path), manager)) as bot:
+            interaction = await fake.run_slash_command(
+                "video",
+                {"prompt": "static --seed 2 --frames 16 --steps 10", "width": 128, "height": 128},
+            )
+            message = await wait_for_result(fake, interaction)
+            job_id = int(custom_ids(message)[0].split(":")[2])
+            full = bot.service.output_path(job_id)
+            assert full.stat().st_size > 40_000  # the kept copy is full quality
+        [attachment] = message.attachments
+        assert attachment.size <= 40_000
+        frames, _ = decode_attachment(message, tmp_path)
+        assert frames.shape[0] >= 8  # quality, then size, then rate went down; the clip is there
+        assert not [r for r in fake.requests if r.status == 413]

@@ -1,0 +1,153 @@
+"""The fair queue and the GPU executor, with real threads and a real event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from bot.core.progress import JobControl
+from bot.core.result import GenerationResult
+from bot.jobs import FairQueue, GpuExecutor, Job, JobKind, JobState, QueueFull
+
+
+def ok_result(tag: str = "") -> GenerationResult:
+    return GenerationResult(
+        images=[], metadata={"tag": tag}, generation_time=0, seed_used=0, params=None
+    )
+
+
+def job(job_id: int, user_id: int, work=None) -> Job:  # type: ignore[no-untyped-def]
+    return Job(
+        id=job_id,
+        kind=JobKind.GENERATE,
+        user_id=user_id,
+        user_name=f"u{user_id}",
+        guild_id=1,
+        channel_id=1,
+        model="tiny_t2v",
+        prompt="p",
+        work=work or (lambda control: ok_result(str(job_id))),
+    )
+
+
+def test_fair_queue_round_robin_across_members_fifo_within() -> None:
+    queue = FairQueue()
+    for job_id, user in [(1, "a"), (2, "a"), (3, "a"), (4, "b"), (5, "a"), (6, "c"), (7, "b")]:
+        queue.push(job(job_id, ord(user)))
+    assert [j.id for j in queue.ordered()] == [1, 4, 6, 2, 7, 3, 5]
+    assert [queue.pop().id for _ in range(3)] == [1, 4, 6]  # type: ignore[union-attr]
+    assert queue.remove(7) is not None and queue.remove(7) is None
+    assert [j.id for j in queue.ordered()] == [2, 3, 5]
+
+
+async def test_executor_runs_one_job_at_a_time_in_fair_order() -> None:
+    executor = GpuExecutor(max_queue=10)
+    await executor.start()
+    started: list[int] = []
+    gate = threading.Event()
+    threads: set[str] = set()
+
+    def work_for(job_id: int):  # type: ignore[no-untyped-def]
+        def work(control: JobControl) -> GenerationResult:
+            started.append(job_id)
+            threads.add(threading.current_thread().name)
+            if job_id == 1:
+                gate.wait(5)
+            return ok_result(str(job_id))
+
+        return work
+
+    jobs = [
+        job(1, 10, work_for(1)),
+        job(2, 10, work_for(2)),
+        job(3, 10, work_for(3)),
+        job(4, 20, work_for(4)),
+    ]
+    positions = [executor.submit(j) for j in jobs]
+    assert positions == [1, 2, 3, 2]  # member 20's one job goes ahead of member 10's second
+    await asyncio.sleep(0.1)
+    assert jobs[0].state == JobState.RUNNING and [j.position for j in jobs[1:]] == [2, 3, 1]
+    gate.set()
+    results = [await asyncio.wait_for(j.wait(), 10) for j in jobs]
+    assert started == [1, 4, 2, 3]
+    assert [r.metadata["tag"] for r in results] == ["1", "2", "3", "4"]
+    assert len(threads) == 1 and next(iter(threads)).startswith("videobot-gpu")
+    await executor.stop()
+
+
+async def test_executor_survives_a_job_that_raises_and_cancels_queued_jobs() -> None:
+    executor = GpuExecutor(max_queue=2)
+    await executor.start()
+    gate = threading.Event()
+
+    def boom(control: JobControl) -> GenerationResult:
+        gate.wait(5)
+        raise RuntimeError("kaboom")
+
+    first = job(1, 1, boom)
+    queued = job(2, 2)
+    executor.submit(first)
+    await asyncio.sleep(0.05)  # running: no longer counts against the queue's size
+    executor.submit(queued)
+    executor.submit(job(3, 3))
+    try:
+        executor.submit(job(5, 5))
+        raise AssertionError("the queue accepted more than max_queue jobs")
+    except QueueFull as exc:
+        assert "queue is full" in str(exc) and "try again in ~" in str(exc)
+    assert executor.cancel(2) is True
+    assert (await queued.wait()).cancelled
+    gate.set()
+    failed = await asyncio.wait_for(first.wait(), 5)
+    assert failed.error == "The job failed: RuntimeError: kaboom"
+    after = job(4, 1)
+    executor.submit(after)
+    assert (await asyncio.wait_for(after.wait(), 5)).metadata["tag"] == "4"
+    await executor.stop()
+
+
+async def test_cancel_reaches_the_running_job_and_progress_crosses_threads() -> None:
+    executor = GpuExecutor()
+    await executor.start()
+
+    def steps(control: JobControl) -> GenerationResult:
+        for step in range(1, 1000):
+            control.step("denoise", step, 999)  # raises GenerationCancelled once cancelled
+            time.sleep(0.005)
+        return ok_result()
+
+    running = job(1, 1, steps)
+    executor.submit(running)
+    await asyncio.wait_for(running.changed.wait(), 5)
+    while running.progress is None:
+        await asyncio.sleep(0.01)
+    assert running.progress.stage == "denoise"
+    assert executor.cancel(1)
+    stopped = await asyncio.wait_for(running.wait(), 5)
+    assert stopped.cancelled and stopped.images == []
+    await executor.stop()
+
+
+async def test_model_loads_wait_for_the_running_job() -> None:
+    executor = GpuExecutor()
+    await executor.start()
+    order: list[str] = []
+    gate = threading.Event()
+
+    def slow(control: JobControl) -> GenerationResult:
+        gate.wait(5)
+        order.append("job")
+        return ok_result()
+
+    executor.submit(job(1, 1, slow))
+    await asyncio.sleep(0.05)
+    load = asyncio.ensure_future(
+        executor.run_on_gpu_thread(lambda: order.append("load") or "loaded")
+    )
+    await asyncio.sleep(0.05)
+    assert order == []
+    gate.set()
+    assert await asyncio.wait_for(load, 5) == "loaded"
+    assert order == ["job", "load"]
+    await executor.stop()
