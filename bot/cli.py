@@ -8,6 +8,8 @@ success). A job that fails while running (out of memory, say) exits with status 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -314,9 +316,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         settings.discord.sync_commands_on_start = True
     from bot.client import VideoBot
 
-    bot = VideoBot(settings)
-    bot.run(token, log_handler=None)
+    asyncio.run(_serve(VideoBot(settings), token))
     return 0
+
+
+async def _serve(bot: Any, token: str) -> None:
+    """Run until SIGINT or SIGTERM, then close the bot cleanly (it drains the running job)."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
+    async with bot:
+        await bot.start(token)
 
 
 _COMMANDS = {

@@ -3,6 +3,8 @@ registers the persistent buttons and loads the cogs."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from functools import partial
 from typing import Any
@@ -15,10 +17,18 @@ from bot.config import Settings
 from bot.core.engine import GenerationEngine
 from bot.core.errors import VideoBotError
 from bot.core.models import ModelManager, get_model_manager
-from bot.jobs import GpuExecutor, JobExecutor
-from bot.render import ButtonHandler, CancelButton, ResultButton, error_text
+from bot.jobs import GpuExecutor, Job, JobExecutor
+from bot.render import (
+    ButtonHandler,
+    CancelButton,
+    ChannelReply,
+    ResultButton,
+    error_embed,
+    error_text,
+    follow_job,
+)
 from bot.service import VideoService
-from bot.store import Store
+from bot.store import JobRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +96,7 @@ class VideoBot(commands.Bot):
         self.settings = settings
         self.manager = manager or get_model_manager()
         self._executor = executor
+        self._background: asyncio.Task[None] | None = None
         self.button_handlers = {}
 
     async def setup_hook(self) -> None:
@@ -96,6 +107,10 @@ class VideoBot(commands.Bot):
         self.service = VideoService(
             self.settings, self.store, self.executor, GenerationEngine(self.manager)
         )
+        resumed, failed = await self.service.recover()
+        if resumed or failed:
+            log.info("resuming %d job(s); %d could not be resumed", len(resumed), len(failed))
+            self._background = asyncio.create_task(self.announce_recovered(resumed, failed))
         self.add_dynamic_items(ResultButton, CancelButton)
         for extension in COGS:
             await self.load_extension(extension)
@@ -103,6 +118,45 @@ class VideoBot(commands.Bot):
             await self.executor.run_on_gpu_thread(partial(self.manager.load_model, key))
         if self.settings.discord.sync_commands_on_start:
             await self.sync_commands()
+
+    async def announce_recovered(self, resumed: list[Job], failed: list[JobRecord]) -> None:
+        """Jobs from before a restart report in their channel, mentioning their member: the
+        interactions that started them belonged to the previous process."""
+        await self.wait_until_ready()
+        for record in failed:
+            channel = await self.channel_for(record.channel_id)
+            if channel is not None:
+                reply = ChannelReply(channel, record.user_id, self.upload_limit(channel))
+                with contextlib.suppress(discord.HTTPException):
+                    await reply.show(None, embed=error_embed(record.error or "failed", record.id))
+        await asyncio.gather(*(self.follow_resumed(job) for job in resumed))
+
+    async def follow_resumed(self, job: Job) -> None:
+        channel = await self.channel_for(job.channel_id)
+        if channel is None:
+            await self.service.outcome(job)  # still recorded, just not announced
+            return
+        reply = ChannelReply(channel, job.user_id, self.upload_limit(channel))
+        try:
+            await follow_job(
+                reply, self.service, job, interval_s=self.settings.limits.progress_interval_s
+            )
+        except discord.HTTPException as exc:
+            log.warning("could not announce resumed job %s: %s", job.id, exc)
+
+    async def channel_for(self, channel_id: int | None) -> Any:
+        if not channel_id:
+            return None
+        channel = self.get_channel(channel_id)
+        if channel is None:
+            with contextlib.suppress(discord.HTTPException):
+                channel = await self.fetch_channel(channel_id)
+        return channel if isinstance(channel, discord.abc.Messageable) else None
+
+    @staticmethod
+    def upload_limit(channel: Any) -> int:
+        guild = getattr(channel, "guild", None)
+        return guild.filesize_limit if guild is not None else 10 * 1024 * 1024
 
     def configure_models(self) -> None:
         models = self.settings.models
@@ -137,8 +191,14 @@ class VideoBot(commands.Bot):
         """No prefix commands: the cogs' listeners handle reply-to-video text commands."""
 
     async def close(self) -> None:
+        """Drain: no new jobs, the running job finishes and is recorded, queued jobs stay queued
+        in the database for the next start, then the database is closed cleanly."""
         if hasattr(self, "executor"):
             await self.executor.stop()
+        if hasattr(self, "service"):
+            await self.service.drain()
+        if self._background is not None:
+            self._background.cancel()
         if hasattr(self, "store"):
             await self.store.close()
         await super().close()

@@ -179,10 +179,10 @@ class GpuExecutor:
             self._dispatcher = asyncio.create_task(self._dispatch(), name="videobot-dispatcher")
 
     async def stop(self) -> None:
-        """Stop taking jobs, cancel the queued ones and let the running one finish."""
+        """Drain: take no new jobs and let the running one finish. Queued jobs are dropped from
+        memory only: the store still has them queued, and the next start resumes them."""
         self._accepting = False
-        for job in self._queue.ordered():
-            self.cancel(job.id)
+        self._queue = FairQueue()
         if self._running is not None:
             await self._running.done.wait()
         if self._dispatcher is not None:

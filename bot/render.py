@@ -300,6 +300,42 @@ class MessageReply:
         return self._reply
 
 
+class ChannelReply:
+    """A message in a channel that mentions the member: for jobs resumed after a restart, whose
+    interaction (and its 15-minute token) belonged to the previous process."""
+
+    def __init__(self, channel: discord.abc.Messageable, user_id: int, max_bytes: int) -> None:
+        self.channel = channel
+        self.user_id = user_id
+        self.max_bytes = max_bytes
+        self._message: discord.Message | None = None
+
+    async def show(
+        self,
+        content: str | None,
+        *,
+        embed: discord.Embed | None = None,
+        file: Path | None = None,
+        view: discord.ui.View | None = None,
+    ) -> discord.Message | None:
+        text = f"<@{self.user_id}> {content or ''}".strip()
+        allowed = discord.AllowedMentions(users=[discord.Object(self.user_id)])
+        files = [discord.File(file, filename="video.mp4")] if file else []
+        if self._message is None:
+            self._message = await self.channel.send(
+                text,
+                embed=embed or discord.utils.MISSING,
+                files=files,
+                view=view or discord.utils.MISSING,
+                allowed_mentions=allowed,
+            )
+        else:
+            self._message = await self._message.edit(
+                content=text, embed=embed, attachments=files, view=view, allowed_mentions=allowed
+            )
+        return self._message
+
+
 async def follow_job(
     reply: Reply, service: VideoService, job: Job, *, interval_s: float
 ) -> Finished:

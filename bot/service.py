@@ -89,6 +89,7 @@ class VideoService:
         self.engine = engine
         self._outcomes: dict[int, asyncio.Future[Finished]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._completions: dict[int, tuple[Job, asyncio.Task[None]]] = {}
         settings.storage.output_dir.mkdir(parents=True, exist_ok=True)
 
     # --- rules ---------------------------------------------------------------------------------
@@ -223,7 +224,9 @@ class VideoService:
             raise RequestRefused(str(exc)) from None
         future: asyncio.Future[Finished] = asyncio.get_running_loop().create_future()
         self._outcomes[job.id] = future
-        self._spawn(self._complete(job, future))
+        task = asyncio.create_task(self._complete(job, future))
+        self._completions[job.id] = (job, task)
+        task.add_done_callback(lambda _: self._completions.pop(job.id, None))
         return job
 
     async def _on_start(self, job: Job) -> None:
@@ -254,6 +257,76 @@ class VideoService:
 
     def cancel(self, job_id: int) -> bool:
         return self.executor.cancel(job_id)
+
+    async def drain(self) -> None:
+        """At shutdown, after the executor stopped: finish recording the jobs that ended (their
+        encode and store update), and forget the queued ones (they stay queued in the store)."""
+        for job, task in list(self._completions.values()):
+            if job.done.is_set():
+                with contextlib.suppress(Exception):
+                    await task
+            else:
+                task.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+
+    # --- restart recovery ----------------------------------------------------------------------
+
+    async def recover(self) -> tuple[list[Job], list[JobRecord]]:
+        """Requeue what a previous run left unfinished, in the order it was queued.
+
+        A job that was running when the process died is retried once; if it was already retried
+        it is failed instead, so a job that crashes the bot cannot do so forever. Edits are quick
+        CPU work and are simply failed with a message to run them again. Returns the resumed jobs
+        and the failed records, so the client can tell the members in their channels.
+        """
+        resumed: list[Job] = []
+        failed: list[JobRecord] = []
+        for record in await self.store.unfinished_jobs():
+            reason = None
+            if record.kind == JobKind.EDIT.value:
+                reason = "the bot restarted during this edit; please run it again"
+            elif record.status == "running" and record.attempts >= 2:
+                reason = "the bot stopped twice while this job ran, so it was not tried again"
+            if reason is not None:
+                failed.append(await self.store.mark_failed(record.id, reason))
+                continue
+            if record.status == "running":
+                record = await self.store.requeue(record.id)
+            try:
+                resumed.append(await self._resubmit(record))
+            except VideoBotError as exc:
+                with contextlib.suppress(StoreError):
+                    failed.append(await self.store.mark_failed(record.id, str(exc)))
+        return resumed, failed
+
+    async def _resubmit(self, record: JobRecord) -> Job:
+        who = Requester(
+            user_id=record.user_id,
+            user_name=record.user_name,
+            guild_id=record.guild_id,
+            channel_id=record.channel_id or 0,
+        )
+        engine = self.engine
+        if record.kind == JobKind.GENERATE.value:
+            params = GenerationParams(**record.params)
+
+            def generate(control: JobControl) -> GenerationResult:
+                return engine.generate_video(params, control)
+
+            model = params.model or self.settings.models.default_model
+            return await self._queue(record, who, JobKind.GENERATE, model, params.prompt, generate)
+        if record.parent_id is None:
+            raise VideoBotError("the video to upscale is gone")
+        source = await self.source_from_job(record.parent_id)
+        upscaler = str(record.params.get("upscaler") or record.model)
+
+        def upscale(control: JobControl) -> GenerationResult:
+            return engine.upscale(
+                source.result, upscaler=upscaler, prompt=source.prompt, control=control
+            )
+
+        return await self._queue(record, who, JobKind.UPSCALE, upscaler, source.prompt, upscale)
 
     # --- edits (CPU, no GPU queue) -------------------------------------------------------------
 
