@@ -86,6 +86,13 @@ class LimitSettings(BaseModel):
     max_upload_frames: int = Field(default=600, ge=8)
     max_upload_seconds: float = Field(default=60.0, gt=0)
     history_page_size: int = Field(default=5, ge=1, le=10)
+    job_time_limit_s: float = Field(default=900.0, gt=0)
+    """A job running longer is stopped: a stuck or huge job must not hold the GPU forever."""
+
+
+class ModerationSettings(BaseModel):
+    blocked_words: list[str] = Field(default_factory=list)
+    """Prompts containing any of these words (whole words, any case) are refused."""
 
 
 class StorageSettings(BaseModel):
@@ -103,6 +110,7 @@ class Settings(BaseSettings):
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    moderation: ModerationSettings = Field(default_factory=ModerationSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
 
     @classmethod

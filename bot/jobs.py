@@ -62,6 +62,7 @@ class Job:
     model: str | None
     prompt: str
     work: Work
+    time_limit_s: float | None = None
     on_start: Callable[[Job], Awaitable[None]] | None = None
     """Awaited on the event loop just before the job runs (the service records it as running)."""
     control: JobControl = field(init=False)
@@ -206,7 +207,7 @@ class GpuExecutor:
         def report(progress: Progress) -> None:  # on the GPU thread
             loop.call_soon_threadsafe(self._progress, job, progress)
 
-        job.control = JobControl(on_progress=report)
+        job.control = JobControl(on_progress=report, time_limit_s=job.time_limit_s)
         self._queue.push(job)
         self._renumber()
         self._wakeup.set()
@@ -289,6 +290,7 @@ class GpuExecutor:
 
 def _run_safely(job: Job) -> GenerationResult:
     """The GPU thread's loop body: whatever a job raises, the thread lives on."""
+    job.control.restart_clock()
     try:
         return job.work(job.control)
     except GenerationCancelled:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -118,6 +119,20 @@ class VideoService:
                 if wait > 0:
                     raise RequestRefused(f"slow down: you can start another job in {wait:.0f} s")
 
+    def check_words(self, params: GenerationParams) -> None:
+        blocked = {w.lower() for w in self.settings.moderation.blocked_words}
+        if not blocked:
+            return
+        for field_name, text in (
+            ("prompt", params.prompt),
+            ("negative_prompt", params.negative_prompt),
+        ):
+            for word in re.findall(r"\w+", text.lower()):
+                if word in blocked:
+                    raise RequestRefused(
+                        f"{field_name}: the word '{word}' is not allowed on this server"
+                    )
+
     async def default_model(self, guild_id: int | None) -> str:
         if guild_id is not None:
             guild = await self.store.get_guild_settings(guild_id)
@@ -142,6 +157,7 @@ class VideoService:
         model = params.model or await self.default_model(who.guild_id)
         self.check_enabled(model)
         params = GenerationParams(**{**params.model_dump(), "model": model})
+        self.check_words(params)
         await self.check_allowed(who)
         record = await self.store.create_job(
             user_id=who.user_id,
@@ -159,7 +175,7 @@ class VideoService:
         engine = self.engine
 
         def work(control: JobControl) -> GenerationResult:
-            return engine.generate_video(params, control)
+            return generate_with_oom_retry(engine, params, control)
 
         return await self._queue(record, who, JobKind.GENERATE, model, params.prompt, work)
 
@@ -216,6 +232,7 @@ class VideoService:
             prompt=prompt,
             work=work,
             on_start=self._on_start,
+            time_limit_s=self.settings.limits.job_time_limit_s,
         )
         try:
             self.executor.submit(job)
@@ -312,7 +329,7 @@ class VideoService:
             params = GenerationParams(**record.params)
 
             def generate(control: JobControl) -> GenerationResult:
-                return engine.generate_video(params, control)
+                return generate_with_oom_retry(engine, params, control)
 
             model = params.model or self.settings.models.default_model
             return await self._queue(record, who, JobKind.GENERATE, model, params.prompt, generate)
@@ -456,6 +473,31 @@ class VideoService:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+MEMORY_SAVERS = {"cpu_offload": True, "vae_slicing": True, "forward_chunking": True}
+
+
+def generate_with_oom_retry(
+    engine: GenerationEngine, params: GenerationParams, control: JobControl
+) -> GenerationResult:
+    """Out of GPU memory: retry once with the memory savers on (the engine has already freed the
+    cache), then put the owner's settings back. Runs on the GPU thread."""
+    result = engine.generate_video(params, control)
+    if not result.metadata.get("out_of_memory"):
+        return result
+    manager = engine.manager
+    before = {name: getattr(manager.options, name) for name in MEMORY_SAVERS}
+    if all(before.values()):
+        return result  # the savers were already on: nothing left to try
+    log.warning("job ran out of memory; retrying with the memory savers on")
+    manager.configure(**MEMORY_SAVERS)
+    try:
+        retried = engine.generate_video(params, control)
+    finally:
+        manager.configure(**before)
+    retried.metadata["retried_with_memory_savers"] = True
+    return retried
 
 
 def _failed(message: str) -> GenerationResult:

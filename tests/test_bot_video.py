@@ -129,3 +129,20 @@ async def test_a_video_over_the_upload_limit_is_reencoded_to_fit(manager, tmp_pa
         frames, _ = decode_attachment(message, tmp_path)
         assert frames.shape[0] >= 8  # quality, then size, then rate went down; the clip is there
         assert not [r for r in fake.requests if r.status == 413]
+
+
+async def test_blocked_words_and_hostile_prompts(fake_discord, manager, tmp_path) -> None:
+    fake = fake_discord
+    settings = make_settings(tmp_path, moderation={"blocked_words": ["Gore"]})
+    async with fake.run_bot(make_bot(settings, manager)) as bot:
+        refused = await fake.run_slash_command("video", {"prompt": "so much GORE here --frames 8"})
+        followup = await fake.wait_for_followup(refused)
+        assert "the word 'gore' is not allowed" in followup.content and followup.flags & 64
+        hostile = "@everyone **bold** <@&123> [link](http://x) --seed 1 --frames 8 --steps 10"
+        message = await wait_for_result(
+            fake, await fake.run_slash_command("video", {"prompt": hostile, "width": 64})
+        )
+        title = message.embeds[0]["title"]
+        assert "\\*\\*bold\\*\\*" in title and "@\u200beveryone" in title  # shown, not obeyed
+        assert not message.mention_everyone and not message.mention_role_ids
+        assert await bot.store.count_history(fake.user.id, fake.guild.id) == 1

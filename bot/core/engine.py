@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from bot.core import edits, media
-from bot.core.errors import GenerationCancelled, InvalidParameterError, VideoBotError
+from bot.core.errors import (
+    GenerationCancelled,
+    GenerationTimedOut,
+    InvalidParameterError,
+    VideoBotError,
+)
 from bot.core.models import (
     LoadedModel,
     ModelManager,
@@ -368,11 +373,15 @@ class GenerationEngine:
         timings: dict[str, float],
         size: tuple[int, int] | None = None,
     ) -> GenerationResult:
-        cancelled = isinstance(exc, GenerationCancelled)
+        cancelled = isinstance(exc, GenerationCancelled) and not isinstance(exc, GenerationTimedOut)
+        out_of_memory = False
         if cancelled:
             message = CANCELLED_MESSAGE
+        elif isinstance(exc, GenerationTimedOut):
+            message = f"Stopped: {exc}. Try fewer frames, fewer steps or a smaller size."
         elif is_out_of_memory(exc):
             free_memory()
+            out_of_memory = True
             message = out_of_memory_advice(spec, params, size)
         elif isinstance(exc, ModelLoadError):
             log.warning("%s", exc)
@@ -382,7 +391,7 @@ class GenerationEngine:
             message = f"Generation failed on {spec.key}: {type(exc).__name__}: {exc}"
         return GenerationResult(
             images=[],
-            metadata={"model": spec.key},
+            metadata={"model": spec.key, "out_of_memory": out_of_memory},
             generation_time=time.perf_counter() - started,
             seed_used=seed,
             params=params,

@@ -33,3 +33,7 @@ class MediaError(VideoBotError):
 
 class GenerationCancelled(VideoBotError):
     """Raised inside a pipeline callback to stop a job at once, before any further step or decode."""
+
+
+class GenerationTimedOut(GenerationCancelled):
+    """Raised like a cancel when a job runs past its time limit."""

@@ -7,6 +7,7 @@ names the field, what is allowed and what was given, so the CLI and the bot can 
 from __future__ import annotations
 
 import math
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -136,6 +137,7 @@ class GenerationParams(_Validated):
     @field_validator("prompt")
     @classmethod
     def _prompt(cls, value: str) -> str:
+        _no_control_characters("prompt", value)
         value = value.strip()
         if not value:
             raise InvalidParameterError("prompt", "must not be empty: describe the video you want")
@@ -148,6 +150,7 @@ class GenerationParams(_Validated):
     @field_validator("negative_prompt")
     @classmethod
     def _negative_prompt(cls, value: str) -> str:
+        _no_control_characters("negative_prompt", value)
         value = value.strip()
         if len(value) > PROMPT_MAX_CHARS:
             raise InvalidParameterError(
@@ -208,6 +211,22 @@ class GenerationParams(_Validated):
             check_size("width", self.width, low, high)
             check_size("height", self.height, low, high)
         return self
+
+
+def _no_control_characters(field: str, value: str) -> None:
+    """Control characters (NUL, escape sequences, bidi overrides) have no place in a prompt and
+    can garble logs and embeds; tabs and line breaks are fine."""
+    for char in value:
+        if char in "\t\n\r":
+            continue
+        category = unicodedata.category(char)
+        if category == "Cc" or char in _BIDI_CONTROLS:
+            raise InvalidParameterError(
+                field, f"contains a control character (U+{ord(char):04X}); remove it"
+            )
+
+
+_BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def check_size(field: str, value: int, low: int, high: int, model_name: str | None = None) -> None:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.core.errors import GenerationCancelled
+from bot.core.errors import GenerationCancelled, GenerationTimedOut
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,18 @@ ProgressCallback = Callable[[Progress], None]
 class JobControl:
     """Carries progress reports out of a job and a cancel request into it."""
 
-    def __init__(self, on_progress: ProgressCallback | None = None) -> None:
+    def __init__(
+        self, on_progress: ProgressCallback | None = None, *, time_limit_s: float | None = None
+    ) -> None:
         self._on_progress = on_progress
         self._cancel = threading.Event()
         self._started = time.monotonic()
+        self.time_limit_s = time_limit_s
         self.last: Progress | None = None
+
+    def restart_clock(self) -> None:
+        """Start the time limit and the elapsed time now: called when a queued job starts."""
+        self._started = time.monotonic()
 
     def cancel(self) -> None:
         """Ask the job to stop; it raises :class:`GenerationCancelled` at its next step."""
@@ -60,6 +67,10 @@ class JobControl:
         """Raise :class:`GenerationCancelled` if a cancel was requested."""
         if self._cancel.is_set():
             raise GenerationCancelled("the job was cancelled")
+        if self.time_limit_s is not None and time.monotonic() - self._started > self.time_limit_s:
+            raise GenerationTimedOut(
+                f"the job ran longer than its limit of {self.time_limit_s:g} s and was stopped"
+            )
 
     def step(self, stage: str, step: int, total: int) -> None:
         """Report that ``step`` of ``total`` is done, then stop here if a cancel arrived."""
