@@ -98,6 +98,8 @@ class ModerationSettings(BaseModel):
 class StorageSettings(BaseModel):
     database: Path = Path("data/videobot.sqlite3")
     output_dir: Path = Path("data/outputs")
+    max_output_mb: float = Field(default=5000.0, gt=0)
+    """Disk budget for finished videos: the oldest are deleted past it (their history stays)."""
 
 
 class Settings(BaseSettings):

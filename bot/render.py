@@ -373,9 +373,13 @@ async def follow_job(
 async def show_finished(reply: Reply, service: VideoService, finished: Finished) -> None:
     if finished.ok:
         path = await service.upload_copy(finished, reply.max_bytes)
-        message = await reply.show(
-            None, embed=result_embed(finished), file=path, view=result_view(finished.job_id)
-        )
+        try:
+            message = await reply.show(
+                None, embed=result_embed(finished), file=path, view=result_view(finished.job_id)
+            )
+        finally:
+            if path != finished.path:  # a smaller copy made for this upload only
+                path.unlink(missing_ok=True)
         if message is not None:
             await service.store.set_message(finished.job_id, message.channel.id, message.id)
     elif finished.result.cancelled:

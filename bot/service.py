@@ -451,7 +451,27 @@ class VideoService:
             seed=result.seed_used,
             timings={**result.timings, "total": result.generation_time},
         )
+        await self.enforce_disk_budget(keep=path)
         return Finished(job_id, kind, result, path)
+
+    async def enforce_disk_budget(self, keep: Path | None = None) -> list[int]:
+        """Delete the oldest videos while the output folder is over its budget. Their history rows
+        stay, marked as pruned, so /history still lists them and /edit says what happened."""
+        budget = int(self.settings.storage.max_output_mb * 2**20)
+        victims = await asyncio.to_thread(
+            _oldest_over_budget, self.settings.storage.output_dir, budget, keep
+        )
+        pruned = []
+        for path in victims:
+            with contextlib.suppress(FileNotFoundError):
+                await asyncio.to_thread(path.unlink)
+            if path.stem.isdigit():
+                with contextlib.suppress(StoreError):
+                    await self.store.mark_pruned(int(path.stem))
+                    pruned.append(int(path.stem))
+        if pruned:
+            log.info("disk budget: deleted the videos of jobs %s", pruned)
+        return pruned
 
     async def upload_copy(self, finished: Finished, max_bytes: int) -> Path:
         """The finished mp4, or a smaller re-encode of it when it exceeds ``max_bytes``."""
@@ -498,6 +518,22 @@ def generate_with_oom_retry(
         manager.configure(**before)
     retried.metadata["retried_with_memory_savers"] = True
     return retried
+
+
+def _oldest_over_budget(folder: Path, budget: int, keep: Path | None) -> list[Path]:
+    files = sorted(
+        (p for p in folder.glob("*.mp4") if p.is_file()), key=lambda p: p.stat().st_mtime
+    )
+    total = sum(p.stat().st_size for p in files)
+    victims = []
+    for path in files:
+        if total <= budget:
+            break
+        if keep is not None and path == keep:
+            continue
+        victims.append(path)
+        total -= path.stat().st_size
+    return victims
 
 
 def _failed(message: str) -> GenerationResult:

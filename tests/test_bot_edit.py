@@ -190,3 +190,24 @@ async def test_bad_upload_is_refused(fake_discord, manager, tmp_path) -> None:
         followup = await fake.wait_for_followup(interaction)
         assert "not a video" in followup.content and followup.flags & 64
         assert await bot.store.count_history(fake.user.id, fake.guild.id) == 0
+
+
+async def test_old_videos_are_pruned_past_the_disk_budget(fake_discord, manager, tmp_path) -> None:
+    """A tiny budget keeps only the newest video; the pruned job stays in history and says so."""
+    fake = fake_discord
+    settings = make_settings(tmp_path, storage={"max_output_mb": 0.001})
+    async with fake.run_bot(make_bot(settings, manager)) as bot:
+        _, first_id = await make_video(fake)
+        _, second_id = await make_video(
+            fake, {**VIDEO, "prompt": "a blue car --seed 4 --frames 8 --steps 10"}
+        )
+        first = await bot.store.get_job(first_id)
+        assert first.output_pruned and not first.output_path.exists()
+        assert bot.service.output_path(second_id).exists()  # the newest is always kept
+        interaction = await fake.run_slash_command(
+            "edit", {"operation": "reverse", "job": first_id}
+        )
+        followup = await fake.wait_for_followup(interaction)
+        assert "was deleted to free disk space" in followup.content
+        assert f"/rerun {first_id}" in followup.content
+        assert await bot.store.count_history(fake.user.id, fake.guild.id) == 2
