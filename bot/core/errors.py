@@ -16,8 +16,13 @@ class InvalidParameterError(VideoBotError, ValueError):
     """A parameter is out of range or of the wrong kind; the message names it and what is allowed."""
 
     def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        super().__init__(f"{field}: {message}")
+        self.field = _printable(field)
+        super().__init__(_printable(f"{field}: {message}"))
+
+
+def _printable(text: str) -> str:
+    """Messages quote what a user typed; a lone surrogate there could not be sent or logged."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class UnknownModelError(InvalidParameterError):

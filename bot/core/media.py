@@ -145,6 +145,7 @@ def decode(
     """
     with _open_upload(path, limits) as upload:
         probed = _probe_upload(upload, limits)
+        _refuse_if_cut_short(upload, probed.info.container)
         frames = _decode_upload(upload, probed, limits)
     return frames, probed.info.fps
 
@@ -465,7 +466,62 @@ def _decode_upload(upload: _Upload, probed: _Probed, limits: MediaLimits) -> lis
     return frames
 
 
+def _refuse_if_cut_short(upload: _Upload, container: str) -> None:
+    """Formats whose demuxers stop quietly at a cut: a GIF must end with its trailer byte, and a
+    Matroska/WebM segment of known size must fit in the file. (MP4 and MOV cuts make ffmpeg fail.)"""
+    truncated = False
+    if container == "gif":
+        truncated = os.pread(upload.fd, 1, upload.size - 1) != b"\x3b"
+    elif container in ("mkv", "webm"):
+        end = _matroska_segment_end(os.pread(upload.fd, 4096, 0))
+        truncated = end is not None and end > upload.size
+    if truncated:
+        raise MediaError("the video is truncated: the file ends before its last frame")
+
+
+_EBML_ID = b"\x1a\x45\xdf\xa3"
+_SEGMENT_ID = b"\x18\x53\x80\x67"
+
+
+def _matroska_segment_end(head: bytes) -> int | None:
+    """Byte offset where the Segment element claims to end; None when unknown (live recordings
+    write an 'unknown' size) or unparseable."""
+    if not head.startswith(_EBML_ID):
+        return None
+    size = _ebml_vint(head, len(_EBML_ID))
+    if size is None:
+        return None
+    header_size, length = size
+    offset = len(_EBML_ID) + length + header_size
+    if head[offset : offset + 4] != _SEGMENT_ID:
+        return None
+    segment = _ebml_vint(head, offset + 4)
+    if segment is None:
+        return None
+    value, length = segment
+    if value == (1 << (7 * length)) - 1:  # all ones: unknown size
+        return None
+    return offset + 4 + length + value
+
+
+def _ebml_vint(data: bytes, at: int) -> tuple[int, int] | None:
+    """An EBML variable-length integer at ``at``: (value, bytes used)."""
+    if at >= len(data) or data[at] == 0:
+        return None
+    length = 8 - data[at].bit_length() + 1
+    if at + length > len(data):
+        return None
+    value = data[at] & (0xFF >> length)
+    for byte in data[at + 1 : at + length]:
+        value = (value << 8) | byte
+    return value, length
+
+
 def _check_limits(info: VideoInfo, limits: MediaLimits) -> None:
+    if not 0 < info.fps <= _MAX_FPS:
+        raise MediaError(
+            f"the video's frame rate ({info.fps:g} fps) is not plausible; at most {_MAX_FPS:g} fps"
+        )
     pixels = info.width * info.height
     if pixels > limits.max_pixels:
         raise MediaError(

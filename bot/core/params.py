@@ -24,14 +24,23 @@ class Range:
     high: float
 
     def check(self, field: str, value: float) -> None:
-        if not (self.low <= value <= self.high):
+        if isinstance(value, bool) or not (self.low <= value <= self.high):
             raise InvalidParameterError(
                 field, f"must be between {_num(self.low)} and {_num(self.high)} (got {_num(value)})"
             )
 
 
 def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+    return display(value) if isinstance(value, int) else f"{value:g}"
+
+
+def display(value: Any, limit: int = 40) -> str:
+    """A value quoted back to the user: short, and safe for numbers too large to print."""
+    try:
+        text = str(value) if isinstance(value, int | float) else repr(value)
+    except (ValueError, OverflowError):  # ints past Python's digit limit
+        return "a number too large to show"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # The seed's ranges (docs: "Video Generation Parameters").
@@ -97,7 +106,7 @@ def invalid_parameter_from(exc: ValidationError) -> InvalidParameterError:
         elif err["type"] == "missing":
             messages.append(f"{field}: is required")
         else:
-            messages.append(f"{field}: {err['msg'].lower()} (got {err.get('input')!r})")
+            messages.append(f"{field}: {err['msg'].lower()} (got {display(err.get('input'))})")
     error = InvalidParameterError(first_field, "")
     error.args = ("; ".join(messages),)
     return error
@@ -157,6 +166,24 @@ class GenerationParams(_Validated):
                 "negative_prompt",
                 f"must be at most {PROMPT_MAX_CHARS} characters (got {len(value)})",
             )
+        return value
+
+    @field_validator(
+        "num_frames",
+        "fps",
+        "num_inference_steps",
+        "interpolate",
+        "seed",
+        "width",
+        "height",
+        "guidance_scale",
+        mode="before",
+    )
+    @classmethod
+    def _not_a_bool(cls, value: Any, info: Any) -> Any:
+        """True and False are not numbers to a member, though Python would take them as 1 and 0."""
+        if isinstance(value, bool):
+            raise InvalidParameterError(info.field_name, f"must be a number (got {value})")
         return value
 
     @field_validator("num_frames", "fps", "num_inference_steps", "interpolate")
@@ -220,7 +247,7 @@ def _no_control_characters(field: str, value: str) -> None:
         if char in "\t\n\r":
             continue
         category = unicodedata.category(char)
-        if category == "Cc" or char in _BIDI_CONTROLS:
+        if category in ("Cc", "Cs") or char in _BIDI_CONTROLS:
             raise InvalidParameterError(
                 field, f"contains a control character (U+{ord(char):04X}); remove it"
             )
@@ -235,7 +262,8 @@ def check_size(field: str, value: int, low: int, high: int, model_name: str | No
     if value % SIZE_MULTIPLE or not (low <= value <= high):
         raise InvalidParameterError(
             field,
-            f"must be a multiple of {SIZE_MULTIPLE} between {low} and {high}{where} (got {value})",
+            f"must be a multiple of {SIZE_MULTIPLE} between {low} and {high}{where} "
+            f"(got {display(value)})",
         )
 
 
@@ -281,10 +309,10 @@ def validate_edit(operation: str, frame_count: int, **kwargs: Any) -> EditReques
     ``trim`` keeps frames ``start_frame`` up to but not including ``end_frame`` (Python slicing;
     ``end_frame`` defaults to the end). ``speed`` keeps the frame rate and drops or repeats frames.
     """
-    op = operation.strip().lower() if isinstance(operation, str) else operation
+    op = operation.strip().lower() if isinstance(operation, str) else None
     if op not in _EDIT_ARGUMENTS:
         raise InvalidParameterError(
-            "operation", f"unknown edit {operation!r}; known: {', '.join(EDIT_OPERATIONS)}"
+            "operation", f"unknown edit {display(operation)}; known: {', '.join(EDIT_OPERATIONS)}"
         )
     allowed = _EDIT_ARGUMENTS[op]
     unknown = sorted(set(kwargs) - set(allowed))
@@ -310,6 +338,7 @@ def validate_edit(operation: str, frame_count: int, **kwargs: Any) -> EditReques
     if op == "speed":
         factor = _as_float("speed_factor", kwargs.get("speed_factor", 1.0))
         SPEED.check("speed_factor", factor)
+        _check_growth("speed_factor", round(frame_count / factor))
         return EditRequest("speed", speed_factor=factor)
     if op == "loop":
         loops = _as_int("loops", kwargs.get("loops", 2))
@@ -332,26 +361,21 @@ def _check_growth(field: str, frames: int) -> None:
 
 
 def _as_int(field: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise InvalidParameterError(field, f"must be a whole number (got {value!r})")
-    try:
-        number = float(value)
-    except ValueError:
-        raise InvalidParameterError(field, f"must be a whole number (got {value!r})") from None
+    number = _as_float(field, value, kind="a whole number")
     if not number.is_integer():
-        raise InvalidParameterError(field, f"must be a whole number (got {value!r})")
+        raise InvalidParameterError(field, f"must be a whole number (got {display(value)})")
     return int(number)
 
 
-def _as_float(field: str, value: Any) -> float:
+def _as_float(field: str, value: Any, kind: str = "a number") -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise InvalidParameterError(field, f"must be a number (got {value!r})")
+        raise InvalidParameterError(field, f"must be {kind} (got {display(value)})")
     try:
         number = float(value)
-    except ValueError:
-        raise InvalidParameterError(field, f"must be a number (got {value!r})") from None
+    except (ValueError, OverflowError):
+        raise InvalidParameterError(field, f"must be {kind} (got {display(value)})") from None
     if not math.isfinite(number):
-        raise InvalidParameterError(field, f"must be a finite number (got {value!r})")
+        raise InvalidParameterError(field, f"must be a finite number (got {display(value)})")
     return number
 
 

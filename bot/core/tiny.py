@@ -253,11 +253,11 @@ def _tiny_unet3d():  # type: ignore[no-untyped-def]
         out_channels=4,
         down_block_types=("DownBlock3D", "DownBlock3D", "CrossAttnDownBlock3D"),
         up_block_types=("CrossAttnUpBlock3D", "UpBlock3D", "UpBlock3D"),
-        block_out_channels=(16, 16, 32),
+        block_out_channels=(8, 8, 16),
         layers_per_block=1,
         norm_num_groups=4,
         cross_attention_dim=_TEXT_DIM,
-        attention_head_dim=4,
+        attention_head_dim=2,
     )
 
 
@@ -301,7 +301,7 @@ def _build_tiny_animatediff(target: Path) -> None:
         out_channels=4,
         down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-        block_out_channels=(16, 16, 32),
+        block_out_channels=(8, 8, 16),
         layers_per_block=1,
         norm_num_groups=4,
         cross_attention_dim=_TEXT_DIM,
@@ -309,7 +309,7 @@ def _build_tiny_animatediff(target: Path) -> None:
     )
     torch.manual_seed(TINY_SEED + 1)
     adapter = MotionAdapter(
-        block_out_channels=(16, 16, 32),
+        block_out_channels=(8, 8, 16),
         motion_layers_per_block=1,
         motion_norm_num_groups=4,
         motion_num_attention_heads=2,
