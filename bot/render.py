@@ -209,104 +209,14 @@ class Reply(Protocol):
     ) -> discord.Message | None: ...
 
 
-class InteractionReply:
-    """Edits the interaction's deferred response; after Discord's 15-minute token expires, falls
-    back to a channel message that mentions the member."""
-
-    def __init__(self, interaction: discord.Interaction) -> None:
-        self.interaction = interaction
-        self.max_bytes = interaction.filesize_limit
-        self._fallback: discord.Message | None = None
-
-    async def show(
-        self,
-        content: str | None,
-        *,
-        embed: discord.Embed | None = None,
-        file: Path | None = None,
-        view: discord.ui.View | None = None,
-    ) -> discord.Message | None:
-        attachments = [discord.File(file, filename="video.mp4")] if file else []
-        if self._fallback is None:
-            try:
-                return await self.interaction.edit_original_response(
-                    content=content, embed=embed, attachments=attachments, view=view
-                )
-            except discord.NotFound:
-                log.info("interaction token of %s expired; falling back", self.interaction.id)
-            except discord.HTTPException as exc:
-                if exc.status != 401:
-                    raise
-        return await self._channel_message(content, embed, file, view)
-
-    async def _channel_message(
-        self,
-        content: str | None,
-        embed: discord.Embed | None,
-        file: Path | None,
-        view: discord.ui.View | None,
-    ) -> discord.Message:
-        channel = self.interaction.channel
-        mention = self.interaction.user.mention
-        text = f"{mention} {content or ''}".strip()
-        allowed = discord.AllowedMentions(users=[self.interaction.user])
-        files = [discord.File(file, filename="video.mp4")] if file else []
-        if self._fallback is None:
-            assert isinstance(channel, discord.abc.Messageable)
-            self._fallback = await channel.send(
-                text,
-                embed=embed or discord.utils.MISSING,
-                files=files,
-                view=view or discord.utils.MISSING,
-                allowed_mentions=allowed,
-            )
-        else:
-            self._fallback = await self._fallback.edit(
-                content=text, embed=embed, attachments=files, view=view, allowed_mentions=allowed
-            )
-        return self._fallback
+def video_files(file: Path | None) -> list[discord.File]:
+    return [discord.File(file, filename="video.mp4")] if file else []
 
 
-class MessageReply:
-    """A reply to a member's message (reply-to-video commands): created on first show."""
+class SentReply:
+    """A message the bot sends on the first ``show`` and edits on every later one."""
 
-    def __init__(self, message: discord.Message) -> None:
-        self.message = message
-        limit = message.guild.filesize_limit if message.guild else 10 * 1024 * 1024
-        self.max_bytes = limit
-        self._reply: discord.Message | None = None
-
-    async def show(
-        self,
-        content: str | None,
-        *,
-        embed: discord.Embed | None = None,
-        file: Path | None = None,
-        view: discord.ui.View | None = None,
-    ) -> discord.Message | None:
-        files = [discord.File(file, filename="video.mp4")] if file else []
-        if self._reply is None:
-            self._reply = await self.message.reply(
-                content,
-                embed=embed or discord.utils.MISSING,
-                files=files,
-                view=view or discord.utils.MISSING,
-                mention_author=False,
-            )
-        else:
-            self._reply = await self._reply.edit(
-                content=content, embed=embed, attachments=files, view=view
-            )
-        return self._reply
-
-
-class ChannelReply:
-    """A message in a channel that mentions the member: for jobs resumed after a restart, whose
-    interaction (and its 15-minute token) belonged to the previous process."""
-
-    def __init__(self, channel: discord.abc.Messageable, user_id: int, max_bytes: int) -> None:
-        self.channel = channel
-        self.user_id = user_id
+    def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._message: discord.Message | None = None
 
@@ -318,22 +228,86 @@ class ChannelReply:
         file: Path | None = None,
         view: discord.ui.View | None = None,
     ) -> discord.Message | None:
-        text = f"<@{self.user_id}> {content or ''}".strip()
-        allowed = discord.AllowedMentions(users=[discord.Object(self.user_id)])
-        files = [discord.File(file, filename="video.mp4")] if file else []
+        content = self.text(content)
         if self._message is None:
-            self._message = await self.channel.send(
-                text,
+            self._message = await self.send(
+                content,
                 embed=embed or discord.utils.MISSING,
-                files=files,
+                files=video_files(file),
                 view=view or discord.utils.MISSING,
-                allowed_mentions=allowed,
             )
         else:
             self._message = await self._message.edit(
-                content=text, embed=embed, attachments=files, view=view, allowed_mentions=allowed
+                content=content, embed=embed, attachments=video_files(file), view=view
             )
         return self._message
+
+    def text(self, content: str | None) -> str | None:
+        return content
+
+    async def send(self, content: str | None, **fields: Any) -> discord.Message:
+        raise NotImplementedError
+
+
+class MessageReply(SentReply):
+    """A reply to a member's message (reply-to-video commands)."""
+
+    def __init__(self, message: discord.Message) -> None:
+        super().__init__(message.guild.filesize_limit if message.guild else 10 * 1024 * 1024)
+        self.message = message
+
+    async def send(self, content: str | None, **fields: Any) -> discord.Message:
+        return await self.message.reply(content, mention_author=False, **fields)
+
+
+class ChannelReply(SentReply):
+    """A channel message that mentions the member: for jobs resumed after a restart, and for
+    results whose interaction token (valid 15 minutes) has expired."""
+
+    def __init__(self, channel: discord.abc.Messageable, user_id: int, max_bytes: int) -> None:
+        super().__init__(max_bytes)
+        self.channel = channel
+        self.user_id = user_id
+
+    def text(self, content: str | None) -> str:
+        return f"<@{self.user_id}> {content or ''}".strip()
+
+    async def send(self, content: str | None, **fields: Any) -> discord.Message:
+        allowed = discord.AllowedMentions(users=[discord.Object(self.user_id)])
+        return await self.channel.send(content, allowed_mentions=allowed, **fields)
+
+
+class InteractionReply:
+    """Edits the interaction's deferred response; once Discord's 15-minute token has expired,
+    continues as a channel message that mentions the member."""
+
+    def __init__(self, interaction: discord.Interaction) -> None:
+        self.interaction = interaction
+        self.max_bytes = interaction.filesize_limit
+        self._fallback: ChannelReply | None = None
+
+    async def show(
+        self,
+        content: str | None,
+        *,
+        embed: discord.Embed | None = None,
+        file: Path | None = None,
+        view: discord.ui.View | None = None,
+    ) -> discord.Message | None:
+        if self._fallback is None:
+            try:
+                return await self.interaction.edit_original_response(
+                    content=content, embed=embed, attachments=video_files(file), view=view
+                )
+            except discord.NotFound:
+                log.info("interaction token of %s expired; falling back", self.interaction.id)
+            except discord.HTTPException as exc:
+                if exc.status != 401:
+                    raise
+            channel = self.interaction.channel
+            assert isinstance(channel, discord.abc.Messageable)
+            self._fallback = ChannelReply(channel, self.interaction.user.id, self.max_bytes)
+        return await self._fallback.show(content, embed=embed, file=file, view=view)
 
 
 async def follow_job(

@@ -159,18 +159,8 @@ class VideoService:
         params = GenerationParams(**{**params.model_dump(), "model": model})
         self.check_words(params)
         await self.check_allowed(who)
-        record = await self.store.create_job(
-            user_id=who.user_id,
-            user_name=who.user_name,
-            guild_id=who.guild_id,
-            channel_id=who.channel_id,
-            kind=JobKind.GENERATE.value,
-            params=params.model_dump(mode="json"),
-            prompt=params.prompt,
-            model=model,
-            parent_id=parent_id,
-            application_id=who.application_id,
-            interaction_token=who.interaction_token,
+        record = await self._record_request(
+            who, JobKind.GENERATE, params.model_dump(mode="json"), params.prompt, model, parent_id
         )
         engine = self.engine
 
@@ -184,18 +174,8 @@ class VideoService:
         upscaler = upscaler or self._default_upscaler()
         self.check_enabled(upscaler)
         await self.check_allowed(who)
-        record = await self.store.create_job(
-            user_id=who.user_id,
-            user_name=who.user_name,
-            guild_id=who.guild_id,
-            channel_id=who.channel_id,
-            kind=JobKind.UPSCALE.value,
-            params={"upscaler": upscaler},
-            prompt=source.prompt,
-            model=upscaler,
-            parent_id=source.job_id,
-            application_id=who.application_id,
-            interaction_token=who.interaction_token,
+        record = await self._record_request(
+            who, JobKind.UPSCALE, {"upscaler": upscaler}, source.prompt, upscaler, source.job_id
         )
         engine = self.engine
 
@@ -205,6 +185,30 @@ class VideoService:
             )
 
         return await self._queue(record, who, JobKind.UPSCALE, upscaler, source.prompt, work)
+
+    async def _record_request(
+        self,
+        who: Requester,
+        kind: JobKind,
+        params: dict[str, Any],
+        prompt: str,
+        model: str | None,
+        parent_id: int | None,
+    ) -> JobRecord:
+        """The job's row, written before anything is queued or run."""
+        return await self.store.create_job(
+            user_id=who.user_id,
+            user_name=who.user_name,
+            guild_id=who.guild_id,
+            channel_id=who.channel_id,
+            kind=kind.value,
+            params=params,
+            prompt=prompt,
+            model=model,
+            parent_id=parent_id,
+            application_id=who.application_id,
+            interaction_token=who.interaction_token,
+        )
 
     def _default_upscaler(self) -> str:
         for key in self.settings.models.enabled:
@@ -355,18 +359,13 @@ class VideoService:
         request = validate_edit(operation, len(source.result.images), **arguments)
         if who.guild_id is not None and await self.store.is_blocked(who.guild_id, who.user_id):
             raise RequestRefused("a moderator has blocked you from using the video bot here")
-        record = await self.store.create_job(
-            user_id=who.user_id,
-            user_name=who.user_name,
-            guild_id=who.guild_id,
-            channel_id=who.channel_id,
-            kind=JobKind.EDIT.value,
-            params={"operation": request.operation, **arguments},
-            prompt=source.prompt,
-            model=source.model,
-            parent_id=source.job_id,
-            application_id=who.application_id,
-            interaction_token=who.interaction_token,
+        record = await self._record_request(
+            who,
+            JobKind.EDIT,
+            {"operation": request.operation, **arguments},
+            source.prompt,
+            source.model,
+            source.job_id,
         )
         await self.store.mark_running(record.id)
         try:

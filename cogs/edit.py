@@ -4,6 +4,7 @@ message menu and the Upscale/Reverse/Loop/Interpolate buttons."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import discord
@@ -107,7 +108,6 @@ class EditCog(commands.Cog):
         factor: app_commands.Range[int, 2, 4] | None = None,
     ) -> None:
         """Trim, speed up, reverse, loop or smooth a video you made or uploaded."""
-        await interaction.response.defer(thinking=True)
         arguments: dict[str, object] = {
             name: value
             for name, value in {
@@ -119,14 +119,11 @@ class EditCog(commands.Cog):
             }.items()
             if value is not None
         }
-        try:
-            source = await self.choose_source(interaction, job, video)
-            command = ReplyCommand(operation, arguments)
-            await self.perform(
-                InteractionReply(interaction), requester(interaction), source, command
-            )
-        except VideoBotError as exc:
-            await refuse(interaction, str(exc))
+        await self.respond(
+            interaction,
+            lambda: self.choose_source(interaction, job, video),
+            ReplyCommand(operation, arguments),
+        )
 
     @app_commands.command(name="upscale")
     @app_commands.describe(
@@ -140,17 +137,11 @@ class EditCog(commands.Cog):
         video: discord.Attachment | None = None,
     ) -> None:
         """Upscale a video with the model's upscaler (Zeroscope XL: 1024x576)."""
-        await interaction.response.defer(thinking=True)
-        try:
-            source = await self.choose_source(interaction, job, video)
-            await self.perform(
-                InteractionReply(interaction),
-                requester(interaction),
-                source,
-                ReplyCommand("upscale"),
-            )
-        except VideoBotError as exc:
-            await refuse(interaction, str(exc))
+        await self.respond(
+            interaction,
+            lambda: self.choose_source(interaction, job, video),
+            ReplyCommand("upscale"),
+        )
 
     async def choose_source(
         self,
@@ -264,26 +255,31 @@ class EditCog(commands.Cog):
         await interaction.response.send_modal(EditCommandModal(self, message))
 
     async def upscale_button(self, interaction: discord.Interaction, job_id: int) -> None:
-        await interaction.response.defer(thinking=True)
-        try:
-            source = await self.bot.service.source_from_job(job_id)
-            await self.perform(
-                InteractionReply(interaction),
-                requester(interaction),
-                source,
-                ReplyCommand("upscale"),
-            )
-        except VideoBotError as exc:
-            await refuse(interaction, str(exc))
+        await self.respond(
+            interaction, lambda: self.bot.service.source_from_job(job_id), ReplyCommand("upscale")
+        )
 
     async def edit_button(self, interaction: discord.Interaction, job_id: int) -> None:
         """Reverse, Loop (x2) and Interpolate (x2) under a result."""
         assert interaction.data is not None
         action = str(interaction.data.get("custom_id", "")).split(":")[1]
+        await self.respond(
+            interaction,
+            lambda: self.bot.service.source_from_job(job_id),
+            ReplyCommand(action, dict(BUTTON_EDITS[action])),
+        )
+
+    async def respond(
+        self,
+        interaction: discord.Interaction,
+        load_source: Callable[[], Awaitable[SourceVideo]],
+        command: ReplyCommand,
+    ) -> None:
+        """Defer at once, then find the video, run the command and show the result; refusals go
+        to the member privately."""
         await interaction.response.defer(thinking=True)
         try:
-            source = await self.bot.service.source_from_job(job_id)
-            command = ReplyCommand(action, dict(BUTTON_EDITS[action]))
+            source = await load_source()
             await self.perform(
                 InteractionReply(interaction), requester(interaction), source, command
             )
