@@ -216,6 +216,8 @@ def video_files(file: Path | None) -> list[discord.File]:
 class SentReply:
     """A message the bot sends on the first ``show`` and edits on every later one."""
 
+    allowed_mentions: discord.AllowedMentions | None = None
+
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._message: discord.Message | None = None
@@ -238,7 +240,11 @@ class SentReply:
             )
         else:
             self._message = await self._message.edit(
-                content=content, embed=embed, attachments=video_files(file), view=view
+                content=content,
+                embed=embed,
+                attachments=video_files(file),
+                view=view,
+                allowed_mentions=self.allowed_mentions,
             )
         return self._message
 
@@ -268,13 +274,14 @@ class ChannelReply(SentReply):
         super().__init__(max_bytes)
         self.channel = channel
         self.user_id = user_id
+        self.allowed_mentions = discord.AllowedMentions(users=[discord.Object(user_id)])
 
     def text(self, content: str | None) -> str:
         return f"<@{self.user_id}> {content or ''}".strip()
 
     async def send(self, content: str | None, **fields: Any) -> discord.Message:
-        allowed = discord.AllowedMentions(users=[discord.Object(self.user_id)])
-        return await self.channel.send(content, allowed_mentions=allowed, **fields)
+        mentions = self.allowed_mentions or discord.AllowedMentions.none()
+        return await self.channel.send(content, allowed_mentions=mentions, **fields)
 
 
 class InteractionReply:
@@ -346,16 +353,7 @@ async def follow_job(
 
 async def show_finished(reply: Reply, service: VideoService, finished: Finished) -> None:
     if finished.ok:
-        path = await service.upload_copy(finished, reply.max_bytes)
-        try:
-            message = await reply.show(
-                None, embed=result_embed(finished), file=path, view=result_view(finished.job_id)
-            )
-        finally:
-            if path != finished.path:  # a smaller copy made for this upload only
-                path.unlink(missing_ok=True)
-        if message is not None:
-            await service.store.set_message(finished.job_id, message.channel.id, message.id)
+        await _upload_result(reply, service, finished)
     elif finished.result.cancelled:
         await reply.show(f"✖️ Job #{finished.job_id} was cancelled.", view=None)
     else:
@@ -364,7 +362,38 @@ async def show_finished(reply: Reply, service: VideoService, finished: Finished)
         )
 
 
+UPLOAD_ATTEMPTS = 3
+
+
+async def _upload_result(reply: Reply, service: VideoService, finished: Finished) -> None:
+    """Upload the mp4 within the limit Discord announced; if Discord still answers 413 (a smaller
+    limit than announced, or the rest of the request counted), re-encode at half and retry."""
+    assert finished.path is not None
+    budget = reply.max_bytes
+    for attempt in range(1, UPLOAD_ATTEMPTS + 1):
+        path = await service.upload_copy(finished, budget)
+        try:
+            message = await reply.show(
+                None, embed=result_embed(finished), file=path, view=result_view(finished.job_id)
+            )
+        except discord.HTTPException as exc:
+            if exc.status != 413 or attempt == UPLOAD_ATTEMPTS:
+                raise
+            budget = path.stat().st_size // 2
+            log.info(
+                "upload of job %s was too large; retrying under %d bytes", finished.job_id, budget
+            )
+            continue
+        finally:
+            if path != finished.path:  # a smaller copy made for this upload only
+                path.unlink(missing_ok=True)
+        if message is not None:
+            await service.store.set_message(finished.job_id, message.channel.id, message.id)
+        return
+
+
 _JOB_BUTTON = re.compile(r"vb:[a-z]+:([0-9]+)")
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".mkv", ".gif", ".m4v")
 
 
 def job_id_of(message: discord.Message) -> int | None:
@@ -385,6 +414,3 @@ def video_attachment(message: discord.Message) -> discord.Attachment | None:
         if kind.startswith("video/") or kind == "image/gif" or name.endswith(VIDEO_EXTENSIONS):
             return attachment
     return None
-
-
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".mkv", ".gif", ".m4v")

@@ -3,6 +3,7 @@ message menu and the Upscale/Reverse/Loop/Interpolate buttons."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,7 +25,7 @@ from bot.render import (
 )
 from bot.service import Requester, SourceVideo
 from bot.textcommands import REPLY_COMMAND_HELP, ReplyCommand, parse_reply_command
-from cogs.video import refuse, requester
+from cogs.video import check_channel_permissions, refuse, requester
 
 if TYPE_CHECKING:
     from bot.client import VideoBot
@@ -207,8 +208,20 @@ class EditCog(commands.Cog):
             await self.perform(reply, self.requester_of(message), source, command)
         except VideoBotError as exc:
             await reply.show(error_text(str(exc)))
+        except discord.Forbidden:
+            await self.explain_missing_permissions(message)
         except discord.HTTPException as exc:
             log.warning("reply command in %s failed: %s", message.channel.id, exc)
+
+    @staticmethod
+    async def explain_missing_permissions(message: discord.Message) -> None:
+        """The bot cannot answer in the channel, so it tells the member directly."""
+        where = getattr(message.channel, "mention", "that channel")
+        with contextlib.suppress(discord.HTTPException):
+            await message.author.send(
+                f"I can't reply with videos in {where}: I'm missing the Send Messages, Attach "
+                "Files or Embed Links permission there. Ask a moderator to allow it."
+            )
 
     async def referenced_message(self, message: discord.Message) -> discord.Message:
         reference = message.reference
@@ -279,6 +292,7 @@ class EditCog(commands.Cog):
         to the member privately."""
         await interaction.response.defer(thinking=True)
         try:
+            check_channel_permissions(interaction)
             source = await load_source()
             await self.perform(
                 InteractionReply(interaction), requester(interaction), source, command

@@ -40,6 +40,22 @@ async def refuse(interaction: discord.Interaction, message: str) -> None:
     await send_error(interaction, message)
 
 
+REQUIRED_PERMISSIONS = {"attach_files": "Attach Files", "embed_links": "Embed Links"}
+
+
+def check_channel_permissions(interaction: discord.Interaction) -> None:
+    """Refuse before queueing anything when the bot could not post the result here."""
+    permissions = interaction.app_permissions
+    missing = [
+        name for attr, name in REQUIRED_PERMISSIONS.items() if not getattr(permissions, attr)
+    ]
+    if missing:
+        raise VideoBotError(
+            f"I can't post videos in this channel: I'm missing the {' and '.join(missing)} "
+            "permission. Ask a moderator to allow it here, or use me in another channel."
+        )
+
+
 async def run_job(bot: VideoBot, interaction: discord.Interaction, job: Job) -> None:
     """Show a job's queue position and progress on the deferred response, then its result."""
     await follow_job(
@@ -110,6 +126,7 @@ class VideoCog(commands.Cog):
             "loop": loop,
         }
         try:
+            check_channel_permissions(interaction)
             params = await self.build_params(interaction, prompt, explicit)
             job = await self.bot.service.submit_generation(requester(interaction), params)
         except VideoBotError as exc:
