@@ -69,6 +69,16 @@ async def run_job(bot: VideoBot, interaction: discord.Interaction, job: Job) -> 
 class VideoCog(commands.Cog):
     def __init__(self, bot: VideoBot) -> None:
         self.bot = bot
+        self.offer_enabled_models()
+
+    def offer_enabled_models(self) -> None:
+        """The model option's choices are the generators this server owner enabled (Discord shows
+        them as a list), set when the cog is built since they come from the config."""
+        enabled = [k for k in self.bot.settings.models.enabled if REGISTRY[k].role == "generator"]
+        self.video._params["model"].choices = [
+            app_commands.Choice(name=f"{key}: {REGISTRY[key].name}"[:100], value=key)
+            for key in enabled[:25]
+        ]
 
     async def cog_load(self) -> None:
         self.bot.button_handlers.update({"reroll": self.reroll, "cancel": self.cancel})
@@ -149,17 +159,6 @@ class VideoCog(commands.Cog):
         options.setdefault("width", spec.native_width)
         options.setdefault("height", spec.native_height)
         return GenerationParams(prompt=flags.prompt, **options)
-
-    @video.autocomplete("model")
-    async def model_choices(
-        self, interaction: discord.Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
-        enabled = [k for k in self.bot.settings.models.enabled if REGISTRY[k].role == "generator"]
-        return [
-            app_commands.Choice(name=f"{key} ({REGISTRY[key].name})"[:100], value=key)
-            for key in enabled
-            if current.lower() in key
-        ][:25]
 
     # --- buttons -------------------------------------------------------------------------------
 

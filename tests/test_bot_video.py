@@ -146,3 +146,15 @@ async def test_blocked_words_and_hostile_prompts(fake_discord, manager, tmp_path
         assert "\\*\\*bold\\*\\*" in title and "@\u200beveryone" in title  # shown, not obeyed
         assert not message.mention_everyone and not message.mention_role_ids
         assert await bot.store.count_history(fake.user.id, fake.guild.id) == 1
+
+
+async def test_model_option_offers_exactly_the_enabled_generators(
+    fake_discord, manager, tmp_path
+) -> None:
+    fake = fake_discord
+    async with fake.run_bot(make_bot(make_settings(tmp_path), manager)) as bot:
+        payload = bot.tree.get_command("video").to_dict(bot.tree)
+    model = next(o for o in payload["options"] if o["name"] == "model")
+    assert [c["value"] for c in model["choices"]] == ["tiny_t2v", "tiny_animatediff"]  # no upscaler
+    frames = next(o for o in payload["options"] if o["name"] == "frames")
+    assert (frames["min_value"], frames["max_value"]) == (8, 64)
