@@ -39,6 +39,7 @@ lint: $(VENV)/.stamp-dev
 bench: $(VENV)/.stamp-dev
 	$(BIN)/python bench/engine_overhead.py
 	$(BIN)/python bench/encode_throughput.py
+	$(BIN)/python bench/load_test.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -32,6 +32,7 @@ from bot.store import JobRecord, Store
 
 log = logging.getLogger(__name__)
 
+SHUTDOWN_POST_TIMEOUT_S = 15.0
 COGS = ("cogs.video", "cogs.edit", "cogs.history", "cogs.admin")
 
 
@@ -197,6 +198,10 @@ class VideoBot(commands.Bot):
             await self.executor.stop()
         if hasattr(self, "service"):
             await self.service.drain()
+            # Results being posted finish before the database and the HTTP session close.
+            presenting = [t for t in self.service.presenting if t is not asyncio.current_task()]
+            if presenting:
+                await asyncio.wait(presenting, timeout=SHUTDOWN_POST_TIMEOUT_S)
         if self._background is not None:
             self._background.cancel()
         if hasattr(self, "store"):

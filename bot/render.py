@@ -8,7 +8,6 @@ are shown with markdown escaped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -325,6 +324,9 @@ async def follow_job(
     last_text = ""
     last_edit = 0.0
     finishing = asyncio.ensure_future(service.outcome(job))
+    current = asyncio.current_task()
+    if current is not None:  # the bot waits for result posts before it closes
+        service.presenting.add(current)
     try:
         while not finishing.done():
             text = status_text(job, service.wait_text(job))
@@ -335,20 +337,23 @@ async def follow_job(
                     log.warning("progress edit of job %s failed: %s", job.id, exc)
                 last_text, last_edit = text, time.monotonic()
             job.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    asyncio.wait(
-                        [finishing, asyncio.ensure_future(job.changed.wait())],
-                        return_when=asyncio.FIRST_COMPLETED,
-                    ),
+            changed = asyncio.ensure_future(job.changed.wait())
+            try:
+                await asyncio.wait(
+                    [finishing, changed],
                     timeout=max(interval_s - (time.monotonic() - last_edit), 0.05),
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
+            finally:
+                changed.cancel()
         finished = finishing.result()
+        await show_finished(reply, service, finished)
+        return finished
     finally:
         if not finishing.done():
             finishing.cancel()
-    await show_finished(reply, service, finished)
-    return finished
+        if current is not None:
+            service.presenting.discard(current)
 
 
 async def show_finished(reply: Reply, service: VideoService, finished: Finished) -> None:

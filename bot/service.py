@@ -14,6 +14,7 @@ import logging
 import re
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,24 +92,25 @@ class VideoService:
         self._outcomes: dict[int, asyncio.Future[Finished]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._completions: dict[int, tuple[Job, asyncio.Task[None]]] = {}
+        self._reserved: Counter[int] = Counter()
+        self.presenting: set[asyncio.Task[Any]] = set()
         settings.storage.output_dir.mkdir(parents=True, exist_ok=True)
 
     # --- rules ---------------------------------------------------------------------------------
 
     async def check_allowed(self, who: Requester) -> None:
-        """Blocks, per-member queue cap and cooldown, per guild; raises RequestRefused."""
+        """Blocks, cooldown and per-member queue cap, per guild; raises RequestRefused.
+
+        On success a queue slot is reserved for the member until ``release`` (the caller queues
+        the job in between): the count and the reservation happen with no ``await`` between them,
+        so simultaneous requests cannot all see the same count and slip past the cap.
+        """
         if who.guild_id is None:
+            self._reserved[who.user_id] += 1
             return
         if await self.store.is_blocked(who.guild_id, who.user_id):
             raise RequestRefused("a moderator has blocked you from using the video bot here")
         guild = await self.store.get_guild_settings(who.guild_id)
-        cap = guild.max_queued_per_user or self.settings.limits.max_queued_per_user
-        mine = sum(1 for job in self.executor.snapshot() if job.user_id == who.user_id)
-        if mine >= cap:
-            raise RequestRefused(
-                f"you already have {mine} job(s) queued or running; the limit is {cap}. "
-                "Wait for one to finish or cancel one."
-            )
         cooldown = (
             guild.cooldown_s if guild.cooldown_s is not None else self.settings.limits.cooldown_s
         )
@@ -118,6 +120,20 @@ class VideoService:
                 wait = cooldown - (time.time() - _as_timestamp(last))
                 if wait > 0:
                     raise RequestRefused(f"slow down: you can start another job in {wait:.0f} s")
+        cap = guild.max_queued_per_user or self.settings.limits.max_queued_per_user
+        queued = sum(1 for job in self.executor.snapshot() if job.user_id == who.user_id)
+        mine = queued + self._reserved[who.user_id]
+        if mine >= cap:
+            raise RequestRefused(
+                f"you already have {mine} job(s) queued or running; the limit is {cap}. "
+                "Wait for one to finish or cancel one."
+            )
+        self._reserved[who.user_id] += 1
+
+    def release(self, who: Requester) -> None:
+        self._reserved[who.user_id] -= 1
+        if self._reserved[who.user_id] <= 0:
+            del self._reserved[who.user_id]
 
     def check_words(self, params: GenerationParams) -> None:
         blocked = {w.lower() for w in self.settings.moderation.blocked_words}
@@ -159,32 +175,43 @@ class VideoService:
         params = GenerationParams(**{**params.model_dump(), "model": model})
         self.check_words(params)
         await self.check_allowed(who)
-        record = await self._record_request(
-            who, JobKind.GENERATE, params.model_dump(mode="json"), params.prompt, model, parent_id
-        )
-        engine = self.engine
+        try:
+            record = await self._record_request(
+                who,
+                JobKind.GENERATE,
+                params.model_dump(mode="json"),
+                params.prompt,
+                model,
+                parent_id,
+            )
+            engine = self.engine
 
-        def work(control: JobControl) -> GenerationResult:
-            return generate_with_oom_retry(engine, params, control)
+            def work(control: JobControl) -> GenerationResult:
+                return generate_with_oom_retry(engine, params, control)
 
-        return await self._queue(record, who, JobKind.GENERATE, model, params.prompt, work)
+            return await self._queue(record, who, JobKind.GENERATE, model, params.prompt, work)
+        finally:
+            self.release(who)
 
     async def submit_upscale(self, who: Requester, source: SourceVideo) -> Job:
         upscaler = get_spec(source.model).upscaler if source.model else None
         upscaler = upscaler or self._default_upscaler()
         self.check_enabled(upscaler)
         await self.check_allowed(who)
-        record = await self._record_request(
-            who, JobKind.UPSCALE, {"upscaler": upscaler}, source.prompt, upscaler, source.job_id
-        )
-        engine = self.engine
-
-        def work(control: JobControl) -> GenerationResult:
-            return engine.upscale(
-                source.result, upscaler=upscaler, prompt=source.prompt, control=control
+        try:
+            record = await self._record_request(
+                who, JobKind.UPSCALE, {"upscaler": upscaler}, source.prompt, upscaler, source.job_id
             )
+            engine = self.engine
 
-        return await self._queue(record, who, JobKind.UPSCALE, upscaler, source.prompt, work)
+            def work(control: JobControl) -> GenerationResult:
+                return engine.upscale(
+                    source.result, upscaler=upscaler, prompt=source.prompt, control=control
+                )
+
+            return await self._queue(record, who, JobKind.UPSCALE, upscaler, source.prompt, work)
+        finally:
+            self.release(who)
 
     async def _record_request(
         self,
@@ -288,6 +315,9 @@ class VideoService:
                     await task
             else:
                 task.cancel()
+                future = self._outcomes.pop(job.id, None)
+                if future is not None and not future.done():
+                    future.cancel()  # its watcher stops; the next start resumes the job
         for task in list(self._tasks):
             task.cancel()
 

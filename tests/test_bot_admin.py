@@ -146,3 +146,23 @@ async def test_queue_cap_cancel_and_queue_listing(fake_discord, manager, tmp_pat
         assert (await bot.store.get_job(running_id)).status == "cancelled"
         await wait_for_result(fake, other)  # the next member's job still runs
         await asyncio.sleep(0)
+
+
+async def test_simultaneous_requests_cannot_slip_past_the_member_cap(
+    fake_discord, manager, tmp_path
+) -> None:
+    fake = fake_discord
+    settings = make_settings(
+        tmp_path, limits={"max_queued_per_user": 2, "progress_interval_s": 0.2}
+    )
+    slow = {"prompt": "burst --frames 16 --steps 30", "width": 96, "height": 96}
+    async with fake.run_bot(make_bot(settings, manager)) as bot:
+        burst = await asyncio.gather(*(fake.run_slash_command("video", slow) for _ in range(6)))
+        await fake.wait_until(
+            lambda: (
+                sum(1 for i in burst if (f := fake.followups(i)) and f[-1].flags & 64) == 4 or None
+            ),
+            timeout=30,
+        )
+        assert await bot.store.count_history(fake.user.id, fake.guild.id) == 2
+        assert len(bot.executor.snapshot()) == 2
