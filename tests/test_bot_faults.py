@@ -84,3 +84,40 @@ async def test_missing_attach_permission_is_explained_privately(
         followup = await fake.wait_for_followup(interaction)
         assert "missing the Attach Files permission" in followup.content and followup.flags & 64
         assert await bot.store.count_history(fake.user.id, fake.guild.id) == 0
+
+
+async def test_out_of_memory_in_the_pipeline_retries_then_fails_clearly(
+    fake_discord, manager, tmp_path
+) -> None:
+    """OOM once: retried with the memory savers and delivered. OOM every time: a clear failure with
+    advice, and the executor serves the next member."""
+    import torch
+
+    fake = fake_discord
+    pipe = manager.load_model("tiny_t2v").pipeline
+    failures = {"left": 1}
+
+    def oom(*args: object) -> None:
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 12.00 GiB")
+
+    handle = pipe.unet.register_forward_pre_hook(oom)
+    try:
+        async with fake.run_bot(make_bot(make_settings(tmp_path), manager)) as bot:
+            recovered = await wait_for_result(fake, await fake.run_slash_command("video", VIDEO))
+            assert recovered.attachments
+            failures["left"] = 10**6
+            failed = await wait_for_result(fake, await fake.run_slash_command("video", VIDEO))
+            description = failed.embeds[0]["description"]
+            assert "Out of GPU memory on tiny_t2v" in description and "CPU offload" in description
+            failures["left"] = 0
+            after = await wait_for_result(
+                fake, await fake.run_slash_command("video", VIDEO, user=fake.other_user)
+            )
+            assert after.attachments  # the executor survived
+            statuses = [r.status for r in await bot.store.history(fake.user.id, fake.guild.id)]
+            assert statuses == ["failed", "done"]
+            assert manager.options.cpu_offload is False  # the owner's settings were restored
+    finally:
+        handle.remove()
