@@ -135,7 +135,7 @@ class GenerationEngine:
             # A CPU generator gives the same noise on every device, so a seed reproduces anywhere.
             generator=torch.Generator(device="cpu").manual_seed(seed),
         )
-        with _inference_lock, torch.inference_mode():
+        with loaded.lock, torch.inference_mode():
             return loaded.adapter.run(loaded.pipeline, request, control)
 
     def _postprocess(
@@ -316,7 +316,7 @@ class GenerationEngine:
             video=resized,
             strength=strength,
         )
-        with _inference_lock, torch.inference_mode():
+        with loaded.lock, torch.inference_mode():
             return loaded.adapter.run(loaded.pipeline, request, control)
 
     # --- saving --------------------------------------------------------------------------------
@@ -399,11 +399,6 @@ class GenerationEngine:
             cancelled=cancelled,
             timings=timings,
         )
-
-
-# Diffusers pipelines keep per-call state on the pipeline object; two threads must never call the
-# same one at once. The bot has one executor thread; this guards any other caller.
-_inference_lock = threading.RLock()
 
 
 def _upscalers() -> dict[str, ModelSpec]:

@@ -238,6 +238,9 @@ class LoadedModel:
     switches: MemorySwitches
     load_time_s: float
     schedulers: dict[str, Any] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    """Diffusers pipelines keep per-call state on the pipeline object, so two threads must never
+    run the same one at once. The bot has one executor thread; this guards any other caller."""
 
     @property
     def parameter_bytes(self) -> int:
