@@ -515,8 +515,7 @@ class VideoService:
         return smaller
 
     def wait_text(self, job: Job) -> str:
-        estimate = getattr(self.executor, "estimated_wait_s", None)
-        return describe_wait(estimate(job.position)) if estimate else "unknown"
+        return describe_wait(self.executor.estimated_wait_s(job.position))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
