@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from bot.core.errors import InvalidParameterError, UnknownModelError, VideoBotError
 from bot.core.params import FRAMES, check_size
+from bot.core.speed import SpeedOptions, apply_speed_options
 
 if TYPE_CHECKING:
     from bot.core.params import GenerationParams
@@ -214,6 +215,7 @@ class ManagerOptions:
     cache_dir: Path = field(default_factory=default_cache_dir)
     sources: dict[str, str] = field(default_factory=dict)
     animatediff_base: str = DEFAULT_ANIMATEDIFF_BASE
+    speed: SpeedOptions = field(default_factory=SpeedOptions)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cache_dir", Path(self.cache_dir))
@@ -310,6 +312,33 @@ class ModelManager:
             if spec.role == "generator":
                 self._active = spec.key
             return loaded
+
+    def adopt(self, key: str, pipeline: Any) -> LoadedModel:
+        """Take an already-built pipeline as model ``key``, placed and switched as a loaded one.
+
+        The GPU benchmark builds full-size pipelines with random weights in memory (no download,
+        nothing written to disk) and times them through the engine exactly as a loaded model runs.
+        """
+        from bot.core.pipelines import adapter_for
+
+        spec = get_spec(key)
+        device = self.resolved_device()
+        pipeline.set_progress_bar_config(disable=True)
+        loaded = LoadedModel(
+            spec=spec,
+            pipeline=pipeline,
+            adapter=adapter_for(spec.family),
+            device=device,
+            dtype=self.resolved_dtype(device),
+            switches=MemorySwitches(False, False, False),
+            load_time_s=0.0,
+        )
+        with self._lock:
+            self._place(loaded, self._switches())
+            self._loaded[spec.key] = loaded
+            if spec.role == "generator":
+                self._active = spec.key
+        return loaded
 
     def unload_model(self, key: str) -> bool:
         """Free a model's memory; returns whether it was loaded."""
@@ -460,6 +489,7 @@ class ModelManager:
             loaded.pipeline.to(loaded.device)
         loaded.switches = MemorySwitches(switches.cpu_offload, False, False)
         self._apply_switches(loaded, switches)
+        apply_speed_options(loaded, self._options.speed)
 
     def _apply_switches(self, loaded: LoadedModel, wanted: MemorySwitches) -> None:
         pipe = loaded.pipeline
