@@ -45,6 +45,7 @@ _OPTION_OF_FIELD = {
     "strength": "--strength",
     "upscaler": "--upscaler",
     "dtype": "--dtype",
+    "image": "--image",
 }
 
 
@@ -59,14 +60,25 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("prompt", metavar="PROMPT")
     generate.add_argument("--model", help="model key (see `videobot models`)")
     generate.add_argument("--negative-prompt", default="")
-    generate.add_argument("--num-frames", type=int, default=16)
-    generate.add_argument("--fps", type=int, default=8)
+    # Left out, these take the chosen model's own defaults (see `videobot models`).
+    generate.add_argument("--num-frames", type=int, default=None, help="default: the model's")
+    generate.add_argument("--fps", type=int, default=None, help="default: the model's")
     generate.add_argument("--width", type=int, default=None, help="default: the model's native")
     generate.add_argument("--height", type=int, default=None, help="default: the model's native")
-    generate.add_argument("--steps", type=int, default=20)
-    generate.add_argument("--guidance-scale", type=float, default=7.5)
+    generate.add_argument("--steps", type=int, default=None, help="default: the model's")
+    generate.add_argument("--guidance-scale", type=float, default=None, help="default: the model's")
     generate.add_argument("--seed", type=int, default=None)
-    generate.add_argument("--scheduler", default="ddim", help=f"one of: {', '.join(SCHEDULERS)}")
+    generate.add_argument(
+        "--scheduler", default=None, help=f"default: the model's; one of: {', '.join(SCHEDULERS)}"
+    )
+    generate.add_argument(
+        "--image",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="animate this picture (image-to-video models: ltx_video, wan2_2_ti2v_5b, "
+        "cogvideox_5b)",
+    )
     generate.add_argument(
         "--interpolate",
         type=int,
@@ -113,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--cpu-offload", action="store_true", help="save VRAM, cost speed")
         sub.add_argument("--vae-slicing", action="store_true", help="decode frames one by one")
         sub.add_argument("--forward-chunking", action="store_true", help="chunk the UNet FFNs")
+        sub.add_argument("--vae-tiling", action="store_true", help="decode in tiles: big frames")
+        sub.add_argument(
+            "--group-offload", action="store_true", help="stream layers from RAM: least VRAM"
+        )
+        sub.add_argument(
+            "--layerwise-casting", action="store_true", help="store denoiser weights in fp8"
+        )
     return parser
 
 
@@ -169,6 +188,9 @@ def _configure_manager(args: argparse.Namespace) -> None:
         cpu_offload=args.cpu_offload,
         vae_slicing=args.vae_slicing,
         forward_chunking=args.forward_chunking,
+        vae_tiling=args.vae_tiling,
+        group_offload=args.group_offload,
+        layerwise_casting=args.layerwise_casting,
     )
 
 
@@ -176,21 +198,24 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from bot.core import GenerationParams, get_generation_engine
     from bot.core.models import get_spec
 
-    spec = get_spec(args.model) if args.model else None
+    given = {
+        "num_frames": args.num_frames,
+        "fps": args.fps,
+        "width": args.width,
+        "height": args.height,
+        "num_inference_steps": args.steps,
+        "guidance_scale": args.guidance_scale,
+        "scheduler": args.scheduler,
+        "image": str(args.image) if args.image is not None else None,
+    }
     params = GenerationParams(
         prompt=args.prompt,
         negative_prompt=args.negative_prompt,
-        num_frames=args.num_frames,
-        fps=args.fps,
-        width=args.width or (spec.native_width if spec else 512),
-        height=args.height or (spec.native_height if spec else 512),
-        num_inference_steps=args.steps,
-        guidance_scale=args.guidance_scale,
         seed=args.seed,
-        scheduler=args.scheduler,
         interpolate=args.interpolate,
         loop=args.loop,
-        model=args.model or "animatediff",
+        model=get_spec(args.model).key if args.model else "animatediff",
+        **{name: value for name, value in given.items() if value is not None},
     )
     _check_output(args.output)
     _configure_manager(args)
@@ -248,14 +273,21 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from bot.core import get_model_manager
+    from bot.core.models import REGISTRY
 
     rows = get_model_manager().list_models()
-    print(f"{'key':<20} {'role':<10} {'native':>9} {'VRAM':>6}  {'upscaler':<16} source")
+    print(
+        f"{'key':<22} {'role':<9} {'native':>9} {'frames':>14} {'steps':>5} {'VRAM':>6} "
+        f"{'image':<5}  source"
+    )
     for row in rows:
+        spec = REGISTRY[row.key]
         native = f"{row.native_size[0]}x{row.native_size[1]}"
+        rule = f" ({spec.frames.formula})" if spec.frames.formula else ""
         print(
-            f"{row.key:<20} {row.role:<10} {native:>9} {row.vram_gb:>4g}GB  "
-            f"{row.upscaler or '-':<16} {row.source}"
+            f"{row.key:<22} {row.role:<9} {native:>9} {str(spec.default_frames) + rule:>14} "
+            f"{spec.default_steps:>5} {row.vram_gb:>4g}GB {'yes' if spec.image_to_video else '-':<5}"
+            f"  {row.source}"
         )
     return 0
 

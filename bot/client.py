@@ -167,6 +167,9 @@ class VideoBot(commands.Bot):
             "cpu_offload": models.cpu_offload,
             "vae_slicing": models.vae_slicing,
             "forward_chunking": models.forward_chunking,
+            "vae_tiling": models.vae_tiling,
+            "group_offload": models.group_offload,
+            "layerwise_casting": models.layerwise_casting,
             "sources": dict(models.sources),
         }
         if models.cache_dir is not None:

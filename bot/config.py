@@ -51,6 +51,9 @@ class ModelSettings(BaseModel):
     cpu_offload: bool = False
     vae_slicing: bool = False
     forward_chunking: bool = False
+    vae_tiling: bool = False
+    group_offload: bool = False
+    layerwise_casting: bool = False
     cache_dir: Path | None = None
     animatediff_base: str | None = None
     sources: dict[str, str] = Field(default_factory=dict)

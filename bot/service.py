@@ -523,7 +523,12 @@ class VideoService:
         task.add_done_callback(self._tasks.discard)
 
 
-MEMORY_SAVERS = {"cpu_offload": True, "vae_slicing": True, "forward_chunking": True}
+MEMORY_SAVERS = {
+    "cpu_offload": True,
+    "vae_slicing": True,
+    "vae_tiling": True,
+    "forward_chunking": True,
+}
 
 
 def generate_with_oom_retry(

@@ -65,7 +65,7 @@ async def test_bad_video_input_is_answered_privately_and_records_nothing(
 ) -> None:
     fake = fake_discord
     cases = [
-        ({"prompt": "a cat --frames 100"}, "num_frames: must be between 8 and 64 (got 100)"),
+        ({"prompt": "a cat --frames 100"}, "num_frames: must be between 8 and 64 for tiny_t2v: try 64 (got 100)"),
         ({"prompt": "a cat", "width": 60}, "width: must be a multiple of 8"),
         ({"prompt": "a cat --sed 4"}, "did you mean --seed"),
         ({"prompt": "a cat", "model": "sora"}, "unknown model 'sora'"),

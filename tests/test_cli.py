@@ -115,11 +115,11 @@ def test_models_lists_every_key() -> None:
     [
         (
             ["generate", "x", *TINY[:2], "--num-frames", "100"],
-            "--num-frames: must be between 8 and 64 (got 100)",
+            "--num-frames: must be between 8 and 64 for tiny_t2v: try 64 (got 100)",
         ),
         (
             ["generate", "x", *TINY[:2], "--width", "65"],
-            "--width: must be a multiple of 8 between 32 and 1024 for tiny_t2v (got 65)",
+            "--width: must be a multiple of 8 between 32 and 1024 for tiny_t2v: try 64 or 72 (got 65)",
         ),
         (
             ["generate", "x", *TINY[:2], "--scheduler", "nope"],

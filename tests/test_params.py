@@ -106,9 +106,19 @@ def test_wrong_types_and_unknown_fields() -> None:
 
 
 def test_several_errors_are_all_reported() -> None:
+    # Per-field checks first (fps, interpolate)…
     with pytest.raises(InvalidParameterError) as info:
-        GenerationParams(prompt="x", num_frames=1, fps=99)
-    assert "num_frames:" in str(info.value) and "fps:" in str(info.value)
+        GenerationParams(prompt="x", interpolate=9, fps=99)
+    assert "interpolate:" in str(info.value) and "fps:" in str(info.value)
+    # …then every model rule at once.
+    with pytest.raises(InvalidParameterError) as info:
+        GenerationParams(
+            prompt="x", model="ltx_video", num_frames=100, num_inference_steps=2, width=700
+        )
+    message = str(info.value)
+    assert info.value.field == "width"
+    for part in ("width:", "num_frames:", "num_inference_steps:"):
+        assert part in message
 
 
 def test_seed_range_and_interpolate_range() -> None:

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from bot.core import GenerationParams, InvalidParameterError
 from bot.core.edits import change_speed
-from bot.core.models import REGISTRY
+from bot.core.models import REGISTRY, ModelSpec
 from bot.core.params import (
     EDIT_OPERATIONS,
     FPS,
@@ -43,6 +43,8 @@ from bot.core.params import (
     SPEED,
     STEPS,
     EditRequest,
+    FrameRule,
+    Range,
     validate_edit,
 )
 
@@ -256,15 +258,20 @@ VALID_GENERATION_KWARGS = st.fixed_dictionaries(
     {"prompt": VALID_PROMPT},
     optional={
         "negative_prompt": VALID_TEXT,
-        "num_inference_steps": st.integers(int(STEPS.low), int(STEPS.high)),
-        "guidance_scale": st.floats(GUIDANCE.low, GUIDANCE.high),
         "seed": st.one_of(st.none(), st.integers(int(SEED.low), int(SEED.high))),
-        "scheduler": _odd_case(list(SCHEDULERS)),
         "fps": st.integers(int(FPS.low), int(FPS.high)),
         "interpolate": st.integers(int(INTERPOLATE.low), int(INTERPOLATE.high)),
         "loop": st.booleans(),
     },
 )
+
+
+def rules_of(spec: ModelSpec | None) -> tuple[FrameRule, Range, Range, tuple[str, ...], int]:
+    """What a model accepts; without a model, the seed's ranges."""
+    if spec is None:
+        frames = FrameRule(int(FRAMES.low), int(FRAMES.high))
+        return frames, STEPS, GUIDANCE, tuple(SCHEDULERS), SIZE_MULTIPLE
+    return spec.frames, spec.steps, spec.guidance, spec.schedulers, spec.size_multiple
 
 
 @st.composite
@@ -273,15 +280,27 @@ def valid_generation_kwargs(draw: st.DrawFn) -> dict[str, Any]:
     kwargs = draw(VALID_GENERATION_KWARGS)
     model = draw(st.one_of(st.none(), st.sampled_from(GENERATORS)))
     spec = REGISTRY[model] if model else None
+    frames, steps, guidance, schedulers, multiple = rules_of(spec)
     low = spec.min_size if spec else REGISTRY_MIN_SIZE
     high = spec.max_size if spec else REGISTRY_MAX_SIZE
-    size = st.integers(low // SIZE_MULTIPLE, high // SIZE_MULTIPLE).map(lambda n: n * SIZE_MULTIPLE)
-    max_frames = spec.max_frames if spec else int(FRAMES.high)
+    size = st.integers(-(-low // multiple), high // multiple).map(lambda n: n * multiple)
     kwargs.update(
         width=draw(size),
         height=draw(size),
-        num_frames=draw(st.integers(int(FRAMES.low), max_frames)),
+        num_frames=draw(
+            st.integers(0, (frames.high - frames.low) // frames.step).map(
+                lambda k: frames.low + k * frames.step
+            )
+        ),
     )
+    optional = {
+        "num_inference_steps": st.integers(int(steps.low), int(steps.high)),
+        "guidance_scale": st.floats(guidance.low, guidance.high),
+        "scheduler": _odd_case(list(schedulers)),
+    }
+    for name, strategy in optional.items():
+        if draw(st.booleans()):
+            kwargs[name] = draw(strategy)
     if model is not None:
         kwargs["model"] = draw(_odd_case([model]))
     return kwargs
@@ -316,21 +335,21 @@ def assert_within_ranges(params: GenerationParams) -> None:
     spec = REGISTRY[params.model] if params.model is not None else None
     if spec is not None:
         assert spec.role == "generator"
+    frames, steps, guidance, schedulers, multiple = rules_of(spec)
     low = spec.min_size if spec else REGISTRY_MIN_SIZE
     high = spec.max_size if spec else REGISTRY_MAX_SIZE
     for size in (params.width, params.height):
-        assert _is_int(size) and size % SIZE_MULTIPLE == 0 and low <= size <= high
+        assert _is_int(size) and size % multiple == 0 and low <= size <= high
 
-    max_frames = spec.max_frames if spec else FRAMES.high
-    assert _is_int(params.num_frames) and FRAMES.low <= params.num_frames <= max_frames
+    assert _is_int(params.num_frames) and frames.accepts(params.num_frames)
     assert _is_int(params.fps) and FPS.low <= params.fps <= FPS.high
     assert _is_int(params.num_inference_steps)
-    assert STEPS.low <= params.num_inference_steps <= STEPS.high
+    assert steps.low <= params.num_inference_steps <= steps.high
     assert _is_int(params.interpolate) and INTERPOLATE.low <= params.interpolate <= INTERPOLATE.high
     assert type(params.guidance_scale) is float and math.isfinite(params.guidance_scale)
-    assert GUIDANCE.low <= params.guidance_scale <= GUIDANCE.high
+    assert guidance.low <= params.guidance_scale <= guidance.high
     assert params.seed is None or (_is_int(params.seed) and SEED.low <= params.seed <= SEED.high)
-    assert params.scheduler in SCHEDULERS
+    assert params.scheduler in schedulers
     assert type(params.loop) is bool
 
 
@@ -377,7 +396,9 @@ def test_documented_values_always_validate(kwargs: dict[str, Any]) -> None:
         kwargs["num_frames"],
     )
     assert params.prompt == kwargs["prompt"].strip()
-    assert params.scheduler == kwargs.get("scheduler", "ddim").strip().lower()
+    spec = REGISTRY[params.model] if params.model else None
+    default_scheduler = spec.default_scheduler if spec else "ddim"
+    assert params.scheduler == kwargs.get("scheduler", default_scheduler).strip().lower()
     if "model" in kwargs:
         assert params.model == kwargs["model"].strip().lower()
 
@@ -390,7 +411,7 @@ def test_documented_values_always_validate(kwargs: dict[str, Any]) -> None:
 )
 def test_sizes_follow_the_named_model(field: str, model: str, value: int) -> None:
     spec = REGISTRY[model]
-    fits = value % SIZE_MULTIPLE == 0 and spec.min_size <= value <= spec.max_size
+    fits = value % spec.size_multiple == 0 and spec.min_size <= value <= spec.max_size
     try:
         kwargs: dict[str, Any] = {"prompt": "a red kite", "model": model, field: value}
         params = GenerationParams(**kwargs)

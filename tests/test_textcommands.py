@@ -171,7 +171,8 @@ def test_parsed_flags_make_generation_params() -> None:
 
 
 def test_flag_of_field_covers_every_option() -> None:
-    assert set(FLAG_OF_FIELD) == set(GenerationParams.model_fields) - {"prompt"}
+    # A picture cannot be typed: it comes as an attachment or a reply (`animate`).
+    assert set(FLAG_OF_FIELD) == set(GenerationParams.model_fields) - {"prompt", "image"}
     assert FLAG_OF_FIELD["width"] == "--width"
 
 

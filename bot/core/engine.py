@@ -9,6 +9,7 @@ caller, such as the bot's executor thread, down with it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import threading
@@ -23,6 +24,7 @@ from bot.core.errors import (
     InvalidParameterError,
     VideoBotError,
 )
+from bot.core.images import fit_image, load_image
 from bot.core.models import (
     LoadedModel,
     ModelManager,
@@ -67,17 +69,23 @@ class GenerationEngine:
     def generate_video(
         self, params: GenerationParams, control: JobControl | None = None
     ) -> GenerationResult:
-        """Generate a video on ``params.model``, or on the model loaded last."""
+        """Generate a video on ``params.model``, or on the model loaded last (options left out
+        then take that model's defaults). With ``params.image`` set, animate that picture."""
         control = control or JobControl()
         started = time.perf_counter()
         spec = self._generator_spec(params)
+        if params.model is None:
+            params = params.for_model(spec.key)
         spec.check_params(params)
+        picture = load_image(params.image) if params.image is not None else None
         seed = params.seed if params.seed is not None else secrets.randbelow(2**32)
         timings: dict[str, float] = {}
         try:
             loaded = self._timed(timings, "load", lambda: self._load(spec))
             frames = self._timed(
-                timings, "denoise", lambda: self._denoise(loaded, params, seed, control)
+                timings,
+                "denoise",
+                lambda: self._denoise(loaded, params, seed, control, picture),
             )
             images, fps = self._timed(
                 timings, "postprocess", lambda: self._postprocess(frames, params, control)
@@ -119,11 +127,15 @@ class GenerationEngine:
             ) from exc
 
     def _denoise(
-        self, loaded: LoadedModel, params: GenerationParams, seed: int, control: JobControl
+        self,
+        loaded: LoadedModel,
+        params: GenerationParams,
+        seed: int,
+        control: JobControl,
+        picture: Any = None,
     ) -> Any:
         import torch
 
-        loaded.pipeline.scheduler = self._scheduler(loaded, params.scheduler)
         request = DenoiseRequest(
             prompt=params.prompt,
             negative_prompt=params.negative_prompt,
@@ -134,9 +146,14 @@ class GenerationEngine:
             guidance_scale=params.guidance_scale,
             # A CPU generator gives the same noise on every device, so a seed reproduces anywhere.
             generator=torch.Generator(device="cpu").manual_seed(seed),
+            image=fit_image(picture, params.width, params.height) if picture else None,
+            fps=params.fps,
+            call_options=loaded.spec.call_options,
         )
         with loaded.lock, torch.inference_mode():
-            return loaded.adapter.run(loaded.pipeline, request, control)
+            pipe = self._manager.image_pipeline(loaded) if picture else loaded.pipeline
+            pipe.scheduler = self._scheduler(loaded, params.scheduler)
+            return loaded.adapter.run(pipe, request, control)
 
     def _postprocess(
         self, frames: Any, params: GenerationParams, control: JobControl
@@ -356,11 +373,8 @@ class GenerationEngine:
             "scheduler": params.scheduler,
             "interpolate": params.interpolate,
             "loop": params.loop,
-            "memory": {
-                "cpu_offload": loaded.switches.cpu_offload,
-                "vae_slicing": loaded.switches.vae_slicing,
-                "forward_chunking": loaded.switches.forward_chunking,
-            },
+            "image_to_video": params.image is not None,
+            "memory": dataclasses.asdict(loaded.switches),
         }
 
     def _failure(
@@ -458,7 +472,8 @@ def out_of_memory_advice(
     return (
         f"Out of GPU memory on {spec.key}{what} (it needs about {spec.vram_gb:g} GB). "
         "Reduce the frame count or the resolution, or turn on the memory savers: CPU offload, "
-        "VAE slicing and forward chunking."
+        "VAE slicing, VAE tiling and forward chunking (group offload and fp8 layerwise casting "
+        "go further)."
     )
 
 

@@ -17,22 +17,47 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from bot.core.errors import InvalidParameterError, UnknownModelError, VideoBotError
-from bot.core.params import FRAMES, check_size
+from bot.core.params import (
+    FRAMES,
+    GUIDANCE,
+    SCHEDULERS,
+    STEPS,
+    FrameRule,
+    Range,
+    check_rules,
+)
+from bot.core.pipelines.base import denoiser_of
 from bot.core.speed import SpeedOptions, apply_speed_options
 
 if TYPE_CHECKING:
     from bot.core.params import GenerationParams
-    from bot.core.pipelines.base import PipelineAdapter
+    from bot.core.pipelines.base import LoadRequest, PipelineAdapter
 
-Family = Literal["text_to_video", "animatediff", "video_to_video"]
+Family = Literal["text_to_video", "animatediff", "video_to_video", "ltx", "wan", "cogvideox"]
 Role = Literal["generator", "upscaler"]
 
 DEFAULT_ANIMATEDIFF_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 
+SEED_SCHEDULERS = (
+    "ddim",
+    "dpm++",
+    "dpm++_karras",
+    "euler",
+    "euler_a",
+    "unipc",
+    "pndm",
+    "lms",
+    "heun",
+)
+SEED_FRAMES = FrameRule(int(FRAMES.low), int(FRAMES.high))
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """Everything the engine needs to know about one model before loading it."""
+    """Everything the engine needs to know about one model before loading it: where it comes
+    from, what it accepts (its rules) and what it uses when a member names nothing (its defaults).
+    The seed's models keep the seed's ranges; newer ones carry their own."""
 
     key: str
     name: str
@@ -46,16 +71,55 @@ class ModelSpec:
     adapter_source: str | None = None
     min_size: int = 256
     max_size: int = 1024
-    max_frames: int = int(FRAMES.high)
+    size_multiple: int = 8
+    """Width and height step: the VAE's spatial compression times the transformer's patch size."""
+    frames: FrameRule = SEED_FRAMES
+    steps: Range = STEPS
+    guidance: Range = GUIDANCE
+    schedulers: tuple[str, ...] = SEED_SCHEDULERS
     upscaler: str | None = None
     upscale_factor: float | None = None
     half_variant: str | None = None
+    default_frames: int = 16
+    default_fps: int = 8
+    default_steps: int = 20
     default_guidance: float = 7.5
+    default_scheduler: str = "ddim"
     scheduler_config: dict[str, Any] = field(default_factory=dict)
+    image_to_video: bool = False
+    """Whether the model can animate a picture (``GenerationParams.image``)."""
+    image_source: str | None = None
+    """Where the image-to-video weights live when they are not the text-to-video ones
+    (CogVideoX-5b-I2V); ``None``: the same weights serve both."""
+    vae_dtype: str | None = None
+    """The VAE's precision when it must differ from the pipeline's (Wan's VAE stays float32)."""
+    call_options: dict[str, Any] = field(default_factory=dict)
+    """Extra pipeline arguments the model's card recommends (LTX-Video's decode timestep)."""
+    speed: str = ""
+    """Time per video on a GPU, for the README's model table."""
+    memory_advice: str = ""
+    """How to run it on a small card, for /models and the README."""
     tiny: bool = False
 
+    @property
+    def max_frames(self) -> int:
+        return self.frames.high
+
+    def defaults(self) -> dict[str, Any]:
+        """What a job on this model uses for the options a member leaves out."""
+        return {
+            "width": self.native_width,
+            "height": self.native_height,
+            "num_frames": self.default_frames,
+            "fps": self.default_fps,
+            "num_inference_steps": self.default_steps,
+            "guidance_scale": self.default_guidance,
+            "scheduler": self.default_scheduler,
+        }
+
     def check_params(self, params: GenerationParams) -> None:
-        """Checks that depend on the model: its role, its size range and its frame limit."""
+        """Checks that depend on the model: its role, sizes, frame rule, steps, guidance,
+        schedulers, and whether it can animate a picture."""
         if self.role != "generator":
             raise InvalidParameterError(
                 "model",
@@ -63,14 +127,26 @@ class ModelSpec:
                 f"{', '.join(k for k, s in REGISTRY.items() if s.role == 'generator')} "
                 "and upscale the result",
             )
-        check_size("width", params.width, self.min_size, self.max_size, self.key)
-        check_size("height", params.height, self.min_size, self.max_size, self.key)
-        if params.num_frames > self.max_frames:
+        check_rules(
+            params,
+            frames=self.frames,
+            steps=self.steps,
+            guidance=self.guidance,
+            size=(self.min_size, self.max_size, self.size_multiple),
+            schedulers=self.schedulers,
+            model_name=self.key,
+        )
+        if params.image is not None and not self.image_to_video:
             raise InvalidParameterError(
-                "num_frames",
-                f"must be between {int(FRAMES.low)} and {self.max_frames} for {self.key} "
-                f"(got {params.num_frames})",
+                "image",
+                f"{self.key} cannot animate a picture; models that can: "
+                f"{', '.join(image_to_video_models()) or 'none'}",
             )
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.schedulers if name not in SCHEDULERS]
+        if unknown or self.default_scheduler not in self.schedulers:
+            raise ValueError(f"{self.key}: bad schedulers {self.schedulers}")
 
 
 _SD_SCHEDULER = {"clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1}
@@ -80,6 +156,18 @@ _ANIMATEDIFF_SCHEDULER = {
     "beta_schedule": "linear",
     "timestep_spacing": "linspace",
     "steps_offset": 1,
+}
+
+# LTX-Video 0.9.1+ decodes with a little noise at a small timestep (its card's settings); the
+# pipeline ignores both for VAEs without timestep conditioning.
+_LTX_CALL = {"decode_timestep": 0.03, "decode_noise_scale": 0.025}
+# AnimateDiff-Lightning ships bare state dicts; its card's scheduler settings.
+_LIGHTNING_FILE = "animatediff_lightning_4step_diffusers.safetensors"
+_LIGHTNING_ADAPTER = f"ByteDance/AnimateDiff-Lightning/{_LIGHTNING_FILE}"
+_LIGHTNING_SCHEDULER = {
+    "timestep_spacing": "trailing",
+    "beta_schedule": "linear",
+    "clip_sample": False,
 }
 
 REGISTRY: dict[str, ModelSpec] = {
@@ -135,6 +223,154 @@ REGISTRY: dict[str, ModelSpec] = {
             description="Upscales videos to 1024x576 with video-to-video denoising.",
         ),
         ModelSpec(
+            key="ltx_video",
+            name="LTX-Video (0.9.x)",
+            family="ltx",
+            source="Lightricks/LTX-Video",
+            native_width=768,
+            native_height=512,
+            min_size=256,
+            max_size=1280,
+            size_multiple=32,
+            frames=FrameRule(9, 257, step=8, offset=1),
+            steps=Range(4, 100),
+            default_frames=121,
+            default_fps=24,
+            default_steps=40,
+            default_guidance=3.0,
+            default_scheduler="flow_euler",
+            schedulers=("flow_euler",),
+            image_to_video=True,
+            call_options=_LTX_CALL,
+            vram_gb=17,
+            speed="5 s of 768x512 video in about 2 s on an H100 (paper); real time or better",
+            memory_advice="8-12 GB: cpu_offload (or group_offload) plus vae_tiling; "
+            "layerwise_casting keeps the transformer in fp8",
+            description="Fast DiT video model: 768x512 at 24 fps, text or image to video.",
+        ),
+        ModelSpec(
+            key="wan2_1_1_3b",
+            name="Wan 2.1 T2V 1.3B",
+            family="wan",
+            source="Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+            native_width=832,
+            native_height=480,
+            min_size=256,
+            max_size=1280,
+            size_multiple=16,
+            frames=FrameRule(5, 81, step=4, offset=1),
+            steps=Range(4, 100),
+            default_frames=81,
+            default_fps=16,
+            default_steps=50,
+            default_guidance=5.0,
+            default_scheduler="unipc",
+            schedulers=("unipc", "dpm++"),
+            scheduler_config={"flow_shift": 3.0},
+            vae_dtype="float32",
+            vram_gb=16,
+            speed="about 4 min per 5 s 480p clip on an RTX 4090 unoptimised (card)",
+            memory_advice="8 GB: cpu_offload (about 8.2 GB peak, card) or group_offload, "
+            "plus vae_tiling",
+            description="Small Wan 2.1: 832x480, 81 frames at 16 fps; runs on 8 GB cards.",
+        ),
+        ModelSpec(
+            key="wan2_2_ti2v_5b",
+            name="Wan 2.2 TI2V 5B",
+            family="wan",
+            source="Wan-AI/Wan2.2-TI2V-5B-Diffusers",
+            native_width=1280,
+            native_height=704,
+            min_size=256,
+            max_size=1280,
+            size_multiple=32,
+            frames=FrameRule(5, 121, step=4, offset=1),
+            steps=Range(4, 100),
+            default_frames=121,
+            default_fps=24,
+            default_steps=50,
+            default_guidance=5.0,
+            default_scheduler="unipc",
+            schedulers=("unipc", "dpm++"),
+            scheduler_config={"flow_shift": 5.0},
+            vae_dtype="float32",
+            image_to_video=True,
+            vram_gb=32,
+            speed="a 720p 5 s clip in under 9 min on an RTX 4090 (card)",
+            memory_advice="24 GB: cpu_offload plus vae_tiling; 12 GB: group_offload and "
+            "layerwise_casting",
+            description="Wan 2.2 text- and image-to-video at 1280x704, 121 frames at 24 fps.",
+        ),
+        ModelSpec(
+            key="cogvideox_2b",
+            name="CogVideoX 2B",
+            family="cogvideox",
+            source="THUDM/CogVideoX-2b",
+            native_width=720,
+            native_height=480,
+            min_size=256,
+            max_size=1024,
+            size_multiple=16,
+            frames=FrameRule(9, 49, step=8, offset=1),
+            steps=Range(4, 100),
+            default_frames=49,
+            default_fps=8,
+            default_steps=50,
+            default_guidance=6.0,
+            default_scheduler="cogvideox_ddim",
+            schedulers=("cogvideox_ddim", "cogvideox_dpm"),
+            vram_gb=18,
+            speed="50 steps in about 45 s on an H100",
+            memory_advice="4-8 GB: cpu_offload, vae_slicing and vae_tiling (card: 4 GB)",
+            description="CogVideoX 2B: 720x480, 49 frames at 8 fps.",
+        ),
+        ModelSpec(
+            key="cogvideox_5b",
+            name="CogVideoX 5B",
+            family="cogvideox",
+            source="THUDM/CogVideoX-5b",
+            image_source="THUDM/CogVideoX-5b-I2V",
+            native_width=720,
+            native_height=480,
+            min_size=256,
+            max_size=1024,
+            size_multiple=16,
+            frames=FrameRule(9, 49, step=8, offset=1),
+            steps=Range(4, 100),
+            default_frames=49,
+            default_fps=8,
+            default_steps=50,
+            default_guidance=6.0,
+            default_scheduler="cogvideox_dpm",
+            schedulers=("cogvideox_dpm", "cogvideox_ddim"),
+            image_to_video=True,
+            vram_gb=26,
+            speed="50 steps in about 90 s on an H100 (card: 180 s on an A100)",
+            memory_advice="5-12 GB: cpu_offload, vae_slicing and vae_tiling (card: 5 GB)",
+            description="CogVideoX 5B: 720x480, 49 frames; image-to-video via CogVideoX-5b-I2V.",
+        ),
+        ModelSpec(
+            key="animatediff_lightning",
+            name="AnimateDiff-Lightning (4 steps)",
+            family="animatediff",
+            source=DEFAULT_ANIMATEDIFF_BASE,
+            adapter_source=_LIGHTNING_ADAPTER,
+            native_width=512,
+            native_height=512,
+            steps=Range(1, 8),
+            guidance=Range(1.0, 2.0),
+            default_steps=4,
+            default_guidance=1.0,
+            default_scheduler="euler",
+            schedulers=("euler",),
+            scheduler_config=_LIGHTNING_SCHEDULER,
+            upscaler="zeroscope_v2_xl",
+            vram_gb=6,
+            speed="16 frames at 512x512 in 4 steps: about 10x fewer UNet calls than AnimateDiff",
+            memory_advice="6 GB: vae_slicing; 4 GB: cpu_offload",
+            description="Distilled AnimateDiff: 512x512x16 in 4 steps without guidance.",
+        ),
+        ModelSpec(
             key="tiny_t2v",
             name="Tiny text-to-video (offline, random weights)",
             family="text_to_video",
@@ -178,8 +414,110 @@ REGISTRY: dict[str, ModelSpec] = {
             tiny=True,
             description="VideoToVideoSDPipeline with tiny random weights: the tiny models' 2x upscaler.",
         ),
+        ModelSpec(
+            key="tiny_ltx",
+            name="Tiny LTX-Video (offline, random weights)",
+            family="ltx",
+            source="tiny_ltx",
+            native_width=64,
+            native_height=64,
+            min_size=32,
+            max_size=256,
+            size_multiple=32,
+            frames=FrameRule(9, 65, step=8, offset=1),
+            steps=Range(1, 50),
+            default_frames=9,
+            default_fps=24,
+            default_steps=4,
+            default_guidance=3.0,
+            default_scheduler="flow_euler",
+            schedulers=("flow_euler",),
+            image_to_video=True,
+            call_options=_LTX_CALL,
+            upscaler="tiny_v2v",
+            vram_gb=0,
+            tiny=True,
+            description="LTXPipeline with tiny random weights (text and image to video).",
+        ),
+        ModelSpec(
+            key="tiny_wan",
+            name="Tiny Wan 2.2 TI2V (offline, random weights)",
+            family="wan",
+            source="tiny_wan",
+            native_width=64,
+            native_height=64,
+            min_size=32,
+            max_size=256,
+            size_multiple=32,
+            frames=FrameRule(5, 41, step=4, offset=1),
+            steps=Range(1, 50),
+            default_frames=9,
+            default_fps=16,
+            default_steps=4,
+            default_guidance=5.0,
+            default_scheduler="unipc",
+            schedulers=("unipc", "dpm++"),
+            scheduler_config={"flow_shift": 5.0},
+            vae_dtype="float32",
+            image_to_video=True,
+            upscaler="tiny_v2v",
+            vram_gb=0,
+            tiny=True,
+            description="WanPipeline with tiny random weights (text and image to video).",
+        ),
+        ModelSpec(
+            key="tiny_cogvideox",
+            name="Tiny CogVideoX (offline, random weights)",
+            family="cogvideox",
+            source="tiny_cogvideox/t2v",
+            image_source="tiny_cogvideox/i2v",
+            native_width=64,
+            native_height=64,
+            min_size=32,
+            max_size=256,
+            size_multiple=16,
+            frames=FrameRule(9, 49, step=8, offset=1),
+            steps=Range(1, 50),
+            default_frames=9,
+            default_fps=8,
+            default_steps=4,
+            default_guidance=6.0,
+            default_scheduler="cogvideox_dpm",
+            schedulers=("cogvideox_dpm", "cogvideox_ddim"),
+            image_to_video=True,
+            upscaler="tiny_v2v",
+            vram_gb=0,
+            tiny=True,
+            description="CogVideoXPipeline (+ image-to-video) with tiny random weights.",
+        ),
+        ModelSpec(
+            key="tiny_lightning",
+            name="Tiny AnimateDiff-Lightning (offline, random weights)",
+            family="animatediff",
+            source="tiny_lightning/base",
+            adapter_source="tiny_lightning/motion_adapter/" + _LIGHTNING_FILE,
+            native_width=64,
+            native_height=64,
+            min_size=32,
+            steps=Range(1, 8),
+            guidance=Range(1.0, 2.0),
+            default_steps=4,
+            default_guidance=1.0,
+            default_scheduler="euler",
+            schedulers=("euler",),
+            scheduler_config=_LIGHTNING_SCHEDULER,
+            upscaler="tiny_v2v",
+            vram_gb=0,
+            tiny=True,
+            description="AnimateDiff + a bare Lightning-style adapter file, tiny random weights.",
+        ),
     )
 }
+
+
+def image_to_video_models() -> list[str]:
+    """The generators that can animate a picture."""
+    return [k for k, s in REGISTRY.items() if s.image_to_video and s.role == "generator"]
 
 
 def get_spec(key: str) -> ModelSpec:
@@ -204,7 +542,14 @@ class ManagerOptions:
 
     ``device`` and ``dtype`` are ``"auto"`` (CUDA in bf16 where supported, else fp16; otherwise CPU in
     fp32) or explicit (``"cuda:1"``, ``"cpu"``; ``"float16"``, ``"bfloat16"``, ``"float32"``).
-    ``sources`` maps a model key to another hub id or a local folder.
+    ``sources`` maps a model key to another hub id or a local folder (``key:adapter`` and
+    ``key:image`` name a model's motion adapter and image-to-video weights).
+
+    The memory savers trade speed for memory. ``cpu_offload``, ``vae_slicing``, ``vae_tiling`` and
+    ``forward_chunking`` can be switched on loaded models; ``group_offload`` (stream the layers in
+    from CPU memory as they run) and ``layerwise_casting`` (store the denoiser's weights in fp8,
+    compute in the pipeline's precision) change how a model is placed, so they apply to models
+    loaded afterwards.
     """
 
     device: str = "auto"
@@ -212,6 +557,9 @@ class ManagerOptions:
     cpu_offload: bool = False
     vae_slicing: bool = False
     forward_chunking: bool = False
+    vae_tiling: bool = False
+    group_offload: bool = False
+    layerwise_casting: bool = False
     cache_dir: Path = field(default_factory=default_cache_dir)
     sources: dict[str, str] = field(default_factory=dict)
     animatediff_base: str = DEFAULT_ANIMATEDIFF_BASE
@@ -226,6 +574,9 @@ class MemorySwitches:
     cpu_offload: bool
     vae_slicing: bool
     forward_chunking: bool
+    vae_tiling: bool = False
+    group_offload: bool = False
+    layerwise_casting: bool = False
 
 
 @dataclass
@@ -240,6 +591,9 @@ class LoadedModel:
     switches: MemorySwitches
     load_time_s: float
     schedulers: dict[str, Any] = field(default_factory=dict)
+    load_request: LoadRequest | None = None
+    image_pipeline: Any = None
+    """The image-to-video pipeline, made on the first image job (see ``ModelManager.image_pipeline``)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
     """Diffusers pipelines keep per-call state on the pipeline object, so two threads must never
     run the same one at once. The bot has one executor thread; this guards any other caller."""
@@ -323,15 +677,17 @@ class ModelManager:
 
         spec = get_spec(key)
         device = self.resolved_device()
+        dtype = self.resolved_dtype(device)
         pipeline.set_progress_bar_config(disable=True)
         loaded = LoadedModel(
             spec=spec,
             pipeline=pipeline,
             adapter=adapter_for(spec.family),
             device=device,
-            dtype=self.resolved_dtype(device),
+            dtype=dtype,
             switches=MemorySwitches(False, False, False),
             load_time_s=0.0,
+            load_request=self._load_request(spec, dtype),
         )
         with self._lock:
             self._place(loaded, self._switches())
@@ -406,7 +762,7 @@ class ModelManager:
             return self._options.sources[spec.key]
         if spec.tiny:
             return str(self._options.cache_dir / spec.source)
-        if spec.family == "animatediff":
+        if spec.source == DEFAULT_ANIMATEDIFF_BASE:
             return self._options.animatediff_base
         return spec.source
 
@@ -434,12 +790,46 @@ class ModelManager:
 
     # --- helpers -------------------------------------------------------------------------------
 
+    def image_pipeline(self, loaded: LoadedModel) -> Any:
+        """The image-to-video pipeline of a loaded model, made once and kept. Call with
+        ``loaded.lock`` held: it is built on the executor thread, between jobs."""
+        if not loaded.spec.image_to_video:
+            raise InvalidParameterError(
+                "image",
+                f"{loaded.spec.key} cannot animate a picture; models that can: "
+                f"{', '.join(image_to_video_models())}",
+            )
+        if loaded.image_pipeline is None:
+            assert loaded.load_request is not None
+            pipe = loaded.adapter.image_pipeline(loaded.pipeline, loaded.load_request)
+            if loaded.load_request.image_source is not None:
+                self._place_module(loaded, pipe.transformer)
+            loaded.image_pipeline = pipe
+        return loaded.image_pipeline
+
+    def image_source_of(self, spec: ModelSpec) -> str | None:
+        """Where separate image-to-video weights come from, after the owner's overrides."""
+        override = self._options.sources.get(f"{spec.key}:image")
+        if override:
+            return override
+        if spec.image_source is None:
+            return None
+        if spec.tiny:
+            return str(self._options.cache_dir / spec.image_source)
+        return spec.image_source
+
     def _switches(self) -> MemorySwitches:
         o = self._options
-        return MemorySwitches(o.cpu_offload, o.vae_slicing, o.forward_chunking)
+        return MemorySwitches(
+            o.cpu_offload,
+            o.vae_slicing,
+            o.forward_chunking,
+            o.vae_tiling,
+            o.group_offload,
+            o.layerwise_casting,
+        )
 
     def _load(self, spec: ModelSpec) -> LoadedModel:
-        import torch
 
         from bot.core.pipelines import adapter_for
 
@@ -451,12 +841,8 @@ class ModelManager:
         dtype = self.resolved_dtype(device)
         adapter = adapter_for(spec.family)
         started = time.perf_counter()
-        pipeline = adapter.load(
-            source=self.source_of(spec),
-            adapter_source=self._adapter_source(spec),
-            torch_dtype=getattr(torch, dtype),
-            variant=spec.half_variant if dtype != "float32" else None,
-        )
+        request = self._load_request(spec, dtype)
+        pipeline = adapter.load(request)
         pipeline.set_progress_bar_config(disable=True)
         loaded = LoadedModel(
             spec=spec,
@@ -466,10 +852,25 @@ class ModelManager:
             dtype=dtype,
             switches=MemorySwitches(False, False, False),
             load_time_s=0.0,
+            load_request=request,
         )
         self._place(loaded, self._switches())
         loaded.load_time_s = time.perf_counter() - started
         return loaded
+
+    def _load_request(self, spec: ModelSpec, dtype: str) -> LoadRequest:
+        import torch
+
+        from bot.core.pipelines.base import LoadRequest
+
+        return LoadRequest(
+            source=self.source_of(spec),
+            torch_dtype=getattr(torch, dtype),
+            adapter_source=self._adapter_source(spec),
+            image_source=self.image_source_of(spec),
+            variant=spec.half_variant if dtype != "float32" else None,
+            vae_dtype=getattr(torch, spec.vae_dtype) if spec.vae_dtype else None,
+        )
 
     def _adapter_source(self, spec: ModelSpec) -> str | None:
         if spec.adapter_source is None:
@@ -482,35 +883,106 @@ class ModelManager:
         return spec.adapter_source
 
     def _place(self, loaded: LoadedModel, switches: MemorySwitches) -> None:
-        """Move a freshly loaded pipeline to its device (or behind CPU offload hooks)."""
-        if switches.cpu_offload:
-            loaded.pipeline.enable_model_cpu_offload(device=loaded.device)
+        """Move a freshly loaded pipeline to its device (or behind offload hooks)."""
+        import torch
+
+        pipe = loaded.pipeline
+        if switches.layerwise_casting:
+            # Applied before any offloading hooks, as diffusers requires.
+            denoiser_of(pipe).enable_layerwise_casting(
+                storage_dtype=torch.float8_e4m3fn, compute_dtype=getattr(torch, loaded.dtype)
+            )
+        if switches.group_offload:
+            pipe.enable_group_offload(**self._group_offload_arguments(loaded.device))
+        elif switches.cpu_offload:
+            pipe.enable_model_cpu_offload(device=loaded.device)
         else:
-            loaded.pipeline.to(loaded.device)
-        loaded.switches = MemorySwitches(switches.cpu_offload, False, False)
+            pipe.to(loaded.device)
+        loaded.switches = MemorySwitches(
+            switches.cpu_offload and not switches.group_offload,
+            False,
+            False,
+            False,
+            switches.group_offload,
+            switches.layerwise_casting,
+        )
         self._apply_switches(loaded, switches)
         apply_speed_options(loaded, self._options.speed)
 
+    @staticmethod
+    def _group_offload_arguments(device: str) -> dict[str, Any]:
+        """Leaf-level offload with a CUDA stream: layers are copied in while the previous ones
+        run, the fastest of diffusers' group offload modes at about the memory of one layer."""
+        import torch
+
+        on_cuda = device.startswith("cuda")
+        return {
+            "onload_device": torch.device(device),
+            "offload_device": torch.device("cpu"),
+            "offload_type": "leaf_level",
+            "use_stream": on_cuda,
+        }
+
+    def _place_module(self, loaded: LoadedModel, module: Any) -> None:
+        """Place a module loaded after its pipeline (CogVideoX-5b-I2V's transformer) the way the
+        pipeline's own modules were placed."""
+        import torch
+
+        switches = loaded.switches
+        if switches.layerwise_casting:
+            module.enable_layerwise_casting(
+                storage_dtype=torch.float8_e4m3fn, compute_dtype=getattr(torch, loaded.dtype)
+            )
+        if switches.group_offload:
+            module.enable_group_offload(**self._group_offload_arguments(loaded.device))
+        elif switches.cpu_offload:
+            from accelerate import cpu_offload_with_hook
+
+            cpu_offload_with_hook(module, loaded.device)
+        else:
+            module.to(loaded.device)
+
     def _apply_switches(self, loaded: LoadedModel, wanted: MemorySwitches) -> None:
+        """Switch the savers that can change on a loaded model; group offload and layerwise
+        casting stay as the model was placed (they apply at the next load)."""
         pipe = loaded.pipeline
-        if wanted.cpu_offload != loaded.switches.cpu_offload:
-            if wanted.cpu_offload:
+        current = loaded.switches
+        cpu_offload = wanted.cpu_offload and not current.group_offload
+        if cpu_offload != current.cpu_offload:
+            request = loaded.load_request
+            if request is not None and request.image_source is not None:
+                loaded.image_pipeline = None  # its own transformer is placed again on next use
+            if cpu_offload:
                 pipe.enable_model_cpu_offload(device=loaded.device)
             else:
                 pipe.remove_all_hooks()
                 pipe.to(loaded.device)
-        if wanted.vae_slicing != loaded.switches.vae_slicing:
+        if wanted.vae_slicing != current.vae_slicing:
             if wanted.vae_slicing:
                 pipe.vae.enable_slicing()
             else:
                 pipe.vae.disable_slicing()
-        if wanted.forward_chunking != loaded.switches.forward_chunking:
-            if wanted.forward_chunking:
-                # Chunk the feed-forward layers over frames: the UNet's largest activations.
-                pipe.unet.enable_forward_chunking(chunk_size=1, dim=1)
+        if wanted.vae_tiling != current.vae_tiling:
+            if wanted.vae_tiling:
+                pipe.vae.enable_tiling()
             else:
-                pipe.unet.disable_forward_chunking()
-        loaded.switches = wanted
+                pipe.vae.disable_tiling()
+        denoiser = denoiser_of(pipe)
+        chunking = wanted.forward_chunking and hasattr(denoiser, "enable_forward_chunking")
+        if chunking != current.forward_chunking:
+            if chunking:
+                # Chunk the feed-forward layers over frames: the UNet's largest activations.
+                denoiser.enable_forward_chunking(chunk_size=1, dim=1)
+            else:
+                denoiser.disable_forward_chunking()
+        loaded.switches = MemorySwitches(
+            cpu_offload,
+            wanted.vae_slicing,
+            chunking,
+            wanted.vae_tiling,
+            current.group_offload,
+            current.layerwise_casting,
+        )
 
 
 def free_memory() -> None:

@@ -30,6 +30,42 @@ class Range:
             )
 
 
+@dataclass(frozen=True)
+class FrameRule:
+    """The frame counts a model accepts: ``low`` to ``high`` in steps of ``step`` counted from
+    ``offset``. Video VAEs compress time, so most newer models need ``step*k + offset`` frames
+    (LTX-Video 8k+1, Wan 4k+1); the seed's models take any count in their range."""
+
+    low: int
+    high: int
+    step: int = 1
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        if not (self.accepts(self.low) and self.accepts(self.high)):
+            raise ValueError(f"the bounds of {self} must themselves be valid frame counts")
+
+    @property
+    def formula(self) -> str:
+        return f"{self.step}k+{self.offset}" if self.step > 1 else ""
+
+    def accepts(self, frames: int) -> bool:
+        return self.low <= frames <= self.high and (frames - self.offset) % self.step == 0
+
+    def nearest(self, frames: int) -> list[int]:
+        """The valid counts closest to ``frames``: one on each side where both exist."""
+        return _nearest(frames, self.low, self.high, self.step, self.offset)
+
+
+def _nearest(value: int, low: int, high: int, step: int, offset: int = 0) -> list[int]:
+    if value < low:
+        return [low]
+    if value > high:
+        return [high]
+    below = value - (value - offset) % step
+    return [v for v in dict.fromkeys((below, below + step)) if low <= v <= high]
+
+
 def _num(value: float) -> str:
     return display(value) if isinstance(value, int) else f"{value:g}"
 
@@ -71,6 +107,10 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
     "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
     "lms": ("LMSDiscreteScheduler", {}),
     "heun": ("HeunDiscreteScheduler", {}),
+    # Flow-matching and CogVideoX schedulers: only the newer models accept them (ModelSpec rules).
+    "flow_euler": ("FlowMatchEulerDiscreteScheduler", {}),
+    "cogvideox_ddim": ("CogVideoXDDIMScheduler", {}),
+    "cogvideox_dpm": ("CogVideoXDPMScheduler", {}),
 }
 
 EDIT_OPERATIONS = ("trim", "speed", "reverse", "loop", "interpolate")
@@ -136,12 +176,10 @@ class GenerationParams(_Validated):
     loop: bool = False
     model: str | None = None
 
-    _int_fields: ClassVar[dict[str, Range]] = {
-        "num_frames": FRAMES,
-        "fps": FPS,
-        "num_inference_steps": STEPS,
-        "interpolate": INTERPOLATE,
-    }
+    image: str | None = None
+    """A picture to animate (a file path): routed to the model's image-to-video pipeline."""
+
+    _int_fields: ClassVar[dict[str, Range]] = {"fps": FPS, "interpolate": INTERPOLATE}
 
     @field_validator("prompt")
     @classmethod
@@ -186,7 +224,7 @@ class GenerationParams(_Validated):
             raise InvalidParameterError(info.field_name, f"must be a number (got {value})")
         return value
 
-    @field_validator("num_frames", "fps", "num_inference_steps", "interpolate")
+    @field_validator("fps", "interpolate")
     @classmethod
     def _int_range(cls, value: int, info: Any) -> int:
         cls._int_fields[info.field_name].check(info.field_name, value)
@@ -197,7 +235,16 @@ class GenerationParams(_Validated):
     def _guidance(cls, value: float) -> float:
         if not math.isfinite(value):
             raise InvalidParameterError("guidance_scale", f"must be a number (got {value})")
-        GUIDANCE.check("guidance_scale", value)
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        _no_control_characters("image", value)
+        if not value.strip():
+            raise InvalidParameterError("image", "must be the path of a picture, not empty")
         return value
 
     @field_validator("seed")
@@ -226,18 +273,44 @@ class GenerationParams(_Validated):
 
         return get_spec(value).key
 
+    @model_validator(mode="before")
+    @classmethod
+    def _model_defaults(cls, data: Any) -> Any:
+        """Options left out take the named model's own defaults (its native size, frame count,
+        frame rate, steps, guidance and scheduler), so every model works with no options at all."""
+        if not isinstance(data, dict) or not isinstance(data.get("model"), str):
+            return data
+        from bot.core.models import REGISTRY
+
+        spec = REGISTRY.get(data["model"].strip().lower())
+        if spec is None:
+            return data  # the model field's own validator names the known keys
+        return {**spec.defaults(), **data}
+
     @model_validator(mode="after")
     def _fits_model(self) -> GenerationParams:
-        """Sizes and frame limits depend on the model, so they are checked once it is known."""
+        """Sizes, frame counts, steps, guidance and schedulers depend on the model, so they are
+        checked once it is known; without a model, against the seed's ranges."""
         if self.model is not None:
             from bot.core.models import get_spec
 
             get_spec(self.model).check_params(self)
         else:
             low, high = _registry_size_bounds()
-            check_size("width", self.width, low, high)
-            check_size("height", self.height, low, high)
+            check_rules(
+                self,
+                frames=FrameRule(int(FRAMES.low), int(FRAMES.high)),
+                steps=STEPS,
+                guidance=GUIDANCE,
+                size=(low, high, SIZE_MULTIPLE),
+            )
         return self
+
+    def for_model(self, key: str) -> GenerationParams:
+        """These params on model ``key``: the options given stay, the ones left out take that
+        model's defaults, and everything is checked against its rules."""
+        given = self.model_dump(include=self.model_fields_set | {"prompt"})
+        return GenerationParams(**{**given, "model": key})
 
 
 def _no_control_characters(field: str, value: str) -> None:
@@ -256,13 +329,90 @@ def _no_control_characters(field: str, value: str) -> None:
 _BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
-def check_size(field: str, value: int, low: int, high: int, model_name: str | None = None) -> None:
-    """Width and height: multiples of 8 (the VAE's downsampling) within the model's supported range."""
+def check_rules(
+    params: GenerationParams,
+    *,
+    frames: FrameRule,
+    steps: Range,
+    guidance: Range,
+    size: tuple[int, int, int],
+    schedulers: tuple[str, ...] | None = None,
+    model_name: str | None = None,
+) -> None:
+    """The checks whose limits depend on the model, with the nearest valid values named. Every
+    broken rule is reported at once, so a member fixes them all in one go."""
     where = f" for {model_name}" if model_name else ""
-    if value % SIZE_MULTIPLE or not (low <= value <= high):
+    low, high, multiple = size
+    errors: list[InvalidParameterError] = []
+
+    def collect(check: Any, *args: Any) -> None:
+        try:
+            check(*args)
+        except InvalidParameterError as exc:
+            errors.append(exc)
+
+    collect(check_size, "width", params.width, low, high, model_name, multiple)
+    collect(check_size, "height", params.height, low, high, model_name, multiple)
+    if not frames.accepts(params.num_frames):
+        try_values = " or ".join(str(v) for v in frames.nearest(params.num_frames))
+        verb = f"needs {frames.formula} frames" if frames.formula else "must be"
+        errors.append(
+            InvalidParameterError(
+                "num_frames",
+                f"{verb} between {frames.low} and {frames.high}{where}: try {try_values} "
+                f"(got {display(params.num_frames)})",
+            )
+        )
+    if not steps.low <= params.num_inference_steps <= steps.high:
+        errors.append(
+            InvalidParameterError(
+                "num_inference_steps",
+                f"must be between {_num(steps.low)} and {_num(steps.high)}{where} "
+                f"(got {display(params.num_inference_steps)})",
+            )
+        )
+    if not guidance.low <= params.guidance_scale <= guidance.high:
+        errors.append(
+            InvalidParameterError(
+                "guidance_scale",
+                f"must be between {_num(guidance.low)} and {_num(guidance.high)}{where} "
+                f"(got {_num(params.guidance_scale)})",
+            )
+        )
+    if schedulers is not None and params.scheduler not in schedulers:
+        errors.append(
+            InvalidParameterError(
+                "scheduler",
+                f"{params.scheduler} does not work with {model_name}; "
+                f"use {' or '.join(schedulers)}",
+            )
+        )
+    if errors:
+        combined = InvalidParameterError(errors[0].field, "")
+        combined.args = ("; ".join(str(e) for e in errors),)
+        raise combined
+
+
+def check_size(
+    field: str,
+    value: int,
+    low: int,
+    high: int,
+    model_name: str | None = None,
+    multiple: int = SIZE_MULTIPLE,
+) -> None:
+    """Width and height: multiples of the model's step (the VAE's downsampling times its patch
+    size) within the model's supported range."""
+    where = f" for {model_name}" if model_name else ""
+    if value % multiple or not (low <= value <= high):
+        hint = ""
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**9:
+            first = -(-low // multiple) * multiple
+            last = high // multiple * multiple
+            hint = ": try " + " or ".join(str(v) for v in _nearest(value, first, last, multiple))
         raise InvalidParameterError(
             field,
-            f"must be a multiple of {SIZE_MULTIPLE} between {low} and {high}{where} "
+            f"must be a multiple of {multiple} between {low} and {high}{where}{hint} "
             f"(got {display(value)})",
         )
 

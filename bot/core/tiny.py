@@ -22,10 +22,20 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from bot.core.tiny_dit import (
+    build_tiny_cogvideox,
+    build_tiny_lightning,
+    build_tiny_ltx,
+    build_tiny_wan,
+)
+
 TINY_SEED = 0
-# Tiny models are rebuilt whenever this file changes, so a cache built by an older layout or older
-# weights is never loaded by mistake.
-TINY_FORMAT_VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+# Tiny models are rebuilt whenever this file or tiny_dit.py (the newer families' builders) changes,
+# so a cache built by an older layout or older weights is never loaded by mistake.
+_TINY_SOURCES = (Path(__file__), Path(__file__).with_name("tiny_dit.py"))
+TINY_FORMAT_VERSION = hashlib.sha256(
+    b"".join(source.read_bytes() for source in _TINY_SOURCES)
+).hexdigest()[:16]
 
 _TEXT_DIM = 32
 _VOCAB_WORDS = [
@@ -288,14 +298,12 @@ def _build_tiny_v2v(target: Path) -> None:
     _build_text_to_video(target, "VideoToVideoSDPipeline")
 
 
-def _build_tiny_animatediff(target: Path) -> None:
-    """An SD1.5-shaped base folder plus a separate ``MotionAdapter`` folder, laid out like the hub's
-    ``stable-diffusion-v1-5`` and ``animatediff-motion-adapter-v1-5-2`` so they load the same way."""
+def _tiny_unet2d():  # type: ignore[no-untyped-def]
     import torch
-    from diffusers import MotionAdapter, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
 
     torch.manual_seed(TINY_SEED)
-    unet = UNet2DConditionModel(
+    return UNet2DConditionModel(
         sample_size=8,
         in_channels=4,
         out_channels=4,
@@ -307,30 +315,55 @@ def _build_tiny_animatediff(target: Path) -> None:
         cross_attention_dim=_TEXT_DIM,
         attention_head_dim=8,
     )
-    torch.manual_seed(TINY_SEED + 1)
-    adapter = MotionAdapter(
+
+
+def _tiny_motion_adapter(seed_offset: int):  # type: ignore[no-untyped-def]
+    """A MotionAdapter matching the tiny SD1.5 UNet. The seed offset tells adapters apart:
+    AnimateDiff's is +1, AnimateDiff-Lightning's (in ``tiny_dit``) +2."""
+    import torch
+    from diffusers import MotionAdapter
+
+    torch.manual_seed(TINY_SEED + seed_offset)
+    return MotionAdapter(
         block_out_channels=(8, 8, 16),
         motion_layers_per_block=1,
         motion_norm_num_groups=4,
         motion_num_attention_heads=2,
         motion_max_seq_length=32,
     )
+
+
+def _build_sd15_base(target: Path) -> None:
+    """An SD1.5-shaped ``StableDiffusionPipeline`` folder, laid out like the hub's
+    ``stable-diffusion-v1-5``: the base that the motion adapters are put on."""
+    from diffusers import StableDiffusionPipeline
+
     with tempfile.TemporaryDirectory() as scratch:
         base = StableDiffusionPipeline(
             vae=_tiny_vae(),
-            unet=unet,
+            unet=_tiny_unet2d(),
             scheduler=_sd_scheduler(),
             safety_checker=None,
             feature_extractor=None,
             requires_safety_checker=False,
             **_text_components(Path(scratch)),
         )
-        base.save_pretrained(target / "base")  # type: ignore[attr-defined]
-    adapter.save_pretrained(target / "motion_adapter")  # type: ignore[attr-defined]
+        base.save_pretrained(target)  # type: ignore[attr-defined]
+
+
+def _build_tiny_animatediff(target: Path) -> None:
+    """An SD1.5-shaped base folder plus a separate ``MotionAdapter`` folder, laid out like the hub's
+    ``stable-diffusion-v1-5`` and ``animatediff-motion-adapter-v1-5-2`` so they load the same way."""
+    _build_sd15_base(target / "base")
+    _tiny_motion_adapter(seed_offset=1).save_pretrained(target / "motion_adapter")
 
 
 _BUILDERS: dict[str, Callable[[Path], None]] = {
     "tiny_t2v": _build_tiny_t2v,
     "tiny_animatediff": _build_tiny_animatediff,
     "tiny_v2v": _build_tiny_v2v,
+    "tiny_ltx": build_tiny_ltx,
+    "tiny_wan": build_tiny_wan,
+    "tiny_cogvideox": build_tiny_cogvideox,
+    "tiny_lightning": build_tiny_lightning,
 }

@@ -3,19 +3,24 @@
 The adapters hide how each family is loaded and called, and in particular the two different hook
 APIs for progress and cancel: the deprecated ``TextToVideoSDPipeline``/``VideoToVideoSDPipeline``
 only take the legacy ``callback``/``callback_steps``, newer pipelines take ``callback_on_step_end``.
+The newer DiT families (LTX-Video, Wan, CogVideoX) share one adapter class.
 """
 
 from __future__ import annotations
 
 from bot.core.pipelines.animatediff import AnimateDiffAdapter
-from bot.core.pipelines.base import DenoiseRequest, PipelineAdapter
+from bot.core.pipelines.base import DenoiseRequest, LoadRequest, PipelineAdapter
 from bot.core.pipelines.text_to_video import TextToVideoAdapter
+from bot.core.pipelines.transformer_video import COGVIDEOX_ADAPTER, LTX_ADAPTER, WAN_ADAPTER
 from bot.core.pipelines.video_to_video import VideoToVideoAdapter
 
 _ADAPTERS: dict[str, PipelineAdapter] = {
     "text_to_video": TextToVideoAdapter(),
     "animatediff": AnimateDiffAdapter(),
     "video_to_video": VideoToVideoAdapter(),
+    "ltx": LTX_ADAPTER,
+    "wan": WAN_ADAPTER,
+    "cogvideox": COGVIDEOX_ADAPTER,
 }
 
 
@@ -23,4 +28,4 @@ def adapter_for(family: str) -> PipelineAdapter:
     return _ADAPTERS[family]
 
 
-__all__ = ["DenoiseRequest", "PipelineAdapter", "adapter_for"]
+__all__ = ["DenoiseRequest", "LoadRequest", "PipelineAdapter", "adapter_for"]

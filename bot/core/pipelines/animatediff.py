@@ -1,45 +1,47 @@
-"""AnimateDiff: an SD1.5 base with a ``MotionAdapter``, run by ``AnimateDiffPipeline``."""
+"""AnimateDiff: an SD1.5 base with a ``MotionAdapter``, run by ``AnimateDiffPipeline``.
+
+The adapter comes either as a diffusers folder (guoyww's v1-5-2) or as a bare state-dict file
+(ByteDance's AnimateDiff-Lightning ships ``…_4step_diffusers.safetensors`` with no config).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bot.core.pipelines.base import DenoiseRequest, to_uint8_frames
+from bot.core.pipelines.base import (
+    DenoiseRequest,
+    LoadRequest,
+    NoImagePipeline,
+    StepEndCallback,
+    to_uint8_frames,
+)
 
 if TYPE_CHECKING:
     from bot.core.progress import JobControl
 
 
-class AnimateDiffAdapter:
+class AnimateDiffAdapter(NoImagePipeline):
     stage = "denoise"
 
-    def load(
-        self, *, source: str, adapter_source: str | None, torch_dtype: Any, variant: str | None
-    ) -> Any:
-        from diffusers import AnimateDiffPipeline, MotionAdapter
+    def load(self, request: LoadRequest) -> Any:
+        from diffusers import AnimateDiffPipeline
 
-        if adapter_source is None:
+        if request.adapter_source is None:
             raise ValueError("AnimateDiff needs a motion adapter source")
-        adapter = MotionAdapter.from_pretrained(adapter_source, dtype=torch_dtype)
+        adapter = load_motion_adapter(request.adapter_source, request.torch_dtype)
         return AnimateDiffPipeline.from_pretrained(
-            source, motion_adapter=adapter, dtype=torch_dtype, variant=variant
+            request.source,
+            motion_adapter=adapter,
+            dtype=request.dtypes(),
+            variant=request.variant,
         )
 
     def run(self, pipe: Any, request: DenoiseRequest, control: JobControl) -> np.ndarray:
         control.check()
         self._fit_context(pipe, request.num_frames)
-        total = request.num_inference_steps
-
-        def on_step_end(
-            _pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]
-        ) -> dict[str, Any]:
-            # `pipe.interrupt` would only skip the remaining steps and still decode; raising from
-            # here stops at once and produces nothing, as a cancel must.
-            control.step(self.stage, min(step + 1, total), total)
-            return tensors
-
         output = pipe(
             prompt=request.prompt,
             negative_prompt=request.negative_prompt or None,
@@ -50,7 +52,7 @@ class AnimateDiffAdapter:
             guidance_scale=request.guidance_scale,
             generator=request.generator,
             output_type="np",
-            callback_on_step_end=on_step_end,
+            callback_on_step_end=StepEndCallback(control, self.stage, request.num_inference_steps),
         )
         return to_uint8_frames(output.frames)
 
@@ -64,3 +66,30 @@ class AnimateDiffAdapter:
             pipe.enable_free_noise(context_length=context, context_stride=max(context // 4, 1))
         elif getattr(pipe, "free_noise_enabled", False):
             pipe.disable_free_noise()
+
+
+def load_motion_adapter(source: str, torch_dtype: Any) -> Any:
+    """A ``MotionAdapter`` from a diffusers folder or hub id, or from a bare ``.safetensors`` state
+    dict: a local file (its ``config.json`` beside it, if any) or ``owner/repo/file.safetensors``
+    on the hub. Without a config the adapter has diffusers' default (v1-5-2) shape, which is the
+    shape Lightning's checkpoints have."""
+    from diffusers import MotionAdapter
+
+    if not source.endswith(".safetensors"):
+        return MotionAdapter.from_pretrained(source, dtype=torch_dtype)
+    from safetensors.torch import load_file
+
+    path = Path(source)
+    if not path.is_file():
+        from huggingface_hub import hf_hub_download
+
+        repo, _, filename = source.rpartition("/")
+        path = Path(hf_hub_download(repo_id=repo, filename=filename))
+    config = path.parent / "config.json"
+    adapter = (
+        MotionAdapter.from_config(MotionAdapter.load_config(path.parent))
+        if config.is_file()
+        else MotionAdapter()
+    )
+    adapter.load_state_dict(load_file(str(path)), strict=True)
+    return adapter if adapter.dtype == torch_dtype else adapter.to(dtype=torch_dtype)

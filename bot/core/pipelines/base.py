@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -13,6 +13,24 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from bot.core.progress import JobControl
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """Where a model's files are and in which precision to load them."""
+
+    source: str
+    torch_dtype: Any
+    adapter_source: str | None = None
+    image_source: str | None = None
+    variant: str | None = None
+    vae_dtype: Any | None = None
+
+    def dtypes(self) -> Any:
+        """``from_pretrained``'s dtype: one for all, or a per-component map when the VAE differs."""
+        if self.vae_dtype is None:
+            return self.torch_dtype
+        return {"default": self.torch_dtype, "vae": self.vae_dtype}
 
 
 @dataclass(frozen=True)
@@ -29,6 +47,9 @@ class DenoiseRequest:
     generator: torch.Generator
     video: Sequence[Image.Image] | None = None
     strength: float = 0.6
+    image: Image.Image | None = None
+    fps: int = 8
+    call_options: dict[str, Any] = field(default_factory=dict)
 
 
 class PipelineAdapter(Protocol):
@@ -36,13 +57,46 @@ class PipelineAdapter(Protocol):
 
     stage: str
 
-    def load(
-        self, *, source: str, adapter_source: str | None, torch_dtype: Any, variant: str | None
-    ) -> Any: ...
+    def load(self, request: LoadRequest) -> Any: ...
+
+    def image_pipeline(self, pipe: Any, request: LoadRequest) -> Any:
+        """The image-to-video pipeline of this family, sharing ``pipe``'s components where the
+        weights are the same; raises for families that cannot animate a picture."""
+        ...
 
     def run(self, pipe: Any, request: DenoiseRequest, control: JobControl) -> np.ndarray:
         """Returns frames as a ``(frames, height, width, 3)`` uint8 array."""
         ...
+
+
+def denoiser_of(pipe: Any) -> Any:
+    """The network run at every step: a UNet for the 2023 models, a transformer for the newer."""
+    return getattr(pipe, "unet", None) or pipe.transformer
+
+
+class StepEndCallback:
+    """Progress and cancel for pipelines with ``callback_on_step_end``.
+
+    Their ``interrupt`` flag only skips the remaining steps and still decodes; raising from the
+    callback (``JobControl.step`` raises ``GenerationCancelled``) stops at once and produces nothing,
+    as a cancel must.
+    """
+
+    def __init__(self, control: JobControl, stage: str, total: int) -> None:
+        self._control = control
+        self._stage = stage
+        self._total = total
+
+    def __call__(self, _pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> Any:
+        self._control.step(self._stage, min(step + 1, self._total), self._total)
+        return tensors
+
+
+class NoImagePipeline:
+    """The ``image_pipeline`` of families that only generate from text."""
+
+    def image_pipeline(self, pipe: Any, request: LoadRequest) -> Any:
+        raise ValueError("this model family cannot animate a picture")
 
 
 def to_uint8_frames(frames: Any) -> np.ndarray:

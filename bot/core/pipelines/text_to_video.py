@@ -6,21 +6,27 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bot.core.pipelines.base import DenoiseRequest, LegacyStepCallback, to_uint8_frames
+from bot.core.pipelines.base import (
+    DenoiseRequest,
+    LegacyStepCallback,
+    LoadRequest,
+    NoImagePipeline,
+    to_uint8_frames,
+)
 
 if TYPE_CHECKING:
     from bot.core.progress import JobControl
 
 
-class TextToVideoAdapter:
+class TextToVideoAdapter(NoImagePipeline):
     stage = "denoise"
 
-    def load(
-        self, *, source: str, adapter_source: str | None, torch_dtype: Any, variant: str | None
-    ) -> Any:
+    def load(self, request: LoadRequest) -> Any:
         from diffusers import TextToVideoSDPipeline
 
-        return TextToVideoSDPipeline.from_pretrained(source, dtype=torch_dtype, variant=variant)
+        return TextToVideoSDPipeline.from_pretrained(
+            request.source, dtype=request.dtypes(), variant=request.variant
+        )
 
     def run(self, pipe: Any, request: DenoiseRequest, control: JobControl) -> np.ndarray:
         control.check()
