@@ -411,6 +411,22 @@ def job_id_of(message: discord.Message) -> int | None:
     return None
 
 
+PICTURE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
+
+
+def picture_attachment(message: discord.Message) -> discord.Attachment | None:
+    """The first attachment that looks like a still picture (by content type or extension)."""
+    for attachment in message.attachments:
+        if is_picture(attachment):
+            return attachment
+    return None
+
+
+def is_picture(attachment: discord.Attachment) -> bool:
+    kind = (attachment.content_type or "").split(";")[0]
+    return kind.startswith("image/") or attachment.filename.lower().endswith(PICTURE_EXTENSIONS)
+
+
 def video_attachment(message: discord.Message) -> discord.Attachment | None:
     """The first attachment that looks like a video (by content type or extension)."""
     for attachment in message.attachments:

@@ -14,6 +14,7 @@ import logging
 import re
 import tempfile
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 from bot.core import media
 from bot.core.engine import GenerationEngine
 from bot.core.errors import MediaError, VideoBotError
-from bot.core.models import get_spec
+from bot.core.images import ImageLimits, load_image, save_image
+from bot.core.models import REGISTRY, get_spec
 from bot.core.params import GenerationParams, validate_edit
 from bot.core.progress import JobControl
 from bot.core.result import GenerationResult
@@ -156,6 +158,41 @@ class VideoService:
                 return guild.default_model
         return self.settings.models.default_model
 
+    async def image_model(self, guild_id: int | None, requested: str | None) -> str:
+        """The model that animates a member's picture: the one asked for if it can, else the
+        server's default if it can, else the first enabled model that can."""
+        enabled = [
+            key
+            for key in self.settings.models.enabled
+            if REGISTRY[key].image_to_video and REGISTRY[key].role == "generator"
+        ]
+        if requested is not None:
+            key = get_spec(requested).key
+            if not REGISTRY[key].image_to_video:
+                can = ", ".join(enabled) or "none is enabled on this bot"
+                raise RequestRefused(f"{key} cannot animate a picture; models that can: {can}")
+            return key
+        default = await self.default_model(guild_id)
+        if default in enabled:
+            return default
+        if enabled:
+            return enabled[0]
+        able = ", ".join(k for k, s in REGISTRY.items() if s.image_to_video and not s.tiny)
+        raise RequestRefused(
+            "no model on this bot can animate pictures; a moderator can enable one of: " + able
+        )
+
+    async def picture_from_upload(self, data: bytes) -> Path:
+        """A member's picture, checked before decoding and kept as a clean PNG for the job (and
+        for its reruns and a restart). The member's filename never reaches the disk."""
+        limits = ImageLimits(max_bytes=int(self.settings.limits.max_upload_mb * 2**20))
+        picture = await asyncio.to_thread(load_image, data, limits)
+        path = self.settings.storage.output_dir / "inputs" / f"{uuid.uuid4().hex}.png"
+        return await asyncio.to_thread(save_image, picture, path)
+
+    def picture_limit_bytes(self) -> int:
+        return int(self.settings.limits.max_upload_mb * 2**20)
+
     def check_enabled(self, model: str) -> None:
         key = get_spec(model).key
         if key not in self.settings.models.enabled:
@@ -172,7 +209,7 @@ class VideoService:
         """Validate against the chosen model, record, queue. The returned job is watchable."""
         model = params.model or await self.default_model(who.guild_id)
         self.check_enabled(model)
-        params = GenerationParams(**{**params.model_dump(), "model": model})
+        params = params.for_model(model) if params.model is None else params
         self.check_words(params)
         await self.check_allowed(who)
         try:

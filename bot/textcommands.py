@@ -97,6 +97,10 @@ def parse_reply_command(
     rest = _addressed_text(text, bot_mention_ids, prefix)
     if rest is None:
         return None
+    head = rest.split(maxsplit=1)
+    if head and head[0].lower() == "animate":
+        # The rest is a prompt (with --flags), kept as typed: case matters to a prompt.
+        return ReplyCommand("animate", {"prompt": head[1].strip() if len(head) > 1 else ""})
     if len(rest) > REPLY_COMMAND_MAX_CHARS:
         raise InvalidParameterError(
             "command",
@@ -353,6 +357,7 @@ _COMMANDS: dict[str, _Command] = {
     # validate_edit takes factors from 2 (1 would change nothing) up to INTERPOLATE's top.
     "interpolate": _Command(f"interpolate [2-{INTERPOLATE.high:g}]", _interpolate),
     "upscale": _Command("upscale", _no_arguments("upscale")),
+    "animate": _Command("animate [PROMPT]", _no_arguments("animate")),  # parsed before the rest
     "help": _Command("help", _no_arguments("help")),
 }
 _COMMAND_ALIASES = {"smooth": "interpolate"}
@@ -366,6 +371,7 @@ Reply to one of my videos with a command, mentioning me or starting it with the 
 `loop [N]`: play it N times, {LOOPS.low:g} to {LOOPS.high:g} (default 2)
 `interpolate [2-{INTERPOLATE.high:g}]` or `smooth`: add in-between frames for smoother motion
 `upscale`: a larger, sharper version
+`animate [prompt] [--flags]`: reply to a picture to bring it to life (image-to-video)
 `help`: this message"""
 """The bot's answer to ``help``; Discord markdown, under Discord's 2000-character limit."""
 

@@ -14,18 +14,26 @@ from discord.ext import commands
 
 from bot.core.errors import MediaError, VideoBotError
 from bot.render import (
+    PICTURE_EXTENSIONS,
     InteractionReply,
     MessageReply,
     Reply,
     error_text,
     follow_job,
     job_id_of,
+    picture_attachment,
     show_finished,
     video_attachment,
 )
 from bot.service import Requester, SourceVideo
 from bot.textcommands import REPLY_COMMAND_HELP, ReplyCommand, parse_reply_command
-from cogs.video import check_channel_permissions, refuse, requester
+from cogs.video import (
+    build_params,
+    check_channel_permissions,
+    refuse,
+    requester,
+    submit_generation,
+)
 
 if TYPE_CHECKING:
     from bot.client import VideoBot
@@ -204,6 +212,9 @@ class EditCog(commands.Cog):
                 await reply.show(REPLY_COMMAND_HELP)
                 return
             target = await self.referenced_message(message)
+            if command.operation == "animate":
+                await self.animate(reply, message, target, str(command.arguments["prompt"]))
+                return
             source = await self.source_of_message(target)
             await self.perform(reply, self.requester_of(message), source, command)
         except VideoBotError as exc:
@@ -212,6 +223,23 @@ class EditCog(commands.Cog):
             await self.explain_missing_permissions(message)
         except discord.HTTPException as exc:
             log.warning("reply command in %s failed: %s", message.channel.id, exc)
+
+    async def animate(
+        self, reply: MessageReply, message: discord.Message, target: discord.Message, prompt: str
+    ) -> None:
+        """``animate [prompt]`` in reply to a picture: image-to-video, queued like /video."""
+        picture = picture_attachment(target)
+        if picture is None:
+            raise VideoBotError(
+                "animate needs a reply to a message with a picture "
+                f"({', '.join(ext.lstrip('.') for ext in PICTURE_EXTENSIONS)})"
+            )
+        guild_id = message.guild.id if message.guild else None
+        params = await build_params(self.bot, guild_id, prompt, {}, picture=picture)
+        job = await submit_generation(self.bot, self.requester_of(message), params)
+        await follow_job(
+            reply, self.bot.service, job, interval_s=self.bot.settings.limits.progress_interval_s
+        )
 
     @staticmethod
     async def explain_missing_permissions(message: discord.Message) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -10,10 +11,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.client import is_moderator, send_error
-from bot.core.errors import VideoBotError
+from bot.core.errors import InvalidParameterError, VideoBotError
 from bot.core.models import REGISTRY, get_spec
 from bot.core.params import SCHEDULERS, GenerationParams
-from bot.render import InteractionReply, follow_job
+from bot.render import PICTURE_EXTENSIONS, InteractionReply, follow_job, is_picture
 from bot.service import Requester
 from bot.textcommands import parse_prompt_flags
 
@@ -40,6 +41,16 @@ async def refuse(interaction: discord.Interaction, message: str) -> None:
     await send_error(interaction, message)
 
 
+_GENERATORS = [spec for spec in REGISTRY.values() if spec.role == "generator"]
+# Discord's own bounds for the options: the widest any model takes. Each model's rules are
+# checked by GenerationParams, which names the nearest valid values.
+MIN_FRAMES = min(spec.frames.low for spec in _GENERATORS)
+MAX_FRAMES = max(spec.frames.high for spec in _GENERATORS)
+MIN_STEPS = int(min(spec.steps.low for spec in _GENERATORS))
+MAX_STEPS = int(max(spec.steps.high for spec in _GENERATORS))
+MIN_SIZE = min(spec.min_size for spec in _GENERATORS)
+MAX_SIZE = max(spec.max_size for spec in _GENERATORS)
+
 REQUIRED_PERMISSIONS = {"attach_files": "Attach Files", "embed_links": "Embed Links"}
 
 
@@ -54,6 +65,69 @@ def check_channel_permissions(interaction: discord.Interaction) -> None:
             f"I can't post videos in this channel: I'm missing the {' and '.join(missing)} "
             "permission. Ask a moderator to allow it here, or use me in another channel."
         )
+
+
+DEFAULT_ANIMATE_PROMPT = "the picture comes to life with natural, gentle motion"
+"""The prompt when a member animates a picture without describing the motion."""
+
+
+async def build_params(
+    bot: VideoBot,
+    guild_id: int | None,
+    prompt: str,
+    explicit: dict[str, Any],
+    picture: discord.Attachment | None = None,
+) -> GenerationParams:
+    """Flags typed in the prompt, overridden by the command's own options; options left out take
+    the chosen model's defaults. With a picture, the model is one that can animate it, and the
+    picture is downloaded and checked only after every other option has been accepted."""
+    service = bot.service
+    flags = parse_prompt_flags(prompt)
+    options: dict[str, Any] = {**flags.options}
+    options.update({k: v for k, v in explicit.items() if v is not None})
+    if picture is not None:
+        check_picture(picture, service.picture_limit_bytes())
+        model = await service.image_model(guild_id, options.get("model"))
+    else:
+        model = options.get("model") or await service.default_model(guild_id)
+    spec = get_spec(str(model))
+    service.check_enabled(spec.key)
+    options["model"] = spec.key
+    text = flags.prompt or (DEFAULT_ANIMATE_PROMPT if picture is not None else "")
+    params = GenerationParams(prompt=text, **options)
+    if picture is None:
+        return params
+    path = await service.picture_from_upload(await picture.read())
+    try:
+        return GenerationParams(**{**params.model_dump(), "image": str(path)})
+    except VideoBotError:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def check_picture(attachment: discord.Attachment, limit: int) -> None:
+    """Refused from what Discord says about the file, before downloading it."""
+    if not is_picture(attachment):
+        raise InvalidParameterError(
+            "image",
+            f"{attachment.filename[:60]!r} is not a picture; attach a "
+            f"{', '.join(ext.lstrip('.') for ext in PICTURE_EXTENSIONS)} file",
+        )
+    if attachment.size > limit:
+        raise InvalidParameterError(
+            "image",
+            f"is {attachment.size / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB",
+        )
+
+
+async def submit_generation(bot: VideoBot, who: Requester, params: GenerationParams) -> Job:
+    """Queue a generation; a refused job leaves no picture behind."""
+    try:
+        return await bot.service.submit_generation(who, params)
+    except VideoBotError:
+        if params.image is not None:
+            Path(params.image).unlink(missing_ok=True)
+        raise
 
 
 async def run_job(bot: VideoBot, interaction: discord.Interaction, job: Job) -> None:
@@ -88,16 +162,17 @@ class VideoCog(commands.Cog):
         prompt="What the video shows. Flags work too: a cat surfing --seed 7 --frames 24",
         negative="What to avoid (negative prompt)",
         model="Which model renders it (default: the server's)",
-        frames="Number of frames (8-64)",
+        frames="Number of frames (default: the model's; LTX 8k+1, Wan 4k+1, CogVideoX 8k+1)",
         fps="Frames per second (4-30)",
-        width="Width in pixels, a multiple of 8 (default: the model's native size)",
-        height="Height in pixels, a multiple of 8 (default: the model's native size)",
-        steps="Denoising steps: more is slower and finer (10-50)",
+        width="Width in pixels, a multiple of 8 (32 for LTX) (default: the model's native size)",
+        height="Height in pixels, a multiple of 8 (32 for LTX) (default: the model's native)",
+        steps="Denoising steps: more is slower and finer (default: the model's)",
         guidance="How closely to follow the prompt (1-20)",
         seed="Seed for a reproducible result",
         scheduler="Diffusion scheduler",
         interpolate="Multiply the frame rate with motion interpolation (1-4)",
         loop="Play forward then backward so it loops seamlessly",
+        image="A picture to animate (image-to-video models: LTX-Video, Wan 2.2, CogVideoX-5B)",
     )
     @app_commands.choices(
         scheduler=[app_commands.Choice(name=name, value=name) for name in SCHEDULERS]
@@ -108,18 +183,19 @@ class VideoCog(commands.Cog):
         prompt: app_commands.Range[str, 1, 1000],
         negative: app_commands.Range[str, 0, 1000] | None = None,
         model: str | None = None,
-        frames: app_commands.Range[int, 8, 64] | None = None,
+        frames: app_commands.Range[int, MIN_FRAMES, MAX_FRAMES] | None = None,
         fps: app_commands.Range[int, 4, 30] | None = None,
-        width: app_commands.Range[int, 32, 1024] | None = None,
-        height: app_commands.Range[int, 32, 1024] | None = None,
-        steps: app_commands.Range[int, 10, 50] | None = None,
+        width: app_commands.Range[int, MIN_SIZE, MAX_SIZE] | None = None,
+        height: app_commands.Range[int, MIN_SIZE, MAX_SIZE] | None = None,
+        steps: app_commands.Range[int, MIN_STEPS, MAX_STEPS] | None = None,
         guidance: app_commands.Range[float, 1.0, 20.0] | None = None,
         seed: app_commands.Range[int, 0, 2**32 - 1] | None = None,
         scheduler: str | None = None,
         interpolate: app_commands.Range[int, 1, 4] | None = None,
         loop: bool | None = None,
+        image: discord.Attachment | None = None,
     ) -> None:
-        """Generate a short video from a text prompt."""
+        """Generate a short video from a text prompt, or animate a picture."""
         await interaction.response.defer(thinking=True)
         explicit = {
             "negative_prompt": negative,
@@ -137,28 +213,14 @@ class VideoCog(commands.Cog):
         }
         try:
             check_channel_permissions(interaction)
-            params = await self.build_params(interaction, prompt, explicit)
-            job = await self.bot.service.submit_generation(requester(interaction), params)
+            params = await build_params(
+                self.bot, interaction.guild_id, prompt, explicit, picture=image
+            )
+            job = await submit_generation(self.bot, requester(interaction), params)
         except VideoBotError as exc:
             await refuse(interaction, str(exc))
             return
         await run_job(self.bot, interaction, job)
-
-    async def build_params(
-        self, interaction: discord.Interaction, prompt: str, explicit: dict[str, Any]
-    ) -> GenerationParams:
-        """Flags typed in the prompt, overridden by the command's own options; sizes default to
-        the chosen model's native size."""
-        flags = parse_prompt_flags(prompt)
-        options: dict[str, Any] = {**flags.options}
-        options.update({k: v for k, v in explicit.items() if v is not None})
-        model = options.get("model") or await self.bot.service.default_model(interaction.guild_id)
-        spec = get_spec(str(model))
-        self.bot.service.check_enabled(spec.key)
-        options["model"] = spec.key
-        options.setdefault("width", spec.native_width)
-        options.setdefault("height", spec.native_height)
-        return GenerationParams(prompt=flags.prompt, **options)
 
     # --- buttons -------------------------------------------------------------------------------
 

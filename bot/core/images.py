@@ -58,7 +58,7 @@ def load_image(source: str | Path | bytes, limits: ImageLimits | None = None) ->
                 )
             picture.seek(0)  # the first frame of an animated GIF or WebP
             picture.load()
-            picture = ImageOps.exif_transpose(picture)
+            upright: Image.Image = ImageOps.exif_transpose(picture)
     except InvalidParameterError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -67,7 +67,7 @@ def load_image(source: str | Path | bytes, limits: ImageLimits | None = None) ->
         ) from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise InvalidParameterError("image", f"is damaged or truncated ({exc})") from None
-    return _to_rgb(picture)
+    return _to_rgb(upright)
 
 
 def fit_image(picture: Image.Image, width: int, height: int) -> Image.Image:

@@ -91,6 +91,9 @@ class ModelSpec:
     image_source: str | None = None
     """Where the image-to-video weights live when they are not the text-to-video ones
     (CogVideoX-5b-I2V); ``None``: the same weights serve both."""
+    image_size: tuple[int, int] | None = None
+    """The only size image-to-video runs at, where its weights fix it (CogVideoX-5b-I2V learned
+    its position embeddings at 720x480 and diffusers refuses any other size)."""
     vae_dtype: str | None = None
     """The VAE's precision when it must differ from the pipeline's (Wan's VAE stays float32)."""
     call_options: dict[str, Any] = field(default_factory=dict)
@@ -141,6 +144,13 @@ class ModelSpec:
                 "image",
                 f"{self.key} cannot animate a picture; models that can: "
                 f"{', '.join(image_to_video_models()) or 'none'}",
+            )
+        fixed = self.image_size if params.image is not None else None
+        if fixed is not None and (params.width, params.height) != fixed:
+            raise InvalidParameterError(
+                "width",
+                f"{self.key} animates pictures at {fixed[0]}x{fixed[1]} only "
+                f"(got {params.width}x{params.height}); leave the size out",
             )
 
     def __post_init__(self) -> None:
@@ -330,6 +340,7 @@ REGISTRY: dict[str, ModelSpec] = {
             family="cogvideox",
             source="THUDM/CogVideoX-5b",
             image_source="THUDM/CogVideoX-5b-I2V",
+            image_size=(720, 480),
             native_width=720,
             native_height=480,
             min_size=256,

@@ -86,7 +86,7 @@ def load_motion_adapter(source: str, torch_dtype: Any) -> Any:
         repo, _, filename = source.rpartition("/")
         path = Path(hf_hub_download(repo_id=repo, filename=filename))
     config = path.parent / "config.json"
-    adapter = (
+    adapter: Any = (
         MotionAdapter.from_config(MotionAdapter.load_config(path.parent))
         if config.is_file()
         else MotionAdapter()

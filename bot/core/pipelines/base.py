@@ -55,7 +55,10 @@ class DenoiseRequest:
 class PipelineAdapter(Protocol):
     """Loads one diffusers family and runs it with progress and cancel."""
 
-    stage: str
+    @property
+    def stage(self) -> str:
+        """The progress stage its steps are reported under ("denoise", "upscale")."""
+        ...
 
     def load(self, request: LoadRequest) -> Any: ...
 
