@@ -185,13 +185,14 @@ class VideoService:
     async def picture_from_upload(self, data: bytes) -> Path:
         """A member's picture, checked before decoding and kept as a clean PNG for the job (and
         for its reruns and a restart). The member's filename never reaches the disk."""
-        limits = ImageLimits(max_bytes=int(self.settings.limits.max_upload_mb * 2**20))
+        limits = ImageLimits(max_bytes=self.picture_limit_bytes())
         picture = await asyncio.to_thread(load_image, data, limits)
         path = self.settings.storage.output_dir / "inputs" / f"{uuid.uuid4().hex}.png"
         return await asyncio.to_thread(save_image, picture, path)
 
     def picture_limit_bytes(self) -> int:
-        return int(self.settings.limits.max_upload_mb * 2**20)
+        """Pictures are held to the image limit (20 MB), or the upload limit where lower."""
+        return min(ImageLimits().max_bytes, int(self.settings.limits.max_upload_mb * 2**20))
 
     def check_enabled(self, model: str) -> None:
         key = get_spec(model).key
