@@ -78,7 +78,8 @@ def result_embed(finished: Finished) -> discord.Embed:
     width, height = result.size
     model = meta.get("upscaler") or meta.get("model")
     if model:
-        embed.add_field(name="Model", value=str(model))
+        from_picture = " · from a picture" if meta.get("image_to_video") else ""
+        embed.add_field(name="Model", value=f"{model}{from_picture}")
     if result.params is not None:
         embed.add_field(name="Seed", value=str(result.seed_used))
     embed.add_field(name="Size", value=f"{width}x{height}")

@@ -69,9 +69,13 @@ class AdminCog(commands.Cog):
                 f"loaded, {row.memory_mb:.0f} MB" if row.loaded and row.memory_mb else "not loaded"
             )
             marks = " · default" if key == default else ""
+            spec = REGISTRY[key]
+            if spec.image_to_video:
+                marks += " · animates pictures"
+            advice = f"\n  small cards: {spec.memory_advice}" if spec.memory_advice else ""
             lines.append(
                 f"**{key}** ({row.role}) · {state} · needs {row.vram_gb:g} GB VRAM · "
-                f"native {row.native_size[0]}x{row.native_size[1]}{marks}"
+                f"native {row.native_size[0]}x{row.native_size[1]}{marks}{advice}"
             )
         embed = discord.Embed(title="Models", description="\n".join(lines), colour=EMBED_COLOUR)
         await interaction.response.send_message(embed=embed, ephemeral=True)

@@ -66,7 +66,7 @@ async def test_video_with_an_image_attachment_animates_it(fake_discord, manager,
     reference = np.stack([np.asarray(f) for f in media.decode(tmp_path / "expected.mp4")[0]])
     assert np.abs(frames.astype(int) - reference.astype(int)).max() <= 1
     fields = {f["name"]: f["value"] for f in message.embeds[0]["fields"]}
-    assert fields["Model"] == "tiny_ltx"
+    assert fields["Model"] == "tiny_ltx · from a picture"
 
 
 async def test_an_image_without_a_model_goes_to_a_model_that_can_animate(

@@ -7,6 +7,7 @@ from bot_helpers import custom_ids, decode_attachment, make_bot, make_settings, 
 
 from bot.core import GenerationParams, media
 from bot.core.engine import GenerationEngine
+from bot.core.models import REGISTRY
 
 pytest_plugins = ("fake_discord.fixtures",)
 
@@ -156,5 +157,13 @@ async def test_model_option_offers_exactly_the_enabled_generators(
         payload = bot.tree.get_command("video").to_dict(bot.tree)
     model = next(o for o in payload["options"] if o["name"] == "model")
     assert [c["value"] for c in model["choices"]] == ["tiny_t2v", "tiny_animatediff"]  # no upscaler
+    # Discord's bounds are the widest any model takes (Wan's 5 to LTX-Video's 257); each
+    # model's own rule is checked by the bot with the nearest valid values named.
     frames = next(o for o in payload["options"] if o["name"] == "frames")
-    assert (frames["min_value"], frames["max_value"]) == (8, 64)
+    generators = [s for s in REGISTRY.values() if s.role == "generator"]
+    assert (frames["min_value"], frames["max_value"]) == (
+        min(s.frames.low for s in generators),
+        max(s.frames.high for s in generators),
+    ) == (5, 257)
+    image = next(o for o in payload["options"] if o["name"] == "image")
+    assert image["type"] == 11 and not image.get("required")  # an optional attachment
