@@ -61,7 +61,11 @@ def load_image(source: str | Path | bytes, limits: ImageLimits | None = None) ->
             upright: Image.Image = ImageOps.exif_transpose(picture)
     except InvalidParameterError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InvalidParameterError(
+            "image", f"has too many pixels; the limit is {limits.max_pixels:,} pixels"
+        ) from None
+    except UnidentifiedImageError:
         raise InvalidParameterError(
             "image", f"is not a picture I can read; send a {', '.join(ALLOWED_FORMATS)} file"
         ) from None
@@ -93,14 +97,18 @@ def _read_file(path: Path, limits: ImageLimits) -> bytes:
         raise InvalidParameterError(
             "image", f"cannot be opened: {exc.strerror or exc} ({path})"
         ) from None
-    with os.fdopen(fd, "rb") as file:
-        info = os.fstat(file.fileno())
+    try:
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise InvalidParameterError("image", f"is not a regular file ({path})")
         if info.st_size > limits.max_bytes:
             raise InvalidParameterError(
                 "image", f"is {_mb(info.st_size)}; the limit is {_mb(limits.max_bytes)}"
             )
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as file:
         return file.read(limits.max_bytes + 1)
 
 
