@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--layerwise-casting", action="store_true", help="store denoiser weights in fp8"
         )
+        sub.add_argument(
+            "--no-speedups", action="store_true", help="no compile, fusion or layout speed-ups"
+        )
     return parser
 
 
@@ -175,6 +178,7 @@ def _name_options(message: str) -> str:
 
 def _configure_manager(args: argparse.Namespace) -> None:
     from bot.core import get_model_manager
+    from bot.core.speed import SpeedOptions
 
     manager = get_model_manager()
     dtype = args.dtype
@@ -191,6 +195,7 @@ def _configure_manager(args: argparse.Namespace) -> None:
         vae_tiling=args.vae_tiling,
         group_offload=args.group_offload,
         layerwise_casting=args.layerwise_casting,
+        speed=SpeedOptions.all_off() if args.no_speedups else SpeedOptions(),
     )
 
 

@@ -171,6 +171,7 @@ class VideoBot(commands.Bot):
             "group_offload": models.group_offload,
             "layerwise_casting": models.layerwise_casting,
             "sources": dict(models.sources),
+            "speed": self.settings.speed.options(),
         }
         if models.cache_dir is not None:
             changes["cache_dir"] = models.cache_dir

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from bot.core.models import REGISTRY, get_spec
+from bot.core.speed import SpeedOptions
 
 TOKEN_ENV = "DISCORD_TOKEN"
 CONFIG_ENV = "VIDEOBOT_CONFIG"
@@ -105,6 +106,43 @@ class StorageSettings(BaseModel):
     """Disk budget for finished videos: the oldest are deleted past it (their history stays)."""
 
 
+class SpeedSettings(BaseModel):
+    """How loaded models are made fast (``bot.core.speed``). Every switch is ``auto`` (on for CUDA,
+    off on the CPU), ``on`` or ``off``; a speed-up that fails is logged and left off."""
+
+    vae_dtype: str = "auto"
+    """auto, pipeline, float32, bfloat16 or float16: the VAE's precision."""
+    tf32: str = "auto"
+    attention: str = "auto"
+    """auto, sdpa, flash or off."""
+    fuse_qkv: str = "auto"
+    channels_last: str = "auto"
+    cudnn_benchmark: str = "auto"
+    decode_chunk: int | str = "auto"
+    """auto, off or frames per VAE decode call."""
+    compile: str = "auto"
+    compile_mode: str = "default"
+    """default or max-autotune."""
+    compile_frames: list[int] = Field(default_factory=list)
+    """Frame counts compiled at each model's native size; empty: 16, 24 and the model's default."""
+    cuda_graphs: str = "auto"
+    encoder: str = "auto"
+    """auto, libx264 or h264_nvenc."""
+
+    @field_validator("decode_chunk", mode="before")
+    @classmethod
+    def _chunk(cls, value: Any) -> Any:
+        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
+    @model_validator(mode="after")
+    def _valid(self) -> SpeedSettings:
+        self.options()
+        return self
+
+    def options(self) -> SpeedOptions:
+        return SpeedOptions(**{**self.model_dump(), "compile_frames": tuple(self.compile_frames)})
+
+
 class Settings(BaseSettings):
     """All settings. Precedence: environment over ``config.toml`` over the defaults here."""
 
@@ -117,6 +155,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     moderation: ModerationSettings = Field(default_factory=ModerationSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    speed: SpeedSettings = Field(default_factory=SpeedSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -22,6 +22,7 @@ import os
 import re
 import stat
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -68,6 +69,29 @@ it costs ~3x the bytes of veryfast at the same crf (119 vs 42 KiB for the pannin
 _BUDGET_PRESET = "veryfast"
 """x264 preset of :func:`encode_within`, where bytes, not milliseconds, are the constraint: veryfast
 gives ~1/3 of ultrafast's size at the same crf, so a budget is met at a better crf or size."""
+
+ENCODERS = ("auto", "libx264", "h264_nvenc")
+"""H.264 encoders :func:`encode` can use. ``auto``: NVENC when a CUDA device and the bundled ffmpeg
+can both encode with it (probed once by encoding a tiny clip), else libx264."""
+
+_NVENC_PRESETS = {
+    "ultrafast": "p1",
+    "superfast": "p2",
+    "veryfast": "p3",
+    "faster": "p4",
+    "fast": "p4",
+    "medium": "p5",
+    "slow": "p6",
+    "slower": "p7",
+    "veryslow": "p7",
+}
+"""The x264 preset names callers use, mapped to NVENC's p1 (fastest) .. p7 (best)."""
+
+_encoder_lock = threading.Lock()
+_encoder_choice = "auto"
+_nvenc_works: bool | None = None
+"""The cached answer of the NVENC probe (None: not probed yet)."""
+_nvenc_warned = threading.Event()
 
 _MAX_FPS = 240.0
 _BUDGET_CRFS = (18, 23, 28, 33, 38)
@@ -121,6 +145,7 @@ class EncodedVideo:
     fps: float
     frame_count: int
     crf: int
+    encoder: str = "libx264"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -158,35 +183,34 @@ def encode(
     crf: int = 18,
     preset: str = DEFAULT_PRESET,
     max_side: int | None = None,
+    encoder: str | None = None,
 ) -> EncodedVideo:
     """Write an H.264/yuv420p mp4 with the index first (``+faststart``) so it plays inline.
 
     The file appears at ``path`` only when complete: ffmpeg writes a hidden sibling that is moved
     into place on success and deleted on any failure. Odd sizes are scaled to the next even size
     (4:2:0 needs even dimensions); ``max_side`` shrinks the longer side, keeping the aspect.
+    ``encoder`` is ``libx264``, ``h264_nvenc`` or ``None`` (the process-wide choice, see
+    :func:`set_encoder`); an NVENC encode that fails is redone with libx264, and NVENC is not tried
+    again in this process.
     """
+    global _nvenc_works
     width, height = _frame_size(frames)
     _check_encode_args(fps, crf, preset, max_side)
     out_w, out_h = _even_size(width, height, max_side)
     target = Path(path)
-    args = [
-        *_raw_input_args(width, height, fps),
-        "-vf",
-        _encode_filter(out_w, out_h),
-        *_x264_args(crf, preset),
-        "-movflags",
-        "+faststart",
-        "-f",
-        "mp4",
-        "-y",
-    ]
+    codec = video_encoder() if encoder is None else encoder
+    if codec not in ENCODERS[1:]:
+        raise MediaError(f"unknown encoder {codec!r} (allowed: {', '.join(ENCODERS[1:])})")
     with _atomic_output(target) as tmp:
-        result = _run(
-            [*args, f"file:{tmp}"],
-            timeout_s=_OWN_FRAMES_TIMEOUT_S,
-            action="encoding the video",
-            feed=_rgb_bytes(frames),
-        )
+        result = _encode_run(frames, tmp, width, height, fps, out_w, out_h, crf, preset, codec)
+        if result.returncode != 0 and codec == "h264_nvenc":
+            _log_failure("encode (h264_nvenc)", result)
+            log.warning("h264_nvenc failed; encoding with libx264 from now on")
+            with _encoder_lock:
+                _nvenc_works = False
+            codec = "libx264"
+            result = _encode_run(frames, tmp, width, height, fps, out_w, out_h, crf, preset, codec)
         if result.returncode != 0:
             _log_failure("encode", result)
             raise MediaError("encoding the video failed (ffmpeg could not write the mp4)")
@@ -198,7 +222,100 @@ def encode(
         fps=fps,
         frame_count=len(frames),
         crf=crf,
+        encoder=codec,
     )
+
+
+def _encode_run(
+    frames: Sequence[Image.Image],
+    tmp: Path,
+    width: int,
+    height: int,
+    fps: float,
+    out_w: int,
+    out_h: int,
+    crf: int,
+    preset: str,
+    codec: str,
+) -> _Completed:
+    codec_args = _nvenc_args(crf, preset) if codec == "h264_nvenc" else _x264_args(crf, preset)
+    return _run(
+        [
+            *_raw_input_args(width, height, fps),
+            "-vf",
+            _encode_filter(out_w, out_h),
+            *codec_args,
+            "-movflags",
+            "+faststart",
+            "-f",
+            "mp4",
+            "-y",
+            f"file:{tmp}",
+        ],
+        timeout_s=_OWN_FRAMES_TIMEOUT_S,
+        action="encoding the video",
+        feed=_rgb_bytes(frames),
+    )
+
+
+def set_encoder(choice: str) -> str:
+    """Choose the H.264 encoder of :func:`encode` for this process: ``auto``, ``libx264`` or
+    ``h264_nvenc`` (the ``[speed] encoder`` setting). Returns the encoder that choice uses now."""
+    global _encoder_choice
+    if choice not in ENCODERS:
+        raise MediaError(f"unknown encoder {choice!r} (allowed: {', '.join(ENCODERS)})")
+    with _encoder_lock:
+        _encoder_choice = choice
+    return video_encoder()
+
+
+def video_encoder() -> str:
+    """The encoder :func:`encode` uses now: libx264 unless the choice allows NVENC and it works."""
+    choice = _encoder_choice
+    if choice == "libx264" or (choice == "auto" and not _cuda_present()):
+        return "libx264"
+    if nvenc_available():
+        return "h264_nvenc"
+    if choice == "h264_nvenc" and not _nvenc_warned.is_set():
+        _nvenc_warned.set()
+        log.warning("h264_nvenc was asked for but does not work here; using libx264")
+    return "libx264"
+
+
+def nvenc_available() -> bool:
+    """Whether the bundled ffmpeg can encode with NVENC on this machine: probed once by encoding
+    a tiny clip (ffmpeg lists h264_nvenc even where no NVIDIA driver or GPU can run it)."""
+    global _nvenc_works
+    with _encoder_lock:
+        if _nvenc_works is None:
+            _nvenc_works = _probe_nvenc()
+            log.info("NVENC probe: h264_nvenc %s", "works" if _nvenc_works else "does not work")
+        return _nvenc_works
+
+
+def _probe_nvenc() -> bool:
+    frames = [Image.new("RGB", (256, 256), (16 * i, 128, 64)) for i in range(8)]
+    with tempfile.TemporaryDirectory(prefix="videobot-nvenc-") as folder:
+        out = Path(folder) / "probe.mp4"
+        try:
+            result = _encode_run(
+                frames, out, 256, 256, 8.0, 256, 256, 23, "ultrafast", "h264_nvenc"
+            )
+        except (OSError, MediaError):
+            return False
+        return result.returncode == 0 and out.is_file() and out.stat().st_size > 0
+
+
+def _cuda_present() -> bool:
+    """A CUDA device is visible: asked of torch when it is already loaded (never imported here),
+    else of the NVIDIA driver's control device."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        try:
+            return bool(torch.cuda.is_available())
+        except Exception:
+            return False
+    return os.path.exists("/dev/nvidiactl")
 
 
 def encode_within(
@@ -227,6 +344,7 @@ def encode_within(
                 crf=step.crf,
                 preset=_BUDGET_PRESET,
                 max_side=step.side,
+                encoder="libx264",  # bytes matter here: x264's rate control, deterministic steps
             )
             if encoded.size_bytes <= max_bytes:
                 return replace(encoded, path=target)
@@ -756,6 +874,36 @@ def _x264_args(crf: int, preset: str) -> list[str]:
         str(crf),
         "-threads",
         str(_usable_cores()),
+        "-pix_fmt",
+        "yuv420p",
+        "-colorspace",
+        "bt709",
+        "-color_primaries",
+        "bt709",
+        "-color_trc",
+        "bt709",
+        "-color_range",
+        "tv",
+    ]
+
+
+def _nvenc_args(crf: int, preset: str) -> list[str]:
+    """NVENC in constant-quality mode: ``-cq`` is NVENC's counterpart of x264's crf (0 would mean
+    "automatic", so at least 1); same 4:2:0 output and BT.709 tags as libx264."""
+    return [
+        "-an",
+        "-c:v",
+        "h264_nvenc",
+        "-preset",
+        _NVENC_PRESETS[preset],
+        "-rc",
+        "vbr",
+        "-cq",
+        str(max(crf, 1)),
+        "-b:v",
+        "0",
+        "-profile:v",
+        "high",
         "-pix_fmt",
         "yuv420p",
         "-colorspace",
