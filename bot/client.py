@@ -116,7 +116,9 @@ class VideoBot(commands.Bot):
         for extension in COGS:
             await self.load_extension(extension)
         for key in self.settings.models.preload:
-            await self.executor.run_on_gpu_thread(partial(self.manager.load_model, key))
+            # Loaded and, where the denoiser is compiled, compiled for each shape bucket, before
+            # the first member waits on it.
+            await self.executor.run_on_gpu_thread(partial(self.service.engine.warm_up, key))
         if self.settings.discord.sync_commands_on_start:
             await self.sync_commands()
 

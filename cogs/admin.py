@@ -90,9 +90,16 @@ class AdminCog(commands.Cog):
         loaded = await self.bot.executor.run_on_gpu_thread(
             partial(self.bot.manager.load_model, key)
         )
+        # Where the denoiser is compiled (CUDA), compile each shape bucket now rather than
+        # during some member's first job.
+        warmed = await self.bot.executor.run_on_gpu_thread(
+            partial(self.bot.service.engine.warm_up, key)
+        )
         await self.audit(interaction, "models.load", key)
+        compiled = f" Compiled for {len(warmed)} job sizes." if warmed else ""
         await interaction.followup.send(
-            f"Loaded **{key}** in {loaded.load_time_s:.1f} s on {loaded.device} ({loaded.dtype}).",
+            f"Loaded **{key}** in {loaded.load_time_s:.1f} s on {loaded.device} ({loaded.dtype})."
+            + compiled,
             ephemeral=True,
         )
 

@@ -554,3 +554,33 @@ def test_harness_runs_end_to_end_on_the_cpu(bench, capsys) -> None:
         mean_diff = numbers[-1]
         assert mean_diff <= 0.5, key  # same dtype on the CPU: the engine's path is the card's
     assert re.search(r"zeroscope_v2_xl: .*calls: .*vae\.encode x1", out, re.S)
+
+
+def test_warm_up_compiles_every_bucket_at_load_and_nothing_when_compile_is_off(
+    model_cache: Path, monkeypatch
+) -> None:
+    """The issue asks for compile at model load: warm_up renders each bucket once, so a member's
+    first job of a bucket's size already runs the compiled graph."""
+    import bot.core.speed as speed
+    from bot.core import GenerationParams
+    from bot.core.engine import GenerationEngine
+    from bot.core.models import ManagerOptions, ModelManager
+
+    monkeypatch.setattr(speed, "COMPILE_BACKEND", "eager")  # Dynamo without inductor: quick
+    options = SpeedOptions(compile="on", compile_frames=(8, 16))
+    manager = ModelManager(ManagerOptions(cache_dir=model_cache, speed=options))
+    engine = GenerationEngine(manager)
+    assert engine.warm_up("tiny_t2v") == [(8, 64, 64), (16, 64, 64)]
+    forward = manager.get_loaded("tiny_t2v").pipeline.unet.forward
+    assert isinstance(forward, CompiledDenoiser) and forward.compiled is not None
+    compiled_before = forward.calls["compiled"]
+    assert compiled_before > 0 and len(forward.compiled_shapes) == 2
+    result = engine.generate_video(
+        GenerationParams(prompt="a cat", model="tiny_t2v", num_frames=8, num_inference_steps=10)
+    )
+    assert result.ok and forward.calls["compiled"] > compiled_before
+    assert len(forward.compiled_shapes) == 2  # no new shape: nothing compiled for the member
+
+    off = GenerationEngine(ModelManager(ManagerOptions(cache_dir=model_cache)))
+    assert off.warm_up("tiny_t2v") == []  # compile resolves to off on the CPU
+    assert off.warm_up("tiny_v2v") == []  # an upscaler is only loaded

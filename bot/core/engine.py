@@ -187,6 +187,36 @@ class GenerationEngine:
             )
         return loaded.schedulers[name]
 
+    def warm_up(self, key: str) -> list[tuple[int, int, int]]:
+        """Compile a model's denoiser for each of its shape buckets now, at load, so no member's
+        first job of a size waits for the compiler. Returns the (frames, height, width) buckets
+        rendered; none where compile is off (the CPU, the memory savers, ``[speed] compile``)."""
+        from bot.core.speed import compile_buckets, speed_report
+
+        loaded = self._load(get_spec(key))
+        report = speed_report(loaded.pipeline)
+        if not isinstance(report.get("compile"), dict) or loaded.spec.role != "generator":
+            return []
+        warmed = []
+        for frames, height, width in sorted(
+            compile_buckets(loaded.spec, report["resolved"].compile_frames)
+        ):
+            params = GenerationParams(
+                prompt="warm-up",
+                model=loaded.spec.key,
+                num_frames=frames,
+                width=width,
+                height=height,
+                num_inference_steps=int(loaded.spec.steps.low),
+                seed=0,
+            )
+            result = self.generate_video(params)
+            if result.error:
+                log.warning("warm-up of %s at %s failed: %s", key, params, result.error)
+                break
+            warmed.append((frames, height, width))
+        return warmed
+
     # --- edits ---------------------------------------------------------------------------------
 
     def edit_video(
