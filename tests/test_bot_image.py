@@ -150,3 +150,36 @@ async def test_reply_animate_to_a_picture(fake_discord, manager, tmp_path) -> No
             lambda: next((m for m in fake.messages_by_bot() if "animate needs" in m.content), None)
         )
         assert "png" in answer.content
+
+
+async def test_every_new_family_is_served_by_video(fake_discord, manager, tmp_path) -> None:
+    """/video model:X with no other option, for each newer family; and a picture for each that
+    can animate one. The frames are the model's defaults."""
+    from bot.core.models import REGISTRY
+
+    fake = fake_discord
+    families = ["tiny_ltx", "tiny_wan", "tiny_cogvideox", "tiny_lightning"]
+    settings = make_settings(tmp_path, models={"enabled": [*TINY_MODELS, *families]})
+    async with fake.run_bot(make_bot(settings, manager)) as bot:
+        for key in families:
+            spec = REGISTRY[key]
+            requests = [{"prompt": "a dog runs --seed 4", "model": key}]
+            if spec.image_to_video:
+                picture = Upload("dog.png", png((120, 90, 30)), "image/png")
+                requests.append({**requests[0], "image": picture})
+            for options in requests:
+                message = await wait_for_result(
+                    fake, await fake.run_slash_command("video", options)
+                )
+                frames, fps = decode_attachment(message, tmp_path)
+                assert frames.shape == (
+                    spec.default_frames,
+                    spec.native_height,
+                    spec.native_width,
+                    3,
+                ), (key, options)
+                assert fps == spec.default_fps
+                job_id = int(message.embeds[0]["footer"]["text"].split("#")[1].split()[0])
+                record = await bot.store.get_job(job_id)
+                assert record is not None and record.model == key and record.status == "done"
+                assert (record.params.get("image") is not None) == ("image" in options)
