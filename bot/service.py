@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from bot.core import media
 from bot.core.engine import GenerationEngine
 from bot.core.errors import MediaError, VideoBotError
-from bot.core.images import ImageLimits, load_image, save_image
+from bot.core.images import ImageLimits, fit_image, load_image, save_image
 from bot.core.models import REGISTRY, get_spec
 from bot.core.params import GenerationParams, validate_edit
 from bot.core.progress import JobControl
@@ -182,13 +182,18 @@ class VideoService:
             "no model on this bot can animate pictures; a moderator can enable one of: " + able
         )
 
-    async def picture_from_upload(self, data: bytes) -> Path:
-        """A member's picture, checked before decoding and kept as a clean PNG for the job (and
-        for its reruns and a restart). The member's filename never reaches the disk."""
+    async def picture_from_upload(self, data: bytes, size: tuple[int, int]) -> Path:
+        """A member's picture, checked before decoding, fitted to the job's ``size`` and kept as
+        a clean PNG for the job (and for its reruns and a restart): a few hundred KB whatever was
+        uploaded. The member's filename never reaches the disk."""
         limits = ImageLimits(max_bytes=self.picture_limit_bytes())
-        picture = await asyncio.to_thread(load_image, data, limits)
-        path = self.settings.storage.output_dir / "inputs" / f"{uuid.uuid4().hex}.png"
-        return await asyncio.to_thread(save_image, picture, path)
+
+        def prepare() -> Path:
+            picture = fit_image(load_image(data, limits), *size)
+            path = self.settings.storage.output_dir / "inputs" / f"{uuid.uuid4().hex}.png"
+            return save_image(picture, path)
+
+        return await asyncio.to_thread(prepare)
 
     def picture_limit_bytes(self) -> int:
         """Pictures are held to the image limit (20 MB), or the upload limit where lower."""

@@ -97,7 +97,7 @@ async def build_params(
     params = GenerationParams(prompt=text, **options)
     if picture is None:
         return params
-    path = await service.picture_from_upload(await picture.read())
+    path = await service.picture_from_upload(await picture.read(), (params.width, params.height))
     try:
         return GenerationParams(**{**params.model_dump(), "image": str(path)})
     except VideoBotError:

@@ -183,3 +183,27 @@ async def test_every_new_family_is_served_by_video(fake_discord, manager, tmp_pa
                 record = await bot.store.get_job(job_id)
                 assert record is not None and record.model == key and record.status == "done"
                 assert (record.params.get("image") is not None) == ("image" in options)
+
+
+async def test_a_kept_picture_is_fitted_to_the_job(fake_discord, manager, tmp_path) -> None:
+    """A large upload is kept at the job's size, so stored pictures stay small."""
+    fake = fake_discord
+    big = png((10, 200, 90), size=(1600, 1200))
+    async with fake.run_bot(make_bot(settings_for(tmp_path), manager)):
+        await wait_for_result(
+            fake,
+            await fake.run_slash_command(
+                "video",
+                {
+                    "prompt": "a field",
+                    "model": "tiny_wan",
+                    "width": 96,
+                    "height": 64,
+                    "image": Upload("field.png", big, "image/png"),
+                },
+            ),
+        )
+    (saved,) = inputs(tmp_path)
+    with Image.open(saved) as kept:
+        assert kept.size == (96, 64)
+    assert saved.stat().st_size < len(big)
