@@ -168,9 +168,9 @@ _ANIMATEDIFF_SCHEDULER = {
     "steps_offset": 1,
 }
 
-# LTX-Video 0.9.1+ decodes with a little noise at a small timestep (its card's settings); the
+# LTX-Video 0.9.1+ decodes with a little noise at a small timestep (diffusers docs: 0.05, 0.025); the
 # pipeline ignores both for VAEs without timestep conditioning.
-_LTX_CALL = {"decode_timestep": 0.03, "decode_noise_scale": 0.025}
+_LTX_CALL = {"decode_timestep": 0.05, "decode_noise_scale": 0.025}
 # AnimateDiff-Lightning ships bare state dicts; its card's scheduler settings.
 _LIGHTNING_FILE = "animatediff_lightning_4step_diffusers.safetensors"
 _LIGHTNING_ADAPTER = f"ByteDance/AnimateDiff-Lightning/{_LIGHTNING_FILE}"
