@@ -228,7 +228,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         result = get_generation_engine().generate_video(params, bar.control)
     if result.error:
         raise VideoBotError(result.error)
-    path = result.save_as_video(args.output)
+    path = result.save_as_video(args.output, encoder=_encoder())
     print(
         f"saved {path}: {len(result.images)} frames at {result.frame_rate:g} fps, "
         f"{result.size[0]}x{result.size[1]}, model {result.metadata['model']}, "
@@ -271,7 +271,7 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
         )
     if result.error:
         raise VideoBotError(result.error)
-    path = result.save_as_video(args.output)
+    path = result.save_as_video(args.output, encoder=_encoder())
     print(f"saved {path}: {result.size[0]}x{result.size[1]}, {len(result.images)} frames")
     return 0
 
@@ -295,6 +295,13 @@ def _cmd_models(args: argparse.Namespace) -> int:
             f"  {row.source}"
         )
     return 0
+
+
+def _encoder() -> str:
+    """The mp4 encoder the speed options chose (``--no-speedups``: libx264)."""
+    from bot.core import get_model_manager
+
+    return get_model_manager().options.speed.encoder
 
 
 def _existing(path: Path) -> Path:

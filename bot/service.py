@@ -17,6 +17,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -516,7 +517,9 @@ class VideoService:
             await self.store.mark_failed(job_id, result.error or "no frames")
             return Finished(job_id, kind, result)
         path = self.output_path(job_id)
-        await asyncio.to_thread(result.save_as_video, path)
+        await asyncio.to_thread(
+            partial(result.save_as_video, path, encoder=self.settings.speed.encoder)
+        )
         await self.store.mark_done(
             job_id,
             output_path=str(path),

@@ -412,8 +412,7 @@ def test_cuda_graph_outputs_are_copies(monkeypatch) -> None:
 
 @pytest.fixture
 def encoder_state(monkeypatch):  # type: ignore[no-untyped-def]
-    """Isolate the process-wide encoder choice and the cached NVENC probe."""
-    monkeypatch.setattr(media, "_encoder_choice", "auto")
+    """Isolate the cached NVENC probe."""
     monkeypatch.setattr(media, "_nvenc_works", None)
     media._nvenc_warned.clear()
     yield monkeypatch
@@ -430,9 +429,9 @@ def test_encoder_is_libx264_without_cuda(encoder_state, tmp_path: Path) -> None:
     probes = []
     encoder_state.setattr(media, "_cuda_present", lambda: False)
     encoder_state.setattr(media, "_probe_nvenc", lambda: probes.append(1) or True)
-    assert media.set_encoder("auto") == "libx264"
+    assert media.video_encoder("auto") == "libx264"
     assert probes == []  # no GPU: not even probed
-    encoded = media.encode(_frames(), tmp_path / "a.mp4", 8)
+    encoded = media.encode(_frames(), tmp_path / "a.mp4", 8, encoder="auto")
     assert encoded.encoder == "libx264"
     info = media.probe(encoded.path)
     assert (info.codec, info.pix_fmt, info.width, info.height) == ("h264", "yuv420p", 66, 34)
@@ -448,29 +447,29 @@ def test_nvenc_that_does_not_work_falls_back_once(encoder_state, tmp_path: Path)
         return real_probe()
 
     encoder_state.setattr(media, "_probe_nvenc", probe)
-    assert media.set_encoder("h264_nvenc") == "libx264"  # this machine has no NVIDIA driver
-    assert media.set_encoder("auto") == "libx264"
-    encoded = media.encode(_frames(), tmp_path / "b.mp4", 8)
+    assert media.video_encoder("h264_nvenc") == "libx264"  # this machine has no NVIDIA driver
+    assert media.video_encoder("auto") == "libx264"
+    encoded = media.encode(_frames(), tmp_path / "b.mp4", 8, encoder="h264_nvenc")
     assert encoded.encoder == "libx264" and len(probes) == 1  # probed once, answer cached
     with pytest.raises(MediaError, match="unknown encoder"):
-        media.set_encoder("x265")
+        media.video_encoder("x265")
+    with pytest.raises(MediaError, match="unknown encoder"):
+        media.encode(_frames(), tmp_path / "x.mp4", 8, encoder="x265")
 
 
 def test_nvenc_failing_mid_encode_is_redone_with_libx264(encoder_state, tmp_path: Path) -> None:
     encoder_state.setattr(media, "_cuda_present", lambda: True)
     encoder_state.setattr(media, "_nvenc_works", True)  # the probe said yes; the encode fails
-    media.set_encoder("auto")
-    assert media.video_encoder() == "h264_nvenc"
+    assert media.video_encoder("auto") == "h264_nvenc"
     encoded = media.encode(_frames(), tmp_path / "c.mp4", 8)
     assert encoded.encoder == "libx264" and media.probe(encoded.path).codec == "h264"
-    assert media._nvenc_works is False and media.video_encoder() == "libx264"
+    assert media._nvenc_works is False and media.video_encoder("auto") == "libx264"
     assert not list(tmp_path.glob(".*part"))  # the atomic write left nothing behind
 
 
 def test_budget_encodes_stay_on_libx264(encoder_state, tmp_path: Path) -> None:
     encoder_state.setattr(media, "_cuda_present", lambda: True)
     encoder_state.setattr(media, "_nvenc_works", True)
-    media.set_encoder("auto")
     encoded = media.encode_within(_frames(), tmp_path / "d.mp4", 8, 10 * 2**20)
     assert encoded.encoder == "libx264"
 

@@ -88,9 +88,9 @@ _NVENC_PRESETS = {
 """The x264 preset names callers use, mapped to NVENC's p1 (fastest) .. p7 (best)."""
 
 _encoder_lock = threading.Lock()
-_encoder_choice = "auto"
 _nvenc_works: bool | None = None
-"""The cached answer of the NVENC probe (None: not probed yet)."""
+"""The cached answer of the NVENC probe (None: not probed yet): a fact about this machine, learned
+once, not a setting."""
 _nvenc_warned = threading.Event()
 
 _MAX_FPS = 240.0
@@ -183,25 +183,23 @@ def encode(
     crf: int = 18,
     preset: str = DEFAULT_PRESET,
     max_side: int | None = None,
-    encoder: str | None = None,
+    encoder: str = "auto",
 ) -> EncodedVideo:
     """Write an H.264/yuv420p mp4 with the index first (``+faststart``) so it plays inline.
 
     The file appears at ``path`` only when complete: ffmpeg writes a hidden sibling that is moved
     into place on success and deleted on any failure. Odd sizes are scaled to the next even size
     (4:2:0 needs even dimensions); ``max_side`` shrinks the longer side, keeping the aspect.
-    ``encoder`` is ``libx264``, ``h264_nvenc`` or ``None`` (the process-wide choice, see
-    :func:`set_encoder`); an NVENC encode that fails is redone with libx264, and NVENC is not tried
-    again in this process.
+    ``encoder`` is ``auto`` (NVENC where it works, see :func:`video_encoder`), ``libx264`` or
+    ``h264_nvenc`` (the ``[speed] encoder`` setting); an NVENC encode that fails is redone with
+    libx264, and NVENC is not tried again in this process.
     """
     global _nvenc_works
     width, height = _frame_size(frames)
     _check_encode_args(fps, crf, preset, max_side)
     out_w, out_h = _even_size(width, height, max_side)
     target = Path(path)
-    codec = video_encoder() if encoder is None else encoder
-    if codec not in ENCODERS[1:]:
-        raise MediaError(f"unknown encoder {codec!r} (allowed: {', '.join(ENCODERS[1:])})")
+    codec = video_encoder(encoder)
     with _atomic_output(target) as tmp:
         result = _encode_run(frames, tmp, width, height, fps, out_w, out_h, crf, preset, codec)
         if result.returncode != 0 and codec == "h264_nvenc":
@@ -258,20 +256,11 @@ def _encode_run(
     )
 
 
-def set_encoder(choice: str) -> str:
-    """Choose the H.264 encoder of :func:`encode` for this process: ``auto``, ``libx264`` or
-    ``h264_nvenc`` (the ``[speed] encoder`` setting). Returns the encoder that choice uses now."""
-    global _encoder_choice
+def video_encoder(choice: str = "auto") -> str:
+    """The encoder a ``choice`` (``auto``, ``libx264``, ``h264_nvenc``) gives on this machine:
+    libx264 unless the choice allows NVENC and it works."""
     if choice not in ENCODERS:
         raise MediaError(f"unknown encoder {choice!r} (allowed: {', '.join(ENCODERS)})")
-    with _encoder_lock:
-        _encoder_choice = choice
-    return video_encoder()
-
-
-def video_encoder() -> str:
-    """The encoder :func:`encode` uses now: libx264 unless the choice allows NVENC and it works."""
-    choice = _encoder_choice
     if choice == "libx264" or (choice == "auto" and not _cuda_present()):
         return "libx264"
     if nvenc_available():

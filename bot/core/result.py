@@ -61,11 +61,14 @@ class GenerationResult:
             paths.append(str(path))
         return paths
 
-    def save_as_video(self, output_path: str | Path, fps: float | None = None) -> str:
-        """Encode the frames as an H.264 mp4 that plays inline in Discord and browsers."""
+    def save_as_video(
+        self, output_path: str | Path, fps: float | None = None, *, encoder: str = "auto"
+    ) -> str:
+        """Encode the frames as an H.264 mp4 that plays inline in Discord and browsers
+        (``encoder``: see :func:`bot.core.media.video_encoder`)."""
         if not self.images:
             raise MediaError(f"there are no frames to save ({self.error or 'empty result'})")
-        encoded = media.encode(self.images, output_path, fps or self.frame_rate)
+        encoded = media.encode(self.images, output_path, fps or self.frame_rate, encoder=encoder)
         return str(encoded.path)
 
     @classmethod

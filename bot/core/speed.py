@@ -25,7 +25,8 @@ What each switch does (predictions and measurements: docs/PERFORMANCE.md, "GPU s
   for later jobs; other shapes run eager rather than stall a member for a recompile.
 - ``cuda_graphs``: the compiled denoiser is replayed as a CUDA graph (``reduce-overhead``), which
   removes the per-kernel launch cost; only with ``compile``.
-- ``encoder``: the mp4 encoder (:func:`bot.core.media.set_encoder`): ``auto`` is NVENC when the GPU
+- ``encoder``: the mp4 encoder (:func:`bot.core.media.video_encoder`), used by whoever encodes
+  (the bot's service, the CLI): ``auto`` is NVENC when the GPU
   and the bundled ffmpeg can both do it, else libx264.
 """
 
@@ -516,8 +517,6 @@ def denoisers(pipe: Any) -> list[tuple[str, Any]]:
 def apply_speed_options(loaded: LoadedModel, options: SpeedOptions) -> None:
     """Apply ``options`` to a freshly placed pipeline. What was done is kept on the pipeline
     (:func:`speed_report`); a step that fails is logged and left off."""
-    from bot.core import media
-
     pipe = loaded.pipeline
     vae = getattr(pipe, "vae", None)
     vae_config = getattr(vae, "config", {}) or {}
@@ -533,7 +532,6 @@ def apply_speed_options(loaded: LoadedModel, options: SpeedOptions) -> None:
     )
     report: dict[str, Any] = {"resolved": resolved}
     steps: list[tuple[str, Callable[[], Any]]] = [
-        ("encoder", lambda: media.set_encoder(options.encoder)),
         ("tf32", lambda: _set_tf32(resolved.tf32)),
         ("cudnn_benchmark", lambda: _set_cudnn_benchmark(resolved.cudnn_benchmark)),
         ("vae_dtype", lambda: set_vae_dtype(pipe, resolved.vae_dtype)),
