@@ -178,6 +178,7 @@ def _name_options(message: str) -> str:
 
 def _configure_manager(args: argparse.Namespace) -> None:
     from bot.core import get_model_manager
+    from bot.core.models import MEMORY_SWITCHES
     from bot.core.speed import SpeedOptions
 
     manager = get_model_manager()
@@ -189,12 +190,7 @@ def _configure_manager(args: argparse.Namespace) -> None:
     manager.configure(
         device=args.device,
         dtype=dtype,
-        cpu_offload=args.cpu_offload,
-        vae_slicing=args.vae_slicing,
-        forward_chunking=args.forward_chunking,
-        vae_tiling=args.vae_tiling,
-        group_offload=args.group_offload,
-        layerwise_casting=args.layerwise_casting,
+        **{name: getattr(args, name) for name in MEMORY_SWITCHES},
         speed=SpeedOptions.all_off() if args.no_speedups else SpeedOptions(),
     )
 

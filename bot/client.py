@@ -16,7 +16,7 @@ from discord.ext import commands
 from bot.config import Settings
 from bot.core.engine import GenerationEngine
 from bot.core.errors import VideoBotError
-from bot.core.models import ModelManager, get_model_manager
+from bot.core.models import MEMORY_SWITCHES, ModelManager, get_model_manager
 from bot.jobs import GpuExecutor, Job, JobExecutor
 from bot.render import (
     ButtonHandler,
@@ -166,12 +166,7 @@ class VideoBot(commands.Bot):
         changes: dict[str, Any] = {
             "device": models.device,
             "dtype": models.dtype,
-            "cpu_offload": models.cpu_offload,
-            "vae_slicing": models.vae_slicing,
-            "forward_chunking": models.forward_chunking,
-            "vae_tiling": models.vae_tiling,
-            "group_offload": models.group_offload,
-            "layerwise_casting": models.layerwise_casting,
+            **{name: getattr(models, name) for name in MEMORY_SWITCHES},
             "sources": dict(models.sources),
             "speed": self.settings.speed.options(),
         }

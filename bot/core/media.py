@@ -852,6 +852,22 @@ def _encode_filter(width: int, height: int) -> str:
     )
 
 
+_OUTPUT_FORMAT = (
+    "-pix_fmt",
+    "yuv420p",
+    "-colorspace",
+    "bt709",
+    "-color_primaries",
+    "bt709",
+    "-color_trc",
+    "bt709",
+    "-color_range",
+    "tv",
+)
+"""What every encoder writes, so players show the same colours whichever encoded it: 4:2:0, and
+BT.709 tags with TV range."""
+
+
 def _x264_args(crf: int, preset: str) -> list[str]:
     return [
         "-an",
@@ -863,16 +879,7 @@ def _x264_args(crf: int, preset: str) -> list[str]:
         str(crf),
         "-threads",
         str(_usable_cores()),
-        "-pix_fmt",
-        "yuv420p",
-        "-colorspace",
-        "bt709",
-        "-color_primaries",
-        "bt709",
-        "-color_trc",
-        "bt709",
-        "-color_range",
-        "tv",
+        *_OUTPUT_FORMAT,
     ]
 
 
@@ -893,16 +900,7 @@ def _nvenc_args(crf: int, preset: str) -> list[str]:
         "0",
         "-profile:v",
         "high",
-        "-pix_fmt",
-        "yuv420p",
-        "-colorspace",
-        "bt709",
-        "-color_primaries",
-        "bt709",
-        "-color_trc",
-        "bt709",
-        "-color_range",
-        "tv",
+        *_OUTPUT_FORMAT,
     ]
 
 

@@ -12,7 +12,7 @@ import gc
 import os
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -180,6 +180,50 @@ _LIGHTNING_SCHEDULER = {
     "clip_sample": False,
 }
 
+# What a family's real models and its tiny offline model share: the tiny model is there to run the
+# very rules (size step, schedulers, precision, call options) the real one is checked and run with.
+_LTX_RULES: dict[str, Any] = {
+    "family": "ltx",
+    "size_multiple": 32,
+    "default_fps": 24,
+    "default_guidance": 3.0,
+    "default_scheduler": "flow_euler",
+    "schedulers": ("flow_euler",),
+    "image_to_video": True,
+    "call_options": _LTX_CALL,
+}
+_WAN_RULES: dict[str, Any] = {
+    "family": "wan",
+    "default_guidance": 5.0,
+    "default_scheduler": "unipc",
+    "schedulers": ("unipc", "dpm++"),
+    "vae_dtype": "float32",
+}
+# Wan 2.2's VAE compresses 16x (32 with the patch); its TI2V model animates pictures too.
+_WAN22_RULES: dict[str, Any] = {
+    **_WAN_RULES,
+    "size_multiple": 32,
+    "scheduler_config": {"flow_shift": 5.0},
+    "image_to_video": True,
+}
+_COGVIDEOX_RULES: dict[str, Any] = {
+    "family": "cogvideox",
+    "size_multiple": 16,
+    "default_fps": 8,
+    "default_guidance": 6.0,
+    "schedulers": ("cogvideox_dpm", "cogvideox_ddim"),
+}
+_LIGHTNING_RULES: dict[str, Any] = {
+    "family": "animatediff",
+    "steps": Range(1, 8),
+    "guidance": Range(1.0, 2.0),
+    "default_steps": 4,
+    "default_guidance": 1.0,
+    "default_scheduler": "euler",
+    "schedulers": ("euler",),
+    "scheduler_config": _LIGHTNING_SCHEDULER,
+}
+
 REGISTRY: dict[str, ModelSpec] = {
     spec.key: spec
     for spec in (
@@ -233,25 +277,18 @@ REGISTRY: dict[str, ModelSpec] = {
             description="Upscales videos to 1024x576 with video-to-video denoising.",
         ),
         ModelSpec(
+            **_LTX_RULES,
             key="ltx_video",
             name="LTX-Video (0.9.x)",
-            family="ltx",
             source="Lightricks/LTX-Video",
             native_width=768,
             native_height=512,
             min_size=256,
             max_size=1280,
-            size_multiple=32,
             frames=FrameRule(9, 257, step=8, offset=1),
             steps=Range(4, 100),
             default_frames=121,
-            default_fps=24,
             default_steps=40,
-            default_guidance=3.0,
-            default_scheduler="flow_euler",
-            schedulers=("flow_euler",),
-            image_to_video=True,
-            call_options=_LTX_CALL,
             vram_gb=17,
             speed="5 s of 768x512 video in about 2 s on an H100 (paper); real time or better",
             memory_advice="8-12 GB: cpu_offload (or group_offload) plus vae_tiling; "
@@ -259,9 +296,9 @@ REGISTRY: dict[str, ModelSpec] = {
             description="Fast DiT video model: 768x512 at 24 fps, text or image to video.",
         ),
         ModelSpec(
+            **_WAN_RULES,
             key="wan2_1_1_3b",
             name="Wan 2.1 T2V 1.3B",
-            family="wan",
             source="Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
             native_width=832,
             native_height=480,
@@ -273,11 +310,7 @@ REGISTRY: dict[str, ModelSpec] = {
             default_frames=81,
             default_fps=16,
             default_steps=50,
-            default_guidance=5.0,
-            default_scheduler="unipc",
-            schedulers=("unipc", "dpm++"),
             scheduler_config={"flow_shift": 3.0},
-            vae_dtype="float32",
             vram_gb=16,
             speed="about 4 min per 5 s 480p clip on an RTX 4090 unoptimised (card)",
             memory_advice="8 GB: cpu_offload (about 8.2 GB peak, card) or group_offload, "
@@ -285,26 +318,19 @@ REGISTRY: dict[str, ModelSpec] = {
             description="Small Wan 2.1: 832x480, 81 frames at 16 fps; runs on 8 GB cards.",
         ),
         ModelSpec(
+            **_WAN22_RULES,
             key="wan2_2_ti2v_5b",
             name="Wan 2.2 TI2V 5B",
-            family="wan",
             source="Wan-AI/Wan2.2-TI2V-5B-Diffusers",
             native_width=1280,
             native_height=704,
             min_size=256,
             max_size=1280,
-            size_multiple=32,
             frames=FrameRule(5, 121, step=4, offset=1),
             steps=Range(4, 100),
             default_frames=121,
             default_fps=24,
             default_steps=50,
-            default_guidance=5.0,
-            default_scheduler="unipc",
-            schedulers=("unipc", "dpm++"),
-            scheduler_config={"flow_shift": 5.0},
-            vae_dtype="float32",
-            image_to_video=True,
             vram_gb=32,
             speed="a 720p 5 s clip in under 9 min on an RTX 4090 (card)",
             memory_advice="24 GB: cpu_offload plus vae_tiling; 12 GB: group_offload and "
@@ -312,32 +338,28 @@ REGISTRY: dict[str, ModelSpec] = {
             description="Wan 2.2 text- and image-to-video at 1280x704, 121 frames at 24 fps.",
         ),
         ModelSpec(
+            **_COGVIDEOX_RULES,
             key="cogvideox_2b",
             name="CogVideoX 2B",
-            family="cogvideox",
             source="THUDM/CogVideoX-2b",
             native_width=720,
             native_height=480,
             min_size=256,
             max_size=1024,
-            size_multiple=16,
             frames=FrameRule(9, 49, step=8, offset=1),
             steps=Range(4, 100),
             default_frames=49,
-            default_fps=8,
             default_steps=50,
-            default_guidance=6.0,
             default_scheduler="cogvideox_ddim",
-            schedulers=("cogvideox_ddim", "cogvideox_dpm"),
             vram_gb=18,
             speed="50 steps in about 45 s on an H100",
             memory_advice="4-8 GB: cpu_offload, vae_slicing and vae_tiling (card: 4 GB)",
             description="CogVideoX 2B: 720x480, 49 frames at 8 fps.",
         ),
         ModelSpec(
+            **_COGVIDEOX_RULES,
             key="cogvideox_5b",
             name="CogVideoX 5B",
-            family="cogvideox",
             source="THUDM/CogVideoX-5b",
             image_source="THUDM/CogVideoX-5b-I2V",
             image_size=(720, 480),
@@ -345,15 +367,11 @@ REGISTRY: dict[str, ModelSpec] = {
             native_height=480,
             min_size=256,
             max_size=1024,
-            size_multiple=16,
             frames=FrameRule(9, 49, step=8, offset=1),
             steps=Range(4, 100),
             default_frames=49,
-            default_fps=8,
             default_steps=50,
-            default_guidance=6.0,
             default_scheduler="cogvideox_dpm",
-            schedulers=("cogvideox_dpm", "cogvideox_ddim"),
             image_to_video=True,
             vram_gb=26,
             speed="50 steps in about 90 s on an H100 (card: 180 s on an A100)",
@@ -361,20 +379,13 @@ REGISTRY: dict[str, ModelSpec] = {
             description="CogVideoX 5B: 720x480, 49 frames; image-to-video via CogVideoX-5b-I2V.",
         ),
         ModelSpec(
+            **_LIGHTNING_RULES,
             key="animatediff_lightning",
             name="AnimateDiff-Lightning (4 steps)",
-            family="animatediff",
             source=DEFAULT_ANIMATEDIFF_BASE,
             adapter_source=_LIGHTNING_ADAPTER,
             native_width=512,
             native_height=512,
-            steps=Range(1, 8),
-            guidance=Range(1.0, 2.0),
-            default_steps=4,
-            default_guidance=1.0,
-            default_scheduler="euler",
-            schedulers=("euler",),
-            scheduler_config=_LIGHTNING_SCHEDULER,
             upscaler="zeroscope_v2_xl",
             vram_gb=6,
             speed="16 frames at 512x512 in 4 steps: about 10x fewer UNet calls than AnimateDiff",
@@ -426,75 +437,57 @@ REGISTRY: dict[str, ModelSpec] = {
             description="VideoToVideoSDPipeline with tiny random weights: the tiny models' 2x upscaler.",
         ),
         ModelSpec(
+            **_LTX_RULES,
             key="tiny_ltx",
             name="Tiny LTX-Video (offline, random weights)",
-            family="ltx",
             source="tiny_ltx",
             native_width=64,
             native_height=64,
             min_size=32,
             max_size=256,
-            size_multiple=32,
             frames=FrameRule(9, 65, step=8, offset=1),
             steps=Range(1, 50),
             default_frames=9,
-            default_fps=24,
             default_steps=4,
-            default_guidance=3.0,
-            default_scheduler="flow_euler",
-            schedulers=("flow_euler",),
-            image_to_video=True,
-            call_options=_LTX_CALL,
             upscaler="tiny_v2v",
             vram_gb=0,
             tiny=True,
             description="LTXPipeline with tiny random weights (text and image to video).",
         ),
         ModelSpec(
+            **_WAN22_RULES,
             key="tiny_wan",
             name="Tiny Wan 2.2 TI2V (offline, random weights)",
-            family="wan",
             source="tiny_wan",
             native_width=64,
             native_height=64,
             min_size=32,
             max_size=256,
-            size_multiple=32,
             frames=FrameRule(5, 41, step=4, offset=1),
             steps=Range(1, 50),
             default_frames=9,
             default_fps=16,
             default_steps=4,
-            default_guidance=5.0,
-            default_scheduler="unipc",
-            schedulers=("unipc", "dpm++"),
-            scheduler_config={"flow_shift": 5.0},
-            vae_dtype="float32",
-            image_to_video=True,
             upscaler="tiny_v2v",
             vram_gb=0,
             tiny=True,
             description="WanPipeline with tiny random weights (text and image to video).",
         ),
         ModelSpec(
+            **_COGVIDEOX_RULES,
             key="tiny_cogvideox",
             name="Tiny CogVideoX (offline, random weights)",
-            family="cogvideox",
             source="tiny_cogvideox/t2v",
             image_source="tiny_cogvideox/i2v",
             native_width=64,
             native_height=64,
             min_size=32,
             max_size=256,
-            size_multiple=16,
             frames=FrameRule(9, 49, step=8, offset=1),
             steps=Range(1, 50),
             default_frames=9,
-            default_fps=8,
             default_steps=4,
-            default_guidance=6.0,
             default_scheduler="cogvideox_dpm",
-            schedulers=("cogvideox_dpm", "cogvideox_ddim"),
             image_to_video=True,
             upscaler="tiny_v2v",
             vram_gb=0,
@@ -502,21 +495,14 @@ REGISTRY: dict[str, ModelSpec] = {
             description="CogVideoXPipeline (+ image-to-video) with tiny random weights.",
         ),
         ModelSpec(
+            **_LIGHTNING_RULES,
             key="tiny_lightning",
             name="Tiny AnimateDiff-Lightning (offline, random weights)",
-            family="animatediff",
             source="tiny_lightning/base",
             adapter_source="tiny_lightning/motion_adapter/" + _LIGHTNING_FILE,
             native_width=64,
             native_height=64,
             min_size=32,
-            steps=Range(1, 8),
-            guidance=Range(1.0, 2.0),
-            default_steps=4,
-            default_guidance=1.0,
-            default_scheduler="euler",
-            schedulers=("euler",),
-            scheduler_config=_LIGHTNING_SCHEDULER,
             upscaler="tiny_v2v",
             vram_gb=0,
             tiny=True,
@@ -588,6 +574,10 @@ class MemorySwitches:
     vae_tiling: bool = False
     group_offload: bool = False
     layerwise_casting: bool = False
+
+
+MEMORY_SWITCHES = tuple(f.name for f in fields(MemorySwitches))
+"""The memory savers' names: the same in ``ManagerOptions``, ``[models]`` and the CLI's flags."""
 
 
 @dataclass
@@ -830,15 +820,7 @@ class ModelManager:
         return spec.image_source
 
     def _switches(self) -> MemorySwitches:
-        o = self._options
-        return MemorySwitches(
-            o.cpu_offload,
-            o.vae_slicing,
-            o.forward_chunking,
-            o.vae_tiling,
-            o.group_offload,
-            o.layerwise_casting,
-        )
+        return MemorySwitches(**{name: getattr(self._options, name) for name in MEMORY_SWITCHES})
 
     def _load(self, spec: ModelSpec) -> LoadedModel:
 
