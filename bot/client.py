@@ -15,8 +15,8 @@ from discord.ext import commands
 
 from bot.config import Settings
 from bot.core.engine import GenerationEngine
-from bot.core.errors import VideoBotError
 from bot.core.models import MEMORY_SWITCHES, ModelManager, get_model_manager
+from bot.interactions import report_failure
 from bot.jobs import GpuExecutor, Job, JobExecutor
 from bot.render import (
     ButtonHandler,
@@ -24,7 +24,6 @@ from bot.render import (
     ChannelReply,
     ResultButton,
     error_embed,
-    error_text,
     follow_job,
 )
 from bot.service import VideoService
@@ -37,36 +36,12 @@ COGS = ("cogs.video", "cogs.edit", "cogs.history", "cogs.admin")
 
 
 class VideoBotTree(app_commands.CommandTree["VideoBot"]):
-    """One place turns any error from a slash command into a reply the member can read."""
+    """Slash commands and context menus end their failures on the one failure path."""
 
     async def on_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
-        original = getattr(error, "original", error)
-        if isinstance(original, VideoBotError):
-            message = str(original)
-        elif isinstance(error, app_commands.CheckFailure):
-            message = str(error) or "You are not allowed to use this command here."
-        elif isinstance(
-            error, app_commands.TransformerError | app_commands.CommandSignatureMismatch
-        ):
-            message = str(error)
-        else:
-            log.error("command %s failed", interaction.command, exc_info=original)
-            message = "Something went wrong on the bot's side; it was logged. Please try again."
-        await send_error(interaction, message)
-
-
-async def send_error(interaction: discord.Interaction, message: str) -> None:
-    """Ephemeral when possible: before any response, or as a follow-up after a defer."""
-    text = error_text(message)
-    try:
-        if interaction.response.is_done():
-            await interaction.followup.send(text, ephemeral=True)
-        else:
-            await interaction.response.send_message(text, ephemeral=True)
-    except discord.HTTPException as exc:
-        log.warning("could not send error to %s: %s", interaction.user, exc)
+        await report_failure(interaction, error)
 
 
 class VideoBot(commands.Bot):
@@ -208,13 +183,3 @@ class VideoBot(commands.Bot):
         if hasattr(self, "store"):
             await self.store.close()
         await super().close()
-
-
-def is_moderator(settings: Settings, member: discord.abc.User | discord.Member) -> bool:
-    """Manage Server, or the role named in ``discord.moderator_role``."""
-    if not isinstance(member, discord.Member):
-        return False
-    if member.guild_permissions.manage_guild:
-        return True
-    role = settings.discord.moderator_role
-    return bool(role) and any(r.name == role for r in member.roles)

@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from bot.admission import DirectMessages
 from bot.core.models import REGISTRY, get_spec
 from bot.core.speed import SpeedOptions
 
@@ -92,6 +93,11 @@ class LimitSettings(BaseModel):
     history_page_size: int = Field(default=5, ge=1, le=10)
     job_time_limit_s: float = Field(default=900.0, gt=0)
     """A job running longer is stopped: a stuck or huge job must not hold the GPU forever."""
+    edit_workers: int = Field(default=2, ge=1, le=32)
+    """Edits (trim, speed, loop, interpolate) run on this many CPU threads at most; more wait."""
+    direct_messages: DirectMessages = DirectMessages.SAME_LIMITS
+    """same_limits: members may use the bot in DMs with the default cap and cooldown (refused to
+    members blocked in any server); off: the bot refuses requests in DMs."""
 
 
 class ModerationSettings(BaseModel):

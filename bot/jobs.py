@@ -19,30 +19,18 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Protocol, TypeVar
 
 from bot.core.engine import CANCELLED_MESSAGE
 from bot.core.errors import GenerationCancelled
 from bot.core.progress import JobControl, Progress
 from bot.core.result import GenerationResult
+from bot.lifecycle import JobKind, JobStatus
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Work = Callable[[JobControl], GenerationResult]
-
-
-class JobKind(StrEnum):
-    GENERATE = "generate"
-    EDIT = "edit"
-    UPSCALE = "upscale"
-
-
-class JobState(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    FINISHED = "finished"
 
 
 class QueueFull(Exception):
@@ -66,7 +54,7 @@ class Job:
     on_start: Callable[[Job], Awaitable[None]] | None = None
     """Awaited on the event loop just before the job runs (the service records it as running)."""
     control: JobControl = field(init=False)
-    state: JobState = JobState.QUEUED
+    state: JobStatus = JobStatus.QUEUED
     position: int | None = None
     progress: Progress | None = None
     queued_at: float = field(default_factory=time.monotonic)
@@ -83,7 +71,14 @@ class Job:
         self.changed.set()
 
     def finish(self, result: GenerationResult) -> None:
-        self.state = JobState.FINISHED
+        """The job's end as the executor saw it; the service then records it (encode, store)."""
+        self.state = (
+            JobStatus.CANCELLED
+            if result.cancelled
+            else JobStatus.DONE
+            if result.ok
+            else JobStatus.FAILED
+        )
         self.position = None
         self.result = result
         self.touch()
@@ -267,7 +262,7 @@ class GpuExecutor:
                     await job.on_start(job)
                 except Exception:
                     log.exception("on_start of job %s failed", job.id)
-            job.state = JobState.RUNNING
+            job.state = JobStatus.RUNNING
             job.started_at = time.monotonic()
             job.touch()
             try:
@@ -320,7 +315,7 @@ __all__ = [
     "Job",
     "JobExecutor",
     "JobKind",
-    "JobState",
+    "JobStatus",
     "QueueFull",
     "cancelled_result",
     "describe_wait",

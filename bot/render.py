@@ -17,7 +17,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import discord
 
-from bot.jobs import Job, JobState
+from bot.core.errors import VideoBotError
+from bot.interactions import error_text, report_failure
+from bot.jobs import Job
+from bot.lifecycle import JobStatus
 
 if TYPE_CHECKING:
     from bot.service import Finished, VideoService
@@ -43,17 +46,10 @@ def clean(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def error_text(message: str, limit: int = 1800) -> str:
-    """An error for a member: our own wording, so markdown stays (field names read as written);
-    mentions are defused in case the message quotes what the member typed."""
-    text = discord.utils.escape_mentions(message)
-    return "❌ " + (text if len(text) <= limit else text[: limit - 1] + "…")
-
-
 def status_text(job: Job, wait_text: str = "") -> str:
     """One line for a queued or running job."""
-    what = {"generate": "Video", "upscale": "Upscale", "edit": "Edit"}[job.kind.value]
-    if job.state == JobState.QUEUED:
+    what = job.kind.label
+    if job.state == JobStatus.QUEUED:
         eta = f", about {wait_text}" if wait_text else ""
         return f"⏳ {what} #{job.id} is queued: position {job.position or 1}{eta}."
     progress = job.progress
@@ -139,11 +135,7 @@ class ResultButton(
         return cls(match["action"], int(match["job_id"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        handler = button_handlers(interaction.client).get(self.action)
-        if handler is None:
-            await interaction.response.send_message("This button is not available.", ephemeral=True)
-            return
-        await handler(interaction, self.job_id)
+        await press(interaction, self.action, self.job_id)
 
 
 class CancelButton(
@@ -167,14 +159,24 @@ class CancelButton(
         return cls(int(match["job_id"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        handler = button_handlers(interaction.client).get("cancel")
-        if handler is not None:
-            await handler(interaction, self.job_id)
+        await press(interaction, "cancel", self.job_id)
 
 
 def button_handlers(client: discord.Client) -> dict[str, ButtonHandler]:
     """The cogs register what each button does on the client (render.py is below the cogs)."""
     return getattr(client, "button_handlers", {})
+
+
+async def press(interaction: discord.Interaction, action: str, job_id: int) -> None:
+    """Run a button's handler. discord.py only logs what a ``DynamicItem`` callback raises, so
+    here any failure goes to the member through the one failure path."""
+    handler = button_handlers(interaction.client).get(action)
+    try:
+        if handler is None:
+            raise VideoBotError("this button is not available any more")
+        await handler(interaction, job_id)
+    except Exception as exc:
+        await report_failure(interaction, exc)
 
 
 def result_view(job_id: int) -> discord.ui.View:

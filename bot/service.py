@@ -1,9 +1,10 @@
 """The bot's service layer: what a request means once the cogs have parsed it.
 
 The cogs stay thin: they parse options, call one method here and render what comes back. This
-module applies the guild's rules (blocks, queue caps, cooldown), writes every job to the store before
-queueing it and at every state change, hands GPU work to the executor, and encodes results off the
-event loop and off the GPU thread (so the next job's denoising overlaps this job's encode).
+module asks :mod:`bot.admission` whether a job may start, looks jobs up only through
+:mod:`bot.visibility`, writes every job to the store before queueing it and at every state change,
+hands GPU work to the executor and edits to a bounded CPU pool, and encodes results off the event
+loop and off the GPU thread (so the next job's denoising overlaps this job's encode).
 """
 
 from __future__ import annotations
@@ -11,16 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import tempfile
-import time
 import uuid
-from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot.admission import Admission, Requester, RequestRefused, Ticket
 from bot.core import media
 from bot.core.engine import GenerationEngine
 from bot.core.errors import MediaError, VideoBotError
@@ -29,30 +29,16 @@ from bot.core.models import REGISTRY, get_spec
 from bot.core.params import GenerationParams, validate_edit
 from bot.core.progress import JobControl
 from bot.core.result import GenerationResult
-from bot.jobs import Job, JobExecutor, JobKind, QueueFull, describe_wait
+from bot.jobs import Job, JobExecutor, QueueFull, describe_wait
+from bot.lifecycle import DEFAULT_RETRY_POLICY, MEMORY_SAVERS, JobKind, JobStatus, RetryPolicy
 from bot.store import StoreError
+from bot.visibility import can_reach, may_cancel, not_found
 
 if TYPE_CHECKING:
     from bot.config import Settings
     from bot.store import JobRecord, Store
 
 log = logging.getLogger(__name__)
-
-
-class RequestRefused(VideoBotError):
-    """A request the guild's rules refuse (blocked, too many queued jobs, cooldown, full queue)."""
-
-
-@dataclass(frozen=True)
-class Requester:
-    """Who asked, and where the answer goes."""
-
-    user_id: int
-    user_name: str
-    guild_id: int | None
-    channel_id: int
-    application_id: int | None = None
-    interaction_token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +72,13 @@ class Finished:
 
 class VideoService:
     def __init__(
-        self, settings: Settings, store: Store, executor: JobExecutor, engine: GenerationEngine
+        self,
+        settings: Settings,
+        store: Store,
+        executor: JobExecutor,
+        engine: GenerationEngine,
+        *,
+        retry: RetryPolicy = DEFAULT_RETRY_POLICY,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -95,62 +87,16 @@ class VideoService:
         self._outcomes: dict[int, asyncio.Future[Finished]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._completions: dict[int, tuple[Job, asyncio.Task[None]]] = {}
-        self._reserved: Counter[int] = Counter()
+        self._tickets: dict[int, Ticket] = {}
+        self.admission = Admission(settings, store)
+        self.retry = retry
+        self._edit_pool = ThreadPoolExecutor(
+            max_workers=settings.limits.edit_workers, thread_name_prefix="videobot-edit"
+        )
         self.presenting: set[asyncio.Task[Any]] = set()
         settings.storage.output_dir.mkdir(parents=True, exist_ok=True)
 
-    # --- rules ---------------------------------------------------------------------------------
-
-    async def check_allowed(self, who: Requester) -> None:
-        """Blocks, cooldown and per-member queue cap, per guild; raises RequestRefused.
-
-        On success a queue slot is reserved for the member until ``release`` (the caller queues
-        the job in between): the count and the reservation happen with no ``await`` between them,
-        so simultaneous requests cannot all see the same count and slip past the cap.
-        """
-        if who.guild_id is None:
-            self._reserved[who.user_id] += 1
-            return
-        if await self.store.is_blocked(who.guild_id, who.user_id):
-            raise RequestRefused("a moderator has blocked you from using the video bot here")
-        guild = await self.store.get_guild_settings(who.guild_id)
-        cooldown = (
-            guild.cooldown_s if guild.cooldown_s is not None else self.settings.limits.cooldown_s
-        )
-        if cooldown:
-            last = await self.store.last_job_time(who.user_id, who.guild_id)
-            if last is not None:
-                wait = cooldown - (time.time() - _as_timestamp(last))
-                if wait > 0:
-                    raise RequestRefused(f"slow down: you can start another job in {wait:.0f} s")
-        cap = guild.max_queued_per_user or self.settings.limits.max_queued_per_user
-        queued = sum(1 for job in self.executor.snapshot() if job.user_id == who.user_id)
-        mine = queued + self._reserved[who.user_id]
-        if mine >= cap:
-            raise RequestRefused(
-                f"you already have {mine} job(s) queued or running; the limit is {cap}. "
-                "Wait for one to finish or cancel one."
-            )
-        self._reserved[who.user_id] += 1
-
-    def release(self, who: Requester) -> None:
-        self._reserved[who.user_id] -= 1
-        if self._reserved[who.user_id] <= 0:
-            del self._reserved[who.user_id]
-
-    def check_words(self, params: GenerationParams) -> None:
-        blocked = {w.lower() for w in self.settings.moderation.blocked_words}
-        if not blocked:
-            return
-        for field_name, text in (
-            ("prompt", params.prompt),
-            ("negative_prompt", params.negative_prompt),
-        ):
-            for word in re.findall(r"\w+", text.lower()):
-                if word in blocked:
-                    raise RequestRefused(
-                        f"{field_name}: the word '{word}' is not allowed on this server"
-                    )
+    # --- models ---------------------------------------------------------------------------------
 
     async def default_model(self, guild_id: int | None) -> str:
         if guild_id is not None:
@@ -217,8 +163,8 @@ class VideoService:
         model = params.model or await self.default_model(who.guild_id)
         self.check_enabled(model)
         params = params.for_model(model) if params.model is None else params
-        self.check_words(params)
-        await self.check_allowed(who)
+        texts = [("prompt", params.prompt), ("negative_prompt", params.negative_prompt)]
+        ticket = await self.admission.admit(who, JobKind.GENERATE, texts)
         try:
             record = await self._record_request(
                 who,
@@ -228,34 +174,70 @@ class VideoService:
                 model,
                 parent_id,
             )
-            engine = self.engine
+            ticket.recorded = True
+            work = self._generation_work(params)
+            return await self._queue(
+                record, who, JobKind.GENERATE, model, params.prompt, work, ticket
+            )
+        except BaseException:
+            ticket.release()
+            raise
 
-            def work(control: JobControl) -> GenerationResult:
-                return generate_with_oom_retry(engine, params, control)
+    async def rerun(self, who: Requester, job_id: int, *, same_seed: bool) -> Job:
+        """``/rerun`` (same seed) and the Reroll button (a new seed) of a video job ``who`` may
+        reach; the new job is ``who``'s, in ``who``'s server."""
+        record = await self.reachable_job(who, job_id)
+        if record.kind is not JobKind.GENERATE:
+            raise RequestRefused(
+                f"job #{job_id} is an {record.kind.value}, not a video: only videos can be made again"
+            )
+        seed = (
+            (record.seed if record.seed is not None else record.params.get("seed"))
+            if same_seed
+            else None
+        )
+        params = GenerationParams(**{**record.params, "seed": seed})
+        if params.image is not None and not Path(params.image).is_file():
+            raise RequestRefused(
+                f"the picture of job #{job_id} is gone, so it cannot be animated again"
+            )
+        return await self.submit_generation(who, params, parent_id=record.id)
 
-            return await self._queue(record, who, JobKind.GENERATE, model, params.prompt, work)
-        finally:
-            self.release(who)
+    def _generation_work(self, params: GenerationParams) -> Any:
+        engine, policy = self.engine, self.retry
+
+        def work(control: JobControl) -> GenerationResult:
+            return generate_with_oom_retry(engine, params, control, policy)
+
+        return work
 
     async def submit_upscale(self, who: Requester, source: SourceVideo) -> Job:
         upscaler = get_spec(source.model).upscaler if source.model else None
         upscaler = upscaler or self._default_upscaler()
         self.check_enabled(upscaler)
-        await self.check_allowed(who)
+        ticket = await self.admission.admit(who, JobKind.UPSCALE)
         try:
             record = await self._record_request(
                 who, JobKind.UPSCALE, {"upscaler": upscaler}, source.prompt, upscaler, source.job_id
             )
-            engine = self.engine
+            ticket.recorded = True
+            work = self._upscale_work(source, upscaler)
+            return await self._queue(
+                record, who, JobKind.UPSCALE, upscaler, source.prompt, work, ticket
+            )
+        except BaseException:
+            ticket.release()
+            raise
 
-            def work(control: JobControl) -> GenerationResult:
-                return engine.upscale(
-                    source.result, upscaler=upscaler, prompt=source.prompt, control=control
-                )
+    def _upscale_work(self, source: SourceVideo, upscaler: str) -> Any:
+        engine = self.engine
 
-            return await self._queue(record, who, JobKind.UPSCALE, upscaler, source.prompt, work)
-        finally:
-            self.release(who)
+        def work(control: JobControl) -> GenerationResult:
+            return engine.upscale(
+                source.result, upscaler=upscaler, prompt=source.prompt, control=control
+            )
+
+        return work
 
     async def _record_request(
         self,
@@ -295,7 +277,9 @@ class VideoService:
         model: str,
         prompt: str,
         work: Any,
+        ticket: Ticket,
     ) -> Job:
+        """Hand a recorded job to the executor; ``ticket`` is released when the job ends."""
         job = Job(
             id=record.id,
             kind=kind,
@@ -314,6 +298,7 @@ class VideoService:
         except QueueFull as exc:
             await self.store.mark_failed(record.id, str(exc))
             raise RequestRefused(str(exc)) from None
+        self._tickets[job.id] = ticket
         future: asyncio.Future[Finished] = asyncio.get_running_loop().create_future()
         self._outcomes[job.id] = future
         task = asyncio.create_task(self._complete(job, future))
@@ -334,6 +319,10 @@ class VideoService:
             finished = Finished(job.id, job.kind, _failed(f"saving the video failed: {exc}"))
             with contextlib.suppress(StoreError):
                 await self.store.mark_failed(job.id, finished.result.error or "failed")
+        finally:
+            ticket = self._tickets.pop(job.id, None)
+            if ticket is not None:
+                ticket.release()
         if not future.done():
             future.set_result(finished)
         self._outcomes.pop(job.id, None)
@@ -350,9 +339,32 @@ class VideoService:
     def cancel(self, job_id: int) -> bool:
         return self.executor.cancel(job_id)
 
+    def cancel_for(self, who: Requester, job_id: int, *, moderator: bool) -> Job:
+        """Cancel a queued or running job ``who`` may cancel: their own, or, for a moderator, one
+        of their server's. Refuses with the same words whether the job is missing or not theirs."""
+        job = self.executor.get(job_id)
+        if job is None or not may_cancel(
+            who.viewer, job.user_id, job.guild_id, moderator=moderator
+        ):
+            raise RequestRefused(
+                f"job #{job_id} is not one of your queued or running jobs"
+                + (" in this server" if moderator else "")
+            )
+        self.executor.cancel(job_id)
+        return job
+
+    def queue_for(self, who: Requester) -> list[Job]:
+        """The jobs ``who`` may see in the queue, in the order they run: in a server, that
+        server's; in direct messages, their own."""
+        jobs = self.executor.snapshot()
+        if who.guild_id is None:
+            return [job for job in jobs if job.user_id == who.user_id]
+        return [job for job in jobs if job.guild_id == who.guild_id]
+
     async def drain(self) -> None:
         """At shutdown, after the executor stopped: finish recording the jobs that ended (their
         encode and store update), and forget the queued ones (they stay queued in the store)."""
+        self._edit_pool.shutdown(wait=False, cancel_futures=True)
         for job, task in list(self._completions.values()):
             if job.done.is_set():
                 with contextlib.suppress(Exception):
@@ -378,15 +390,11 @@ class VideoService:
         resumed: list[Job] = []
         failed: list[JobRecord] = []
         for record in await self.store.unfinished_jobs():
-            reason = None
-            if record.kind == JobKind.EDIT.value:
-                reason = "the bot restarted during this edit; please run it again"
-            elif record.status == "running" and record.attempts >= 2:
-                reason = "the bot stopped twice while this job ran, so it was not tried again"
+            reason = self.retry.resume_after_restart(record.kind, record.status, record.attempts)
             if reason is not None:
                 failed.append(await self.store.mark_failed(record.id, reason))
                 continue
-            if record.status == "running":
+            if record.status is JobStatus.RUNNING:
                 record = await self.store.requeue(record.id)
             try:
                 resumed.append(await self._resubmit(record))
@@ -402,26 +410,27 @@ class VideoService:
             guild_id=record.guild_id,
             channel_id=record.channel_id or 0,
         )
-        engine = self.engine
-        if record.kind == JobKind.GENERATE.value:
-            params = GenerationParams(**record.params)
-
-            def generate(control: JobControl) -> GenerationResult:
-                return generate_with_oom_retry(engine, params, control)
-
-            model = params.model or self.settings.models.default_model
-            return await self._queue(record, who, JobKind.GENERATE, model, params.prompt, generate)
-        if record.parent_id is None:
-            raise VideoBotError("the video to upscale is gone")
-        source = await self.source_from_job(record.parent_id)
-        upscaler = str(record.params.get("upscaler") or record.model)
-
-        def upscale(control: JobControl) -> GenerationResult:
-            return engine.upscale(
-                source.result, upscaler=upscaler, prompt=source.prompt, control=control
+        ticket = self.admission.track(who, record.kind)
+        try:
+            if record.kind is JobKind.GENERATE:
+                params = GenerationParams(**record.params)
+                model = params.model or self.settings.models.default_model
+                work = self._generation_work(params)
+                return await self._queue(
+                    record, who, JobKind.GENERATE, model, params.prompt, work, ticket
+                )
+            parent = await self.store.get_job(record.parent_id) if record.parent_id else None
+            if parent is None:
+                raise VideoBotError("the video to upscale is gone")
+            source = await self._source_from_record(parent)
+            upscaler = str(record.params.get("upscaler") or record.model)
+            work = self._upscale_work(source, upscaler)
+            return await self._queue(
+                record, who, JobKind.UPSCALE, upscaler, source.prompt, work, ticket
             )
-
-        return await self._queue(record, who, JobKind.UPSCALE, upscaler, source.prompt, upscale)
+        except BaseException:
+            ticket.release()
+            raise
 
     # --- edits (CPU, no GPU queue) -------------------------------------------------------------
 
@@ -431,36 +440,45 @@ class VideoService:
         """Edits are quick ffmpeg/frame work, so they skip the GPU queue but are recorded like
         any job (with the source as parent) so they can be edited again and listed in history."""
         request = validate_edit(operation, len(source.result.images), **arguments)
-        if who.guild_id is not None and await self.store.is_blocked(who.guild_id, who.user_id):
-            raise RequestRefused("a moderator has blocked you from using the video bot here")
-        record = await self._record_request(
-            who,
-            JobKind.EDIT,
-            {"operation": request.operation, **arguments},
-            source.prompt,
-            source.model,
-            source.job_id,
-        )
-        await self.store.mark_running(record.id)
+        ticket = await self.admission.admit(who, JobKind.EDIT)
         try:
-            result = await asyncio.to_thread(
-                self.engine.edit_video, source.result, operation, **arguments
+            record = await self._record_request(
+                who,
+                JobKind.EDIT,
+                {"operation": request.operation, **arguments},
+                source.prompt,
+                source.model,
+                source.job_id,
             )
-        except Exception as exc:
-            await self.store.mark_failed(record.id, str(exc))
-            if isinstance(exc, VideoBotError):
-                raise
-            log.exception("edit %s failed", record.id)
-            raise VideoBotError(f"the edit failed: {type(exc).__name__}") from exc
-        return await self._record(record.id, JobKind.EDIT, result)
+            ticket.recorded = True
+            await self.store.mark_running(record.id)
+            try:
+                result = await asyncio.get_running_loop().run_in_executor(
+                    self._edit_pool,
+                    partial(self.engine.edit_video, source.result, operation, **arguments),
+                )
+            except Exception as exc:
+                await self.store.mark_failed(record.id, str(exc))
+                if isinstance(exc, VideoBotError):
+                    raise
+                log.exception("edit %s failed", record.id)
+                raise VideoBotError(f"the edit failed: {type(exc).__name__}") from exc
+            return await self._record(record.id, JobKind.EDIT, result)
+        finally:
+            ticket.release()
 
     # --- sources -------------------------------------------------------------------------------
 
-    async def source_from_job(self, job_id: int) -> SourceVideo:
+    async def reachable_job(self, who: Requester, job_id: int) -> JobRecord:
+        """The job, if ``who`` may reach it (:func:`bot.visibility.can_reach`); otherwise the same
+        refusal as for a job that does not exist."""
         record = await self.store.get_job(job_id)
-        if record is None:
-            raise RequestRefused(f"there is no job #{job_id}")
-        return await self._source_from_record(record)
+        if record is None or not can_reach(who.viewer, record):
+            raise RequestRefused(not_found(job_id))
+        return record
+
+    async def source_from_job(self, who: Requester, job_id: int) -> SourceVideo:
+        return await self._source_from_record(await self.reachable_job(who, job_id))
 
     async def latest_source(self, who: Requester) -> SourceVideo:
         record = await self.store.latest_done(who.user_id, who.guild_id)
@@ -569,32 +587,26 @@ class VideoService:
         task.add_done_callback(self._tasks.discard)
 
 
-MEMORY_SAVERS = {
-    "cpu_offload": True,
-    "vae_slicing": True,
-    "vae_tiling": True,
-    "forward_chunking": True,
-}
-
-
 def generate_with_oom_retry(
-    engine: GenerationEngine, params: GenerationParams, control: JobControl
+    engine: GenerationEngine,
+    params: GenerationParams,
+    control: JobControl,
+    policy: RetryPolicy = DEFAULT_RETRY_POLICY,
 ) -> GenerationResult:
-    """Out of GPU memory: retry once with the memory savers on (the engine has already freed the
-    cache), then put the owner's settings back. Runs on the GPU thread."""
+    """Out of GPU memory: retry once with the memory savers on for this job's model only (the
+    engine has already freed the cache); the manager's options never change. Runs on the GPU
+    thread."""
     result = engine.generate_video(params, control)
-    if not result.metadata.get("out_of_memory"):
+    if not result.metadata.get("out_of_memory") or not policy.retry_out_of_memory:
         return result
-    manager = engine.manager
-    before = {name: getattr(manager.options, name) for name in MEMORY_SAVERS}
-    if all(before.values()):
-        return result  # the savers were already on: nothing left to try
-    log.warning("job ran out of memory; retrying with the memory savers on")
-    manager.configure(**MEMORY_SAVERS)
-    try:
+    model = params.model or result.metadata.get("model")
+    if not model:
+        return result
+    with engine.manager.memory_savers_for(str(model), MEMORY_SAVERS) as switched:
+        if not switched:
+            return result  # not loaded, or the savers were already on: nothing left to try
+        log.warning("job ran out of memory; retrying with the memory savers on")
         retried = engine.generate_video(params, control)
-    finally:
-        manager.configure(**before)
     retried.metadata["retried_with_memory_savers"] = True
     return retried
 
@@ -621,5 +633,11 @@ def _failed(message: str) -> GenerationResult:
     )
 
 
-def _as_timestamp(value: Any) -> float:
-    return value.timestamp() if hasattr(value, "timestamp") else float(value)
+__all__ = [
+    "Finished",
+    "RequestRefused",
+    "Requester",
+    "SourceVideo",
+    "VideoService",
+    "generate_with_oom_retry",
+]

@@ -23,13 +23,14 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import aiosqlite
+
+from bot.lifecycle import UNFINISHED_STATUSES, JobKind, JobStatus
 
 __all__ = [
     "GUILD_SETTING_KEYS",
@@ -81,26 +82,7 @@ class JobStateError(StoreError):
 # Types -------------------------------------------------------------------------------------------
 
 
-class JobKind(StrEnum):
-    GENERATE = "generate"
-    EDIT = "edit"
-    UPSCALE = "upscale"
-
-
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_final(self) -> bool:
-        return self in _FINAL
-
-
-_FINAL = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED})
-_UNFINISHED = (JobStatus.QUEUED, JobStatus.RUNNING)
+_UNFINISHED = UNFINISHED_STATUSES
 
 # Which states each change may start from. Done needs running so that a job the executor never
 # started cannot be recorded as a success; requeue takes queued jobs too, so restart recovery can
@@ -445,6 +427,16 @@ class Store:
         row = await self._fetchone(_LAST_JOB_TIME, {"user_id": user_id, "guild_id": guild_id})
         return None if row is None else _parse_time(row["created_at"])
 
+    async def last_request_time(self, user_id: int, guild_id: int | None) -> datetime | None:
+        """When the member last asked for a job in exactly that place (``guild_id=None``: in
+        direct messages only), in any state: per-server cooldowns count requests there."""
+        sql = (
+            "SELECT created_at FROM jobs WHERE user_id = :user_id AND guild_id IS :guild_id"
+            " ORDER BY id DESC LIMIT 1"
+        )
+        row = await self._fetchone(sql, {"user_id": user_id, "guild_id": guild_id})
+        return None if row is None else _parse_time(row["created_at"])
+
     # Guild settings ------------------------------------------------------------------------------
 
     async def get_guild_settings(self, guild_id: int) -> GuildSettings:
@@ -499,6 +491,11 @@ class Store:
     async def is_blocked(self, guild_id: int, user_id: int) -> bool:
         sql = "SELECT 1 FROM blocks WHERE guild_id = ? AND user_id = ?"
         return await self._fetchone(sql, (guild_id, user_id)) is not None
+
+    async def is_blocked_anywhere(self, user_id: int) -> bool:
+        """Blocked in any server: what direct messages are refused for."""
+        sql = "SELECT 1 FROM blocks WHERE user_id = ? LIMIT 1"
+        return await self._fetchone(sql, (user_id,)) is not None
 
     async def list_blocks(self, guild_id: int) -> list[BlockRecord]:
         """The guild's blocks, newest first."""

@@ -11,30 +11,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.client import is_moderator
 from bot.core.errors import VideoBotError
 from bot.core.models import REGISTRY, get_spec
-from bot.jobs import JobState
+from bot.interactions import is_moderator, moderator_only, requester
+from bot.lifecycle import JobStatus
 from bot.render import EMBED_COLOUR, clean
 
 if TYPE_CHECKING:
     from bot.client import VideoBot
-
-
-def moderator_only() -> Any:
-    """A check that explains itself: what is needed, not just 'no'."""
-
-    async def predicate(interaction: discord.Interaction) -> bool:
-        bot: VideoBot = interaction.client  # type: ignore[assignment]
-        if interaction.guild_id is None:
-            raise app_commands.CheckFailure("Moderator commands only work in a server.")
-        if is_moderator(bot.settings, interaction.user):
-            return True
-        role = bot.settings.discord.moderator_role
-        needs = "the Manage Server permission" + (f" or the '{role}' role" if role else "")
-        raise app_commands.CheckFailure(f"This command needs {needs}.")
-
-    return app_commands.check(predicate)
 
 
 class AdminCog(commands.Cog):
@@ -153,35 +137,35 @@ class AdminCog(commands.Cog):
 
     @queue.command(name="show")
     async def queue_show(self, interaction: discord.Interaction) -> None:
-        """What is running and queued, in the order it will run."""
-        jobs = self.bot.executor.snapshot()
+        """This server's running and queued jobs, in the order they will run."""
+        who = requester(interaction)
+        moderator = is_moderator(self.bot.settings, interaction.user)
+        jobs = self.bot.service.queue_for(who)
         lines = []
         for job in jobs[:20]:
-            where = "▶️ running" if job.state == JobState.RUNNING else f"#{job.position} in line"
-            lines.append(
-                f"{where} · job **{job.id}** · {job.kind} · {job.model} · <@{job.user_id}> · "
-                f"{clean(job.prompt, 40)}"
-            )
+            where = "▶️ running" if job.state == JobStatus.RUNNING else f"#{job.position} in line"
+            line = f"{where} · job **{job.id}** · {job.kind} · {job.model}"
+            if job.user_id == who.user_id or moderator:  # others' prompts are theirs to share
+                line += f" · <@{job.user_id}> · {clean(job.prompt, 40)}"
+            lines.append(line)
         if len(jobs) > 20:
             lines.append(f"… and {len(jobs) - 20} more")
+        total = len(self.bot.executor.snapshot())
+        where = "here" if who.guild_id is not None else "of yours"
         embed = discord.Embed(
-            title=f"Queue: {len(jobs)} job(s)",
-            description="\n".join(lines) or "The queue is empty.",
+            title=f"Queue: {len(jobs)} job(s) {where}",
+            description="\n".join(lines) or "Nothing queued here.",
             colour=EMBED_COLOUR,
         )
+        embed.set_footer(text=f"{total} job(s) in the bot's queue across all servers")
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @queue.command(name="cancel")
-    @app_commands.describe(job="The job id")
+    @app_commands.describe(job="The job id (see /queue show)")
     async def queue_cancel(self, interaction: discord.Interaction, job: int) -> None:
-        """Cancel one of your jobs (moderators: anyone's)."""
-        queued = self.bot.executor.get(job)
-        if queued is None:
-            raise VideoBotError(f"job #{job} is not queued or running")
+        """Cancel one of your jobs (moderators: any of this server's)."""
         moderator = is_moderator(self.bot.settings, interaction.user)
-        if queued.user_id != interaction.user.id and not moderator:
-            raise VideoBotError("you can only cancel your own jobs")
-        self.bot.service.cancel(job)
+        queued = self.bot.service.cancel_for(requester(interaction), job, moderator=moderator)
         if queued.user_id != interaction.user.id and interaction.guild_id is not None:
             await self.audit(interaction, "queue.cancel", job, owner=queued.user_id)
         await interaction.response.send_message(f"Cancelling job #{job}.", ephemeral=True)
@@ -190,7 +174,7 @@ class AdminCog(commands.Cog):
     @moderator_only()
     async def queue_clear(self, interaction: discord.Interaction) -> None:
         """Moderators: cancel every queued and running job of this server."""
-        jobs = [j for j in self.bot.executor.snapshot() if j.guild_id == interaction.guild_id]
+        jobs = self.bot.service.queue_for(requester(interaction))
         for job in jobs:
             self.bot.service.cancel(job.id)
         await self.audit(interaction, "queue.clear", None, jobs=[j.id for j in jobs])
@@ -218,6 +202,7 @@ class AdminCog(commands.Cog):
     @app_commands.command(name="unblock")
     @app_commands.guild_only()
     @moderator_only()
+    @app_commands.describe(member="Who may use the bot here again")
     async def unblock(self, interaction: discord.Interaction, member: discord.Member) -> None:
         """Moderators: let a blocked member use the bot again."""
         assert interaction.guild_id is not None
@@ -230,13 +215,13 @@ class AdminCog(commands.Cog):
     @app_commands.guild_only()
     @moderator_only()
     @app_commands.describe(
-        max_queued="Most jobs one member may have queued or running (1-20)",
+        max_queued="Most jobs one member may have queued or running here (0 pauses the bot, up to 20)",
         cooldown="Seconds a member waits between jobs (0-3600)",
     )
     async def limits(
         self,
         interaction: discord.Interaction,
-        max_queued: app_commands.Range[int, 1, 20] | None = None,
+        max_queued: app_commands.Range[int, 0, 20] | None = None,
         cooldown: app_commands.Range[float, 0, 3600] | None = None,
     ) -> None:
         """Moderators: show or set this server's per-member limits."""
@@ -250,7 +235,11 @@ class AdminCog(commands.Cog):
         if changes:
             await self.audit(interaction, "limits", None, **changes)
         defaults = self.bot.settings.limits
-        queued = guild.max_queued_per_user or defaults.max_queued_per_user
+        queued = (
+            defaults.max_queued_per_user
+            if guild.max_queued_per_user is None
+            else guild.max_queued_per_user
+        )
         wait = guild.cooldown_s if guild.cooldown_s is not None else defaults.cooldown_s
         blocks = await self.bot.store.list_blocks(interaction.guild_id)
         await interaction.response.send_message(

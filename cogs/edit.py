@@ -3,7 +3,6 @@ message menu and the Upscale/Reverse/Loop/Interpolate buttons."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
@@ -12,28 +11,30 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.admission import Requester
 from bot.core.errors import MediaError, VideoBotError
+from bot.interactions import (
+    AnsweringModal,
+    answer_reply_failure,
+    check_channel_permissions,
+    message_requester,
+    refuse,
+    requester,
+)
 from bot.render import (
     PICTURE_EXTENSIONS,
     InteractionReply,
     MessageReply,
     Reply,
-    error_text,
     follow_job,
     job_id_of,
     picture_attachment,
     show_finished,
     video_attachment,
 )
-from bot.service import Requester, SourceVideo
+from bot.service import SourceVideo
 from bot.textcommands import REPLY_COMMAND_HELP, ReplyCommand, parse_reply_command
-from cogs.video import (
-    build_params,
-    check_channel_permissions,
-    refuse,
-    requester,
-    submit_generation,
-)
+from cogs.video import build_params, submit_generation
 
 if TYPE_CHECKING:
     from bot.client import VideoBot
@@ -47,12 +48,18 @@ BUTTON_EDITS: dict[str, dict[str, Any]] = {
 }
 
 
-class EditCommandModal(discord.ui.Modal, title="Edit video"):
-    command: discord.ui.TextInput[EditCommandModal] = discord.ui.TextInput(
-        label="Command",
-        placeholder="trim 5 20 · speed 2 · reverse · loop 3 · interpolate · upscale",
-        max_length=200,
-        custom_id="command",
+class EditCommandModal(AnsweringModal, title="Edit video"):
+    """The "Edit video" menu's form, in Discord's current layout (a Label around the input).
+    A failure anywhere in ``on_submit`` reaches the member (``AnsweringModal``)."""
+
+    command: discord.ui.Label[EditCommandModal] = discord.ui.Label(
+        text="Command",
+        description="What to do with the video, as in a reply to it",
+        component=discord.ui.TextInput(
+            placeholder="trim 5 20 · speed 2 · reverse · loop 3 · interpolate · upscale",
+            max_length=200,
+            custom_id="command",
+        ),
     )
 
     def __init__(self, cog: EditCog, target: discord.Message) -> None:
@@ -62,19 +69,16 @@ class EditCommandModal(discord.ui.Modal, title="Edit video"):
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(thinking=True)
-        try:
-            # The modal is addressed to the bot already; a fixed prefix marks it so.
-            command = parse_reply_command("!" + self.command.value.strip(), prefix="!")
-            if command is None or command.operation == "help":
-                await refuse(interaction, REPLY_COMMAND_HELP)
-                return
-            source = await self.cog.source_of_message(self.target)
-        except VideoBotError as exc:
-            await refuse(interaction, str(exc))
+        # The modal is addressed to the bot already; a fixed prefix marks it so.
+        typed = self.command.component
+        assert isinstance(typed, discord.ui.TextInput)
+        command = parse_reply_command("!" + typed.value.strip(), prefix="!")
+        if command is None or command.operation == "help":
+            await refuse(interaction, REPLY_COMMAND_HELP)
             return
-        await self.cog.perform(
-            InteractionReply(interaction), requester(interaction), source, command
-        )
+        who = requester(interaction)
+        source = await self.cog.source_of_message(who, self.target)
+        await self.cog.perform(InteractionReply(interaction), who, source, command)
 
 
 class EditCog(commands.Cog):
@@ -161,7 +165,7 @@ class EditCog(commands.Cog):
         if video is not None:
             return await self.download(video)
         if job is not None:
-            return await self.bot.service.source_from_job(job)
+            return await self.bot.service.source_from_job(requester(interaction), job)
         return await self.bot.service.latest_source(requester(interaction))
 
     async def download(self, attachment: discord.Attachment) -> SourceVideo:
@@ -212,20 +216,17 @@ class EditCog(commands.Cog):
                 await reply.show(REPLY_COMMAND_HELP)
                 return
             target = await self.referenced_message(message)
+            who = message_requester(message)
             if command.operation == "animate":
-                await self.animate(reply, message, target, str(command.arguments["prompt"]))
+                await self.animate(reply, who, target, str(command.arguments["prompt"]))
                 return
-            source = await self.source_of_message(target)
-            await self.perform(reply, self.requester_of(message), source, command)
-        except VideoBotError as exc:
-            await reply.show(error_text(str(exc)))
-        except discord.Forbidden:
-            await self.explain_missing_permissions(message)
-        except discord.HTTPException as exc:
-            log.warning("reply command in %s failed: %s", message.channel.id, exc)
+            source = await self.source_of_message(who, target)
+            await self.perform(reply, who, source, command)
+        except Exception as exc:
+            await answer_reply_failure(message, exc)
 
     async def animate(
-        self, reply: MessageReply, message: discord.Message, target: discord.Message, prompt: str
+        self, reply: MessageReply, who: Requester, target: discord.Message, prompt: str
     ) -> None:
         """``animate [prompt]`` in reply to a picture: image-to-video, queued like /video."""
         picture = picture_attachment(target)
@@ -233,23 +234,24 @@ class EditCog(commands.Cog):
             raise VideoBotError(
                 "animate needs a reply to a message with a picture "
                 f"({', '.join(ext.lstrip('.') for ext in PICTURE_EXTENSIONS)})"
+                + self.hidden_content_hint(target)
             )
-        guild_id = message.guild.id if message.guild else None
-        params = await build_params(self.bot, guild_id, prompt, {}, picture=picture)
-        job = await submit_generation(self.bot, self.requester_of(message), params)
+        params = await build_params(self.bot, who.guild_id, prompt, {}, picture=picture)
+        job = await submit_generation(self.bot, who, params)
         await follow_job(
             reply, self.bot.service, job, interval_s=self.bot.settings.limits.progress_interval_s
         )
 
-    @staticmethod
-    async def explain_missing_permissions(message: discord.Message) -> None:
-        """The bot cannot answer in the channel, so it tells the member directly."""
-        where = getattr(message.channel, "mention", "that channel")
-        with contextlib.suppress(discord.HTTPException):
-            await message.author.send(
-                f"I can't reply with videos in {where}: I'm missing the Send Messages, Attach "
-                "Files or Embed Links permission there. Ask a moderator to allow it."
-            )
+    def hidden_content_hint(self, target: discord.Message) -> str:
+        """Without the Message Content intent Discord hides other members' attachments from the
+        bot (its own messages, DMs and messages that mention it stay visible): say so."""
+        own = self.bot.user is not None and target.author.id == self.bot.user.id
+        if self.bot.intents.message_content or own or target.guild is None:
+            return ""
+        return (
+            ". I can't see the files of members' messages on this bot (the Message Content "
+            "intent is off): use the message's Apps → Edit video menu, or /edit video:"
+        )
 
     async def referenced_message(self, message: discord.Message) -> discord.Message:
         reference = message.reference
@@ -264,26 +266,20 @@ class EditCog(commands.Cog):
         except discord.HTTPException:
             raise VideoBotError("I cannot read the message you replied to") from None
 
-    async def source_of_message(self, message: discord.Message) -> SourceVideo:
-        """The bot's own results come from the stored full-quality file; anything else from the
-        message's video attachment."""
+    async def source_of_message(self, who: Requester, message: discord.Message) -> SourceVideo:
+        """The bot's own results come from the stored full-quality file (if ``who`` may reach
+        the job); anything else from the message's video attachment."""
         if self.bot.user is not None and message.author.id == self.bot.user.id:
             job_id = job_id_of(message)
             if job_id is not None:
-                return await self.bot.service.source_from_job(job_id)
+                return await self.bot.service.source_from_job(who, job_id)
         attachment = video_attachment(message)
         if attachment is None:
-            raise VideoBotError("that message has no video (mp4, mov, webm, mkv or gif)")
+            raise VideoBotError(
+                "that message has no video (mp4, mov, webm, mkv or gif)"
+                + self.hidden_content_hint(message)
+            )
         return await self.download(attachment)
-
-    @staticmethod
-    def requester_of(message: discord.Message) -> Requester:
-        return Requester(
-            user_id=message.author.id,
-            user_name=message.author.name,
-            guild_id=message.guild.id if message.guild else None,
-            channel_id=message.channel.id,
-        )
 
     # --- context menu and buttons --------------------------------------------------------------
 
@@ -297,7 +293,9 @@ class EditCog(commands.Cog):
 
     async def upscale_button(self, interaction: discord.Interaction, job_id: int) -> None:
         await self.respond(
-            interaction, lambda: self.bot.service.source_from_job(job_id), ReplyCommand("upscale")
+            interaction,
+            lambda: self.bot.service.source_from_job(requester(interaction), job_id),
+            ReplyCommand("upscale"),
         )
 
     async def edit_button(self, interaction: discord.Interaction, job_id: int) -> None:
@@ -306,7 +304,7 @@ class EditCog(commands.Cog):
         action = str(interaction.data.get("custom_id", "")).split(":")[1]
         await self.respond(
             interaction,
-            lambda: self.bot.service.source_from_job(job_id),
+            lambda: self.bot.service.source_from_job(requester(interaction), job_id),
             ReplyCommand(action, dict(BUTTON_EDITS[action])),
         )
 
@@ -316,17 +314,12 @@ class EditCog(commands.Cog):
         load_source: Callable[[], Awaitable[SourceVideo]],
         command: ReplyCommand,
     ) -> None:
-        """Defer at once, then find the video, run the command and show the result; refusals go
-        to the member privately."""
+        """Defer at once, then find the video, run the command and show the result. Refusals
+        raise: the tree (slash commands) or ``press`` (buttons) answers the member privately."""
         await interaction.response.defer(thinking=True)
-        try:
-            check_channel_permissions(interaction)
-            source = await load_source()
-            await self.perform(
-                InteractionReply(interaction), requester(interaction), source, command
-            )
-        except VideoBotError as exc:
-            await refuse(interaction, str(exc))
+        check_channel_permissions(interaction)
+        source = await load_source()
+        await self.perform(InteractionReply(interaction), requester(interaction), source, command)
 
 
 async def setup(bot: VideoBot) -> None:

@@ -8,10 +8,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.core.errors import VideoBotError
-from bot.core.params import GenerationParams
+from bot.interactions import check_channel_permissions, requester
 from bot.render import EMBED_COLOUR, clean
-from cogs.video import refuse, requester, run_job
+from cogs.video import run_job
 
 if TYPE_CHECKING:
     from bot.client import VideoBot
@@ -103,25 +102,14 @@ class HistoryCog(commands.Cog):
         await interaction.response.send_message(embed=await view.embed(), view=view, ephemeral=True)
 
     @app_commands.command(name="rerun")
-    @app_commands.describe(job="The job id (see /history)")
+    @app_commands.describe(job="The job id (see /history): yours, or one posted in this server")
     async def rerun(
         self, interaction: discord.Interaction, job: app_commands.Range[int, 1]
     ) -> None:
         """Run a video job again with the same settings and seed."""
         await interaction.response.defer(thinking=True)
-        record = await self.bot.store.get_job(job)
-        if record is None or record.kind != "generate":
-            await refuse(interaction, f"there is no video job #{job}")
-            return
-        try:
-            seed = record.seed if record.seed is not None else record.params.get("seed")
-            params = GenerationParams(**{**record.params, "seed": seed})
-            new_job = await self.bot.service.submit_generation(
-                requester(interaction), params, parent_id=record.id
-            )
-        except VideoBotError as exc:
-            await refuse(interaction, str(exc))
-            return
+        check_channel_permissions(interaction)
+        new_job = await self.bot.service.rerun(requester(interaction), job, same_seed=True)
         await run_job(self.bot, interaction, new_job)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,35 +9,17 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.client import is_moderator, send_error
+from bot.admission import Requester
 from bot.core.errors import InvalidParameterError, VideoBotError
 from bot.core.models import REGISTRY, get_spec
 from bot.core.params import SCHEDULERS, GenerationParams
+from bot.interactions import check_channel_permissions, is_moderator, requester
 from bot.render import PICTURE_EXTENSIONS, InteractionReply, follow_job, is_picture
-from bot.service import Requester
 from bot.textcommands import parse_prompt_flags
 
 if TYPE_CHECKING:
     from bot.client import VideoBot
     from bot.jobs import Job
-
-
-def requester(interaction: discord.Interaction) -> Requester:
-    return Requester(
-        user_id=interaction.user.id,
-        user_name=interaction.user.name,
-        guild_id=interaction.guild_id,
-        channel_id=interaction.channel_id or 0,
-        application_id=interaction.application_id,
-        interaction_token=interaction.token,
-    )
-
-
-async def refuse(interaction: discord.Interaction, message: str) -> None:
-    """After a defer: drop the public 'thinking…' message and answer the member privately."""
-    with contextlib.suppress(discord.HTTPException):
-        await interaction.delete_original_response()
-    await send_error(interaction, message)
 
 
 _GENERATORS = [spec for spec in REGISTRY.values() if spec.role == "generator"]
@@ -50,22 +31,6 @@ MIN_STEPS = int(min(spec.steps.low for spec in _GENERATORS))
 MAX_STEPS = int(max(spec.steps.high for spec in _GENERATORS))
 MIN_SIZE = min(spec.min_size for spec in _GENERATORS)
 MAX_SIZE = max(spec.max_size for spec in _GENERATORS)
-
-REQUIRED_PERMISSIONS = {"attach_files": "Attach Files", "embed_links": "Embed Links"}
-
-
-def check_channel_permissions(interaction: discord.Interaction) -> None:
-    """Refuse before queueing anything when the bot could not post the result here."""
-    permissions = interaction.app_permissions
-    missing = [
-        name for attr, name in REQUIRED_PERMISSIONS.items() if not getattr(permissions, attr)
-    ]
-    if missing:
-        raise VideoBotError(
-            f"I can't post videos in this channel: I'm missing the {' and '.join(missing)} "
-            "permission. Ask a moderator to allow it here, or use me in another channel."
-        )
-
 
 DEFAULT_ANIMATE_PROMPT = "the picture comes to life with natural, gentle motion"
 """The prompt when a member animates a picture without describing the motion."""
@@ -124,7 +89,7 @@ async def submit_generation(bot: VideoBot, who: Requester, params: GenerationPar
     """Queue a generation; a refused job leaves no picture behind."""
     try:
         return await bot.service.submit_generation(who, params)
-    except VideoBotError:
+    except Exception:
         if params.image is not None:
             Path(params.image).unlink(missing_ok=True)
         raise
@@ -211,52 +176,35 @@ class VideoCog(commands.Cog):
             "interpolate": interpolate,
             "loop": loop,
         }
-        try:
-            check_channel_permissions(interaction)
-            params = await build_params(
-                self.bot, interaction.guild_id, prompt, explicit, picture=image
-            )
-            job = await submit_generation(self.bot, requester(interaction), params)
-        except VideoBotError as exc:
-            await refuse(interaction, str(exc))
-            return
+        # Refusals raise: the tree's error handler answers the member privately.
+        check_channel_permissions(interaction)
+        params = await build_params(self.bot, interaction.guild_id, prompt, explicit, picture=image)
+        job = await submit_generation(self.bot, requester(interaction), params)
         await run_job(self.bot, interaction, job)
 
     # --- buttons -------------------------------------------------------------------------------
 
+    # Button handlers raise on refusal: ``bot.render.press`` answers the member privately.
+
     async def reroll(self, interaction: discord.Interaction, job_id: int) -> None:
-        """Same parameters, new seed."""
+        """Same parameters, new seed; the new video is the presser's."""
         await interaction.response.defer(thinking=True)
-        record = await self.bot.store.get_job(job_id)
-        if record is None or record.kind != "generate":
-            await refuse(interaction, f"job #{job_id} cannot be rerolled")
-            return
-        try:
-            params = GenerationParams(**{**record.params, "seed": None})
-            job = await self.bot.service.submit_generation(
-                requester(interaction), params, parent_id=job_id
-            )
-        except VideoBotError as exc:
-            await refuse(interaction, str(exc))
-            return
+        check_channel_permissions(interaction)
+        job = await self.bot.service.rerun(requester(interaction), job_id, same_seed=False)
         await run_job(self.bot, interaction, job)
 
     async def cancel(self, interaction: discord.Interaction, job_id: int) -> None:
-        job = self.bot.executor.get(job_id)
-        if job is None:
-            await interaction.response.send_message(
-                f"Job #{job_id} is not queued or running.", ephemeral=True
+        """The job's member, or a moderator of the job's server."""
+        moderator = is_moderator(self.bot.settings, interaction.user)
+        job = self.bot.service.cancel_for(requester(interaction), job_id, moderator=moderator)
+        if job.user_id != interaction.user.id and interaction.guild_id is not None:
+            await self.bot.store.record_audit(
+                interaction.guild_id,
+                interaction.user.id,
+                "queue.cancel",
+                job_id,
+                {"owner": job.user_id},
             )
-            return
-        if job.user_id != interaction.user.id and not is_moderator(
-            self.bot.settings, interaction.user
-        ):
-            await interaction.response.send_message(
-                "Only the member who started this job or a moderator can cancel it.",
-                ephemeral=True,
-            )
-            return
-        self.bot.service.cancel(job_id)
         await interaction.response.send_message(f"Cancelling job #{job_id}…", ephemeral=True)
 
 

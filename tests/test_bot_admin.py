@@ -139,7 +139,7 @@ async def test_queue_cap_cancel_and_queue_listing(fake_discord, manager, tmp_pat
             )
         )
         refused = await fake.click_button(progress, f"vb:cancel:{running_id}", user=fake.other_user)
-        assert "Only the member who started" in await ephemeral_reply(fake, refused)
+        assert "is not one of your queued or running jobs" in await ephemeral_reply(fake, refused)
         await fake.click_button(progress, f"vb:cancel:{running_id}")
         cancelled = await wait_for_result(fake, first)
         assert "cancelled" in cancelled.content

@@ -66,7 +66,10 @@ async def test_bad_video_input_is_answered_privately_and_records_nothing(
 ) -> None:
     fake = fake_discord
     cases = [
-        ({"prompt": "a cat --frames 100"}, "num_frames: must be between 8 and 64 for tiny_t2v: try 64 (got 100)"),
+        (
+            {"prompt": "a cat --frames 100"},
+            "num_frames: must be between 8 and 64 for tiny_t2v: try 64 (got 100)",
+        ),
         ({"prompt": "a cat", "width": 60}, "width: must be a multiple of 8"),
         ({"prompt": "a cat --sed 4"}, "did you mean --seed"),
         ({"prompt": "a cat", "model": "sora"}, "unknown model 'sora'"),
@@ -161,9 +164,13 @@ async def test_model_option_offers_exactly_the_enabled_generators(
     # model's own rule is checked by the bot with the nearest valid values named.
     frames = next(o for o in payload["options"] if o["name"] == "frames")
     generators = [s for s in REGISTRY.values() if s.role == "generator"]
-    assert (frames["min_value"], frames["max_value"]) == (
-        min(s.frames.low for s in generators),
-        max(s.frames.high for s in generators),
-    ) == (5, 257)
+    assert (
+        (frames["min_value"], frames["max_value"])
+        == (
+            min(s.frames.low for s in generators),
+            max(s.frames.high for s in generators),
+        )
+        == (5, 257)
+    )
     image = next(o for o in payload["options"] if o["name"] == "image")
     assert image["type"] == 11 and not image.get("required")  # an optional attachment

@@ -8,7 +8,7 @@ import time
 
 from bot.core.progress import JobControl
 from bot.core.result import GenerationResult
-from bot.jobs import FairQueue, GpuExecutor, Job, JobKind, JobState, QueueFull
+from bot.jobs import FairQueue, GpuExecutor, Job, JobKind, JobStatus, QueueFull
 
 
 def ok_result(tag: str = "") -> GenerationResult:
@@ -67,7 +67,7 @@ async def test_executor_runs_one_job_at_a_time_in_fair_order() -> None:
     positions = [executor.submit(j) for j in jobs]
     assert positions == [1, 2, 3, 2]  # member 20's one job goes ahead of member 10's second
     await asyncio.sleep(0.1)
-    assert jobs[0].state == JobState.RUNNING and [j.position for j in jobs[1:]] == [2, 3, 1]
+    assert jobs[0].state == JobStatus.RUNNING and [j.position for j in jobs[1:]] == [2, 3, 1]
     gate.set()
     results = [await asyncio.wait_for(j.wait(), 10) for j in jobs]
     assert started == [1, 4, 2, 3]

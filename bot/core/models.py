@@ -12,6 +12,8 @@ import gc
 import os
 import threading
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -712,6 +714,32 @@ class ModelManager:
         del loaded
         free_memory()
         return True
+
+    @contextmanager
+    def memory_savers_for(self, key: str, names: Iterable[str]) -> Iterator[bool]:
+        """Turn the memory savers ``names`` on for the loaded model ``key`` while the block runs,
+        then put back what the options say. The options themselves never change, so other work
+        reading them (a load on the same thread later, ``/models list``) sees the owner's settings.
+        Yields False when the model is not loaded or the savers were on already.
+        """
+        spec = get_spec(key)
+        with self._lock:
+            loaded = self._loaded.get(spec.key)
+            if loaded is None:
+                wanted = None
+            else:
+                wanted = replace(loaded.switches, **dict.fromkeys(names, True))
+                if wanted == loaded.switches:
+                    wanted = None
+                else:
+                    self._apply_switches(loaded, wanted)
+        try:
+            yield wanted is not None
+        finally:
+            if loaded is not None and wanted is not None:
+                with self._lock:
+                    if self._loaded.get(spec.key) is loaded:
+                        self._apply_switches(loaded, self._switches())
 
     def unload_all(self) -> None:
         for key in list(self._loaded):
