@@ -352,6 +352,8 @@ class RecordedRequest:
     response: Any = None
     fault: str | None = None
     unknown_route: bool = False
+    #: What Discord would reject in it (spec schema or documented limit): ``FormError``s.
+    invalid: list[Any] = field(default_factory=list)
     interaction_id: int | None = None
     message_id: int | None = None
     channel_id: int | None = None

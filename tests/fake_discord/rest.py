@@ -18,6 +18,7 @@ from aiohttp import BodyPartReader, web
 
 from . import faults as F
 from . import payloads as P
+from . import validation as V
 from .models import (
     FakeChannel,
     FakeGuild,
@@ -63,8 +64,6 @@ _ALLOWED_CALLBACKS = {
     AUTOCOMPLETE: {8},
     MODAL_SUBMIT: {4, 5, 6, 7},
 }
-
-_CHAT_INPUT_NAME = re.compile(r"^[-_'\w]{1,32}$")
 
 
 def build_app(server: FakeDiscord) -> web.Application:
@@ -255,13 +254,29 @@ class RestApi:
         authorized = request.headers.get("Authorization") == f"Bot {self.server.token}"
         if record.api and self.auth_required.get(canonical, True) and not authorized:
             return F.error_response(401, 0, "401: Unauthorized")
-        if sum(f.size for f in record.files) > self.server.max_upload_size:
+        # Discord's limit is per file (the interaction's attachment_size_limit), not per request.
+        if any(f.size > self.server.max_upload_size for f in record.files):
             record.fault = "upload_limit"
             return F.too_large_response()
+        if record.api and self.server.validate_requests:
+            invalid = self._validate(record)
+            if invalid is not None:
+                return invalid
         response = await handler(request)
         if record.api and response.status != 429:
             self._add_rate_limit_headers(response, record)
         return response
+
+    def _validate(self, record: RecordedRequest) -> web.Response | None:
+        """Check the request against Discord's spec and documented limits (see validation.py)."""
+        has_body = record.json is not None or record.multipart
+        _, errors = V.default_validator().validate(
+            record.method, record.path, record.query, record.json, has_body
+        )
+        if not errors:
+            return None
+        record.invalid = errors
+        return F.json_response(V.error_body(errors), status=400)
 
     @staticmethod
     def _add_rate_limit_headers(response: web.StreamResponse, record: RecordedRequest) -> None:
@@ -412,19 +427,7 @@ class RestApi:
         body = record.json
         if not isinstance(body, list):
             return F.form_error([], "LIST_TYPE_CONVERT", "Only iterables may be used in a ListType")
-        seen: set[tuple[str, int]] = set()
-        for index, command in enumerate(body):
-            problem = validate_command(command, [str(index)])
-            if problem is not None:
-                return problem
-            key = (command["name"], command.get("type", 1))
-            if key in seen:
-                return F.form_error(
-                    [str(index), "name"],
-                    "APPLICATION_COMMANDS_DUPLICATE_NAME",
-                    f"Application command names must be unique: {key[0]}",
-                )
-            seen.add(key)
+        # Names, lengths, counts and duplicates were checked by the middleware (validation.py).
         existing = {
             (c["name"], c.get("type", 1)): c for c in self.server.commands.get(scope, {}).values()
         }
@@ -440,9 +443,6 @@ class RestApi:
         scope, error = self._command_scope(record)
         if error:
             return error
-        problem = validate_command(record.body, [])
-        if problem is not None:
-            return problem
         commands = self.server.commands.setdefault(scope, {})
         key = (record.body["name"], record.body.get("type", 1))
         old = next((c for c in commands.values() if (c["name"], c.get("type", 1)) == key), None)
@@ -470,9 +470,10 @@ class RestApi:
         if error or command is None:
             return error or F.not_found(F.UNKNOWN_APPLICATION_COMMAND, "application command")
         merged = {**command, **record.body}
-        problem = validate_command(merged, [])
-        if problem is not None:
-            return problem
+        if merged.get("type", 1) == 1 and not merged.get("description"):
+            return F.form_error(
+                ["description"], "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."
+            )
         full = self._full_command(merged, scope, command)
         self.server.commands[scope][int(full["id"])] = full
         return self._json(full)
@@ -1146,21 +1147,11 @@ def validate_message(
     *,
     existing: StoredMessage | None = None,
 ) -> web.Response | None:
-    """Discord's message limits that a bot can realistically trip over."""
-    content = data.get("content")
-    if content is not None and len(str(content)) > 2000:
-        return F.form_error(["content"], "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length.")
-    embeds = data.get("embeds") or []
-    if len(embeds) > 10:
-        return F.form_error(["embeds"], "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
+    """What Discord checks against the message's state; the body's own shape and lengths were
+    checked by the middleware against the spec and the documented limits (validation.py)."""
     if len(files) > 10:
         return F.form_error(["files"], "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
     components = data.get("components") or []
-    v2 = bool((data.get("flags") or 0) & IS_COMPONENTS_V2) or (
-        existing is not None and bool(existing.flags & IS_COMPONENTS_V2)
-    )
-    if not v2 and len(components) > 5:
-        return F.form_error(["components"], "BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")
     custom_ids = [c["custom_id"] for c in walk_components(components) if "custom_id" in c]
     if len(custom_ids) != len(set(custom_ids)):
         return F.form_error(
@@ -1195,88 +1186,6 @@ def _has_body(data: dict[str, Any], files: list[UploadedFile]) -> bool:
         or data.get("sticker_ids")
         or data.get("poll")
     )
-
-
-def validate_command(command: Any, path: list[str]) -> web.Response | None:
-    """The command-schema checks Discord applies on sync (names, descriptions, option order)."""
-    if not isinstance(command, dict) or "name" not in command:
-        return F.form_error([*path, "name"], "BASE_TYPE_REQUIRED", "This field is required")
-    ctype = command.get("type", 1)
-    name = command["name"]
-    if ctype not in (1, 2, 3, 4):
-        return F.form_error(
-            [*path, "type"], "BASE_TYPE_CHOICES", "Value must be one of {1, 2, 3, 4}."
-        )
-    if ctype == 1:
-        if not _CHAT_INPUT_NAME.match(name) or name != name.lower():
-            return F.form_error(
-                [*path, "name"], "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid"
-            )
-        description = command.get("description") or ""
-        if not 1 <= len(description) <= 100:
-            return F.form_error(
-                [*path, "description"],
-                "BASE_TYPE_BAD_LENGTH",
-                "Must be between 1 and 100 in length.",
-            )
-        return _validate_options(command.get("options") or [], [*path, "options"])
-    if not 1 <= len(name) <= 32:
-        return F.form_error(
-            [*path, "name"], "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 32 in length."
-        )
-    if command.get("description"):
-        return F.form_error(
-            [*path, "description"],
-            "APPLICATION_COMMAND_CONTEXT_MENU_DESCRIPTION",
-            "Context menu commands cannot have description",
-        )
-    return None
-
-
-def _validate_options(options: list[dict[str, Any]], path: list[str]) -> web.Response | None:
-    if len(options) > 25:
-        return F.form_error(path, "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
-    seen_optional = False
-    names: set[str] = set()
-    for index, option in enumerate(options):
-        here = [*path, str(index)]
-        name = option.get("name", "")
-        if not _CHAT_INPUT_NAME.match(name) or name != name.lower():
-            return F.form_error(
-                [*here, "name"], "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid"
-            )
-        if name in names:
-            return F.form_error(
-                [*here, "name"],
-                "APPLICATION_COMMAND_OPTIONS_NAME_ALREADY_EXISTS",
-                "Option names must be unique",
-            )
-        names.add(name)
-        if not 1 <= len(option.get("description") or "") <= 100:
-            return F.form_error(
-                [*here, "description"],
-                "BASE_TYPE_BAD_LENGTH",
-                "Must be between 1 and 100 in length.",
-            )
-        if len(option.get("choices") or []) > 25:
-            return F.form_error(
-                [*here, "choices"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."
-            )
-        if option.get("type") in (1, 2):
-            problem = _validate_options(option.get("options") or [], [*here, "options"])
-            if problem:
-                return problem
-            continue
-        if option.get("required"):
-            if seen_optional:
-                return F.form_error(
-                    here,
-                    "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
-                    "Required options must be placed before non-required options",
-                )
-        else:
-            seen_optional = True
-    return None
 
 
 def _normalize_embeds(embeds: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -114,6 +114,12 @@ class FakeDiscord:
         self.followup_replaces_deferred = followup_replaces_deferred
         #: Read by the ``fake_discord`` fixture: fail the test if unknown routes were called.
         self.strict_routes = True
+        #: Check every request against Discord's OpenAPI spec and documented limits; a request
+        #: that breaks them gets Discord's 400 (50035) and lands in ``invalid_requests``.
+        self.validate_requests = True
+        #: Fail the test (on leaving ``async with``) if any request was invalid. Set it to
+        #: ``False`` in a test that sends invalid requests on purpose.
+        self.strict_requests = True
         #: ``wait_until`` re-checks at least this often, for conditions on state outside the
         #: fake (e.g. a list the bot appends to); fake-side changes wake it immediately.
         self.poll_interval = 0.05
@@ -152,6 +158,8 @@ class FakeDiscord:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+        if exc_info[0] is None and self.strict_requests and self.invalid_requests:
+            raise AssertionError(self.describe_invalid())
 
     async def start(self) -> None:
         from .rest import build_app
@@ -567,6 +575,8 @@ class FakeDiscord:
         unknown = self.unknown_requests
         if unknown:
             lines.append("UNKNOWN ROUTES (answered 404): " + ", ".join(r.key for r in unknown))
+        if self.invalid_requests:
+            lines.append(self.describe_invalid())
         sessions = self.gateway.live_sessions()
         lines.append(
             f"gateway: {len(sessions)} live session(s), connected={self.is_connected()}, "
@@ -699,6 +709,18 @@ class FakeDiscord:
     def unknown_requests(self) -> list[RecordedRequest]:
         """Requests to routes the fake doesn't implement (answered 404 code 0)."""
         return [r for r in self.requests if r.unknown_route]
+
+    @property
+    def invalid_requests(self) -> list[RecordedRequest]:
+        """Requests real Discord would reject as an Invalid Form Body (answered 400, 50035)."""
+        return [r for r in self.requests if r.invalid]
+
+    def describe_invalid(self) -> str:
+        lines = ["the bot sent requests Discord would reject (400 Invalid Form Body):"]
+        for record in self.invalid_requests:
+            lines.append(f"  {record!r}")
+            lines += [f"    {error}" for error in record.invalid]
+        return "\n".join(lines)
 
     def original_response(self, interaction: FakeInteraction) -> StoredMessage | None:
         if interaction.original_message_id is None:
