@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import discord
 import discord.asset
@@ -37,8 +37,23 @@ FAST_CLIENT_OPTIONS: dict[str, Any] = {"guild_ready_timeout": 0.2}
 _patch_depth = 0
 
 
+class FakeEndpoints(Protocol):
+    """Where a fake Discord listens: a :class:`FakeDiscord` in this process, or a
+    ``launch.RemoteFake`` naming one that runs in the test process of a bot started as a
+    subprocess."""
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def api_base(self) -> str: ...
+
+    @property
+    def gateway_url(self) -> str: ...
+
+
 @contextlib.contextmanager
-def patch_discord(fake: FakeDiscord) -> Iterator[None]:
+def patch_discord(fake: FakeEndpoints) -> Iterator[None]:
     """Route discord.py's REST, gateway and CDN traffic to ``fake`` for the duration."""
     global _patch_depth
     saved = (
