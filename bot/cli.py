@@ -2,16 +2,21 @@
 
 Bad input exits with status 2 and one message naming the option and what it allows, with no
 traceback and no output file left behind (videos are written under a temporary name and renamed on
-success). A job that fails while running (out of memory, say) exits with status 1.
+success, and folders made for the output are removed again on failure). A job that fails while
+running (out of memory, say) exits with status 1. ``videobot run`` says the same way what is
+wrong with the configuration, the token, the network or the Message Content intent.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +51,8 @@ _OPTION_OF_FIELD = {
     "upscaler": "--upscaler",
     "dtype": "--dtype",
     "image": "--image",
+    "output": "-o",
+    "device": "--device",
 }
 
 
@@ -59,14 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
     generate = commands.add_parser("generate", help="render a video from a text prompt")
     generate.add_argument("prompt", metavar="PROMPT")
     generate.add_argument("--model", help="model key (see `videobot models`)")
-    generate.add_argument("--negative-prompt", default="")
+    # The second names are the ones members type in Discord (`/video prompt:… --frames 24`).
+    generate.add_argument("--negative-prompt", "--neg", default="", help="what to avoid")
     # Left out, these take the chosen model's own defaults (see `videobot models`).
-    generate.add_argument("--num-frames", type=int, default=None, help="default: the model's")
+    generate.add_argument(
+        "--num-frames", "--frames", type=int, default=None, help="default: the model's"
+    )
     generate.add_argument("--fps", type=int, default=None, help="default: the model's")
     generate.add_argument("--width", type=int, default=None, help="default: the model's native")
     generate.add_argument("--height", type=int, default=None, help="default: the model's native")
+    generate.add_argument(
+        "--size", type=_size, default=None, metavar="WxH", help="width and height: 576x320"
+    )
     generate.add_argument("--steps", type=int, default=None, help="default: the model's")
-    generate.add_argument("--guidance-scale", type=float, default=None, help="default: the model's")
+    generate.add_argument(
+        "--guidance-scale", "--guidance", type=float, default=None, help="default: the model's"
+    )
     generate.add_argument("--seed", type=int, default=None)
     generate.add_argument(
         "--scheduler", default=None, help=f"default: the model's; one of: {', '.join(SCHEDULERS)}"
@@ -120,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     for sub in (generate, upscale):
-        sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+        sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... or mps")
         sub.add_argument("--dtype", default="auto", help="auto, float16, bfloat16, float32")
         sub.add_argument("--cpu-offload", action="store_true", help="save VRAM, cost speed")
         sub.add_argument("--vae-slicing", action="store_true", help="decode frames one by one")
@@ -142,12 +157,19 @@ def _add_output(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.mp4")
 
 
+def _size(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"must be WIDTHxHEIGHT, like 576x320 (got {text!r})")
+    return int(match[1]), int(match[2])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from bot.logs import configure_logging
 
-    configure_logging(args.verbose)
+    configure_logging(args.verbose, announce=args.command == "run")
     try:
         return _COMMANDS[args.command](args)
     except InvalidParameterError as exc:
@@ -177,11 +199,16 @@ def _name_options(message: str) -> str:
 
 
 def _configure_manager(args: argparse.Namespace) -> None:
+    from bot.config import check_device
     from bot.core import get_model_manager
     from bot.core.models import MEMORY_SWITCHES
     from bot.core.speed import SpeedOptions
 
     manager = get_model_manager()
+    try:
+        check_device(args.device)
+    except ValueError as exc:
+        raise InvalidParameterError("device", str(exc)) from None
     dtype = args.dtype
     if dtype not in ("auto", "float16", "bfloat16", "float32"):
         raise InvalidParameterError(
@@ -199,11 +226,16 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from bot.core import GenerationParams, get_generation_engine
     from bot.core.models import get_spec
 
+    width, height = args.width, args.height
+    if args.size is not None:
+        if (width, height) not in ((None, None), args.size):
+            raise InvalidParameterError("size", "give --size or --width/--height, not both")
+        width, height = args.size
     given = {
         "num_frames": args.num_frames,
         "fps": args.fps,
-        "width": args.width,
-        "height": args.height,
+        "width": width,
+        "height": height,
         "num_inference_steps": args.steps,
         "guidance_scale": args.guidance_scale,
         "scheduler": args.scheduler,
@@ -218,13 +250,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         model=get_spec(args.model).key if args.model else "animatediff",
         **{name: value for name, value in given.items() if value is not None},
     )
-    _check_output(args.output)
     _configure_manager(args)
-    with _ProgressBar() as bar:
-        result = get_generation_engine().generate_video(params, bar.control)
-    if result.error:
-        raise VideoBotError(result.error)
-    path = result.save_as_video(args.output, encoder=_encoder())
+    with _output_folder(args.output):
+        _load(params.model or "animatediff")
+        with _ProgressBar() as bar:
+            result = get_generation_engine().generate_video(params, bar.control)
+        if result.error:
+            raise VideoBotError(result.error)
+        path = result.save_as_video(args.output, encoder=_encoder())
     print(
         f"saved {path}: {len(result.images)} frames at {result.frame_rate:g} fps, "
         f"{result.size[0]}x{result.size[1]}, model {result.metadata['model']}, "
@@ -241,10 +274,10 @@ def _cmd_edit(args: argparse.Namespace) -> int:
         for name in ("start_frame", "end_frame", "speed_factor", "loops", "factor")
         if getattr(args, name) is not None
     }
-    _check_output(args.output)
-    source = GenerationResult.from_video_file(_existing(args.input))
-    edited = get_generation_engine().edit_video(source, args.operation, **kwargs)
-    path = edited.save_as_video(args.output)
+    with _output_folder(args.output):
+        source = GenerationResult.from_video_file(_existing(args.input))
+        edited = get_generation_engine().edit_video(source, args.operation, **kwargs)
+        path = edited.save_as_video(args.output)
     print(f"saved {path}: {len(edited.images)} frames at {edited.frame_rate:g} fps")
     return 0
 
@@ -252,22 +285,24 @@ def _cmd_edit(args: argparse.Namespace) -> int:
 def _cmd_upscale(args: argparse.Namespace) -> int:
     from bot.core import GenerationResult, get_generation_engine
 
-    _check_output(args.output)
-    source = GenerationResult.from_video_file(_existing(args.input))
     _configure_manager(args)
-    with _ProgressBar() as bar:
-        result = get_generation_engine().upscale(
-            source,
-            upscaler=args.upscaler or "zeroscope_v2_xl",
-            prompt=args.prompt,
-            strength=args.strength,
-            num_inference_steps=args.steps,
-            seed=args.seed,
-            control=bar.control,
-        )
-    if result.error:
-        raise VideoBotError(result.error)
-    path = result.save_as_video(args.output, encoder=_encoder())
+    with _output_folder(args.output):
+        source = GenerationResult.from_video_file(_existing(args.input))
+        upscaler = args.upscaler or "zeroscope_v2_xl"
+        _load(upscaler)
+        with _ProgressBar() as bar:
+            result = get_generation_engine().upscale(
+                source,
+                upscaler=upscaler,
+                prompt=args.prompt,
+                strength=args.strength,
+                num_inference_steps=args.steps,
+                seed=args.seed,
+                control=bar.control,
+            )
+        if result.error:
+            raise VideoBotError(result.error)
+        path = result.save_as_video(args.output, encoder=_encoder())
     print(f"saved {path}: {result.size[0]}x{result.size[1]}, {len(result.images)} frames")
     return 0
 
@@ -306,10 +341,88 @@ def _existing(path: Path) -> Path:
     return path
 
 
-def _check_output(path: Path) -> None:
+@contextlib.contextmanager
+def _output_folder(path: Path) -> Iterator[None]:
+    """Check ``path`` can be written before any rendering, make its missing folders, and remove
+    the folders it made if the command fails, so a failed run leaves nothing behind."""
     if path.suffix.lower() != ".mp4":
         raise InvalidParameterError("output", f"must end in .mp4 (got {path.name!r})")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise InvalidParameterError("output", f"{path} is a folder; name a file in it")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InvalidParameterError("output", f"{path} exists and cannot be overwritten")
+    missing = []
+    existing = path.absolute().parent
+    while not existing.exists():
+        missing.append(existing)
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InvalidParameterError("output", f"{existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InvalidParameterError("output", f"cannot write in {existing} (permission denied)")
+    made: list[Path] = []
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+            made.append(folder)
+        yield
+    except BaseException:
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty: never a file someone else put there
+        raise
+
+
+def _load(key: str) -> None:
+    """Load the model before the job, so a failure shows its real cause: diffusers' own message
+    for a download that failed is "see the stacktrace above", and the CLI shows no stack trace."""
+    from bot.core import get_model_manager
+    from bot.core.engine import is_out_of_memory
+    from bot.core.models import get_spec
+
+    manager = get_model_manager()
+    spec = get_spec(key)
+    try:
+        manager.load_model(spec.key)
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            return  # the engine retries with the memory savers and explains
+        raise VideoBotError(
+            f"Could not load {spec.key} from {manager.source_of(spec)}: {describe_failure(exc)}"
+        ) from exc
+
+
+_NETWORK_FAILURES = {
+    "ConnectError",
+    "ConnectTimeout",
+    "ConnectionError",
+    "ConnectionRefusedError",
+    "OfflineModeIsEnabled",
+    "LocalEntryNotFoundError",
+    "gaierror",
+}
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The failure and the exception at the root of its chain, in one line."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    top = re.sub(r"\s*Please check out the root cause in the stacktrace above\.?", "", str(exc))
+    text = f"{type(exc).__name__}: {top.strip().rstrip('.')}"
+    root = chain[-1]
+    if root is not exc:
+        text += (
+            f"; caused by {type(root).__name__}: {str(root).strip().rstrip('.') or '(no message)'}"
+        )
+    if any(type(error).__name__ in _NETWORK_FAILURES for error in chain):
+        text += (
+            ". The first use downloads the weights from the Hugging Face hub: check the network "
+            "(and HF_HUB_OFFLINE), or point the model at a local folder"
+        )
+    return " ".join(text.split()) + "."
 
 
 class _ProgressBar:
@@ -339,9 +452,7 @@ class _ProgressBar:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from bot.config import NO_TOKEN_HELP, discord_token, load_settings
+    from bot.config import NO_TOKEN_HELP, ConfigError, config_path, discord_token, load_settings
 
     token = discord_token()
     if token is None:
@@ -349,15 +460,55 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         settings = load_settings()
-    except ValidationError as exc:
-        print(f"videobot run: error in the configuration:\n{exc}", file=sys.stderr)
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(f"videobot run: error: {line}", file=sys.stderr)
         return EXIT_USAGE
     if args.sync_commands:
         settings.discord.sync_commands_on_start = True
+    import logging
+
+    path = config_path()
+    logging.getLogger("bot").info(
+        "config: %s", path.resolve() if path.is_file() else f"none ({path} not found): defaults"
+    )
     from bot.client import VideoBot
 
-    asyncio.run(_serve(VideoBot(settings), token))
+    try:
+        asyncio.run(_serve(VideoBot(settings), token))
+    except Exception as exc:
+        code, message = _start_failure(exc)
+        if code is None:
+            raise
+        print(f"videobot run: error: {message}", file=sys.stderr)
+        return code
     return 0
+
+
+def _start_failure(exc: BaseException) -> tuple[int | None, str]:
+    """The one line for what stops a first start: the token, the intent, the network."""
+    import aiohttp
+    import discord
+
+    if isinstance(exc, discord.LoginFailure):
+        return EXIT_USAGE, (
+            "Discord refused the token in DISCORD_TOKEN (401 Unauthorized): copy it again from "
+            "https://discord.com/developers/applications → your app → Bot → Reset Token"
+        )
+    if isinstance(exc, discord.PrivilegedIntentsRequired):
+        return EXIT_USAGE, (
+            "Discord refused the Message Content intent (gateway close 4014): enable "
+            "'Message Content Intent' under Bot → Privileged Gateway Intents in the developer "
+            "portal, or set message_content_intent = false in [discord] of the config"
+        )
+    if isinstance(exc, (aiohttp.ClientConnectorError, discord.GatewayNotFound, TimeoutError)):
+        return EXIT_FAILED, (
+            f"cannot reach Discord ({exc.__class__.__name__}: {exc}): check the network, DNS "
+            "and any proxy or firewall, then start again"
+        )
+    if isinstance(exc, discord.ConnectionClosed):
+        return EXIT_FAILED, f"Discord closed the connection (code {exc.code}): {exc}"
+    return None, ""
 
 
 async def _serve(bot: Any, token: str) -> None:

@@ -5,21 +5,30 @@ and key (``VIDEOBOT_LIMITS__MAX_QUEUED_PER_USER=5``), the pydantic-settings conv
 containers and tests configure the bot without files. The Discord token is read from
 ``DISCORD_TOKEN`` only, never from the file, so a config file can be shared without leaking it.
 ``config.example.toml`` documents every key.
+
+A mistake in the file or the environment is a :class:`ConfigError` whose lines each name where
+the value came from (the file or the variable), the key and what is allowed: a new owner's typo
+(``blocked_word``) must stop the bot, not silently switch moderation off.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from pydantic_settings.exceptions import SettingsError
 
 from bot.admission import DirectMessages
 from bot.core.models import REGISTRY, get_spec
@@ -28,9 +37,35 @@ from bot.core.speed import SpeedOptions
 TOKEN_ENV = "DISCORD_TOKEN"
 CONFIG_ENV = "VIDEOBOT_CONFIG"
 DEFAULT_CONFIG_PATH = Path("config.toml")
+ENV_PREFIX = "VIDEOBOT_"
+ENV_DELIMITER = "__"
 
 
-class DiscordSettings(BaseModel):
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def check_device(device: str) -> str:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``: what torch and the manager accept."""
+    if not _DEVICE.fullmatch(device):
+        raise ValueError(f"must be auto, cpu, cuda, cuda:N (cuda:1, ...) or mps (got {device!r})")
+    return device
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; ``lines`` are one clear line per mistake."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+class Section(BaseModel):
+    """A config section: an unknown key is an error, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DiscordSettings(Section):
     command_prefix: str = "!"
     """Prefix for reply-to-video text commands (``!trim 5 20``); mentioning the bot also works."""
     guild_ids: list[int] = Field(default_factory=list)
@@ -38,9 +73,13 @@ class DiscordSettings(BaseModel):
     moderator_role: str | None = None
     """Members with this role name may use moderator commands, besides Manage Server."""
     sync_commands_on_start: bool = False
+    message_content_intent: bool = False
+    """Ask Discord for the privileged Message Content intent (enable it in the developer portal
+    first). Off, the bot still serves slash commands, buttons, the message menu, DMs and reply
+    commands that mention it; on, plain prefix replies (``!trim 5 20``) work too."""
 
 
-class ModelSettings(BaseModel):
+class ModelSettings(Section):
     enabled: list[str] = Field(
         default_factory=lambda: ["zeroscope_v2_576w", "animatediff", "modelscope_t2v"]
     )
@@ -60,6 +99,11 @@ class ModelSettings(BaseModel):
     animatediff_base: str | None = None
     sources: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        return check_device(device)
+
     @field_validator("enabled", "preload")
     @classmethod
     def _known_models(cls, keys: list[str]) -> list[str]:
@@ -69,6 +113,27 @@ class ModelSettings(BaseModel):
     @classmethod
     def _known_default(cls, key: str | None) -> str | None:
         return get_spec(key).key if key else None
+
+    @model_validator(mode="after")
+    def _usable_default(self) -> ModelSettings:
+        generators = [k for k in self.enabled if REGISTRY[k].role == "generator"]
+        if self.default is not None:
+            if REGISTRY[self.default].role != "generator":
+                raise ValueError(
+                    f"default: {self.default!r} is an {REGISTRY[self.default].role}, not a model "
+                    f"that generates; pick one of: {', '.join(generators) or 'none enabled'}"
+                )
+            if self.default not in self.enabled:
+                raise ValueError(
+                    f"default: {self.default!r} is not in models.enabled; add it there or pick "
+                    f"one of: {', '.join(generators) or 'none enabled'}"
+                )
+        elif not generators:
+            raise ValueError(
+                "enabled: names no model that generates (only upscalers); add one of: "
+                + ", ".join(k for k, spec in REGISTRY.items() if spec.role == "generator")
+            )
+        return self
 
     @property
     def default_model(self) -> str:
@@ -80,7 +145,7 @@ class ModelSettings(BaseModel):
         return generators[0]
 
 
-class LimitSettings(BaseModel):
+class LimitSettings(Section):
     max_queued_per_user: int = Field(default=3, ge=1, le=100)
     max_queue: int = Field(default=100, ge=1)
     cooldown_s: float = Field(default=0.0, ge=0)
@@ -100,19 +165,19 @@ class LimitSettings(BaseModel):
     members blocked in any server); off: the bot refuses requests in DMs."""
 
 
-class ModerationSettings(BaseModel):
+class ModerationSettings(Section):
     blocked_words: list[str] = Field(default_factory=list)
     """Prompts containing any of these words (whole words, any case) are refused."""
 
 
-class StorageSettings(BaseModel):
+class StorageSettings(Section):
     database: Path = Path("data/videobot.sqlite3")
     output_dir: Path = Path("data/outputs")
     max_output_mb: float = Field(default=5000.0, gt=0)
     """Disk budget for finished videos: the oldest are deleted past it (their history stays)."""
 
 
-class SpeedSettings(BaseModel):
+class SpeedSettings(Section):
     """How loaded models are made fast (``bot.core.speed``). Every switch is ``auto`` (on for CUDA,
     off on the CPU), ``on`` or ``off``; a speed-up that fails is logged and left off."""
 
@@ -153,7 +218,7 @@ class Settings(BaseSettings):
     """All settings. Precedence: environment over ``config.toml`` over the defaults here."""
 
     model_config = SettingsConfigDict(
-        env_prefix="VIDEOBOT_", env_nested_delimiter="__", extra="forbid"
+        env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_DELIMITER, extra="forbid"
     )
 
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
@@ -172,7 +237,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_file = Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG_PATH))
+        toml_file = config_path()
         return (
             init_settings,
             env_settings,
@@ -180,9 +245,149 @@ class Settings(BaseSettings):
         )
 
 
+def config_path() -> Path:
+    """The file read: ``VIDEOBOT_CONFIG``, else ``config.toml`` in the working directory."""
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Read ``config.toml`` (or the file ``VIDEOBOT_CONFIG`` names) and the environment."""
-    return Settings(**overrides)
+    """Read ``config.toml`` (or the file ``VIDEOBOT_CONFIG`` names) and the environment.
+
+    Raises :class:`ConfigError`, one line per mistake, for a missing ``VIDEOBOT_CONFIG`` file,
+    invalid TOML, an unknown section or key (with the nearest valid one) and a bad value.
+    """
+    path = config_path()
+    if os.environ.get(CONFIG_ENV) and not path.is_file():
+        raise ConfigError(
+            [f"{path}: no such file ({CONFIG_ENV} names it; unset {CONFIG_ENV} to use config.toml)"]
+        )
+    file_values = _read_toml(path)
+    env_keys = _environment_keys()
+    problems = _unknown_keys(file_values, str(path)) + _unknown_env_keys(env_keys)
+    problems += _unparsable_env_values(env_keys)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path, env_keys)) from None
+    except SettingsError as exc:
+        raise ConfigError([f"environment: {exc}"]) from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: invalid TOML: {exc}"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot be read: {exc}"]) from None
+
+
+def _sections() -> dict[str, type[BaseModel]]:
+    return {
+        name: field.annotation  # type: ignore[misc]
+        for name, field in Settings.model_fields.items()
+    }
+
+
+def _nearest(word: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(word.lower(), allowed, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return f"{hint}allowed: {', '.join(allowed)}"
+
+
+def _unknown_keys(values: dict[str, Any], where: str) -> list[str]:
+    sections = _sections()
+    problems = []
+    for name, table in values.items():
+        if name == "token":
+            problems.append(
+                f"{where}: token: the bot token is never read from a file; set {TOKEN_ENV} "
+                "in the environment"
+            )
+        elif name not in sections:
+            problems.append(f"{where}: unknown section [{name}]; {_nearest(name, list(sections))}")
+        elif not isinstance(table, dict):
+            problems.append(f"{where}: {name} must be a section, written [{name}]")
+        else:
+            allowed = list(sections[name].model_fields)
+            problems += [
+                f"{where}: [{name}] {key}: unknown key; {_nearest(key, allowed)}"
+                for key in table
+                if key not in allowed
+            ]
+    return problems
+
+
+def _environment_keys() -> dict[tuple[str, str], str]:
+    """``VIDEOBOT_SECTION__KEY`` variables as (section, key) -> the variable's name."""
+    found = {}
+    for name in os.environ:
+        upper = name.upper()
+        if upper.startswith(ENV_PREFIX) and ENV_DELIMITER in upper:
+            section, _, key = upper[len(ENV_PREFIX) :].partition(ENV_DELIMITER)
+            found[(section.lower(), key.split(ENV_DELIMITER)[0].lower())] = name
+    return found
+
+
+def _unknown_env_keys(env_keys: dict[tuple[str, str], str]) -> list[str]:
+    sections = _sections()
+    problems = []
+    for (section, key), name in env_keys.items():
+        if section not in sections:
+            problems.append(
+                f"{name}: unknown section {section!r}; {_nearest(section, list(sections))}"
+            )
+        elif key not in sections[section].model_fields:
+            allowed = list(sections[section].model_fields)
+            problems.append(f"{name}: [{section}] has no key {key!r}; {_nearest(key, allowed)}")
+    return problems
+
+
+def _unparsable_env_values(env_keys: dict[tuple[str, str], str]) -> list[str]:
+    """Lists and tables come from the environment as JSON; say so where one is not."""
+    sections = _sections()
+    problems = []
+    for (section, key), name in env_keys.items():
+        field = sections.get(section, Section).model_fields.get(key)
+        origin = getattr(field.annotation, "__origin__", None) if field else None
+        if origin not in (list, dict) or name.upper().count(ENV_DELIMITER) > 1:
+            continue
+        try:
+            json.loads(os.environ[name])
+        except ValueError:
+            example = '\'["a","b"]\'' if origin is list else '\'{"key": "value"}\''
+            problems.append(
+                f"{name}: must be JSON, for example {name}={example} (got {os.environ[name]!r})"
+            )
+    return problems
+
+
+def _describe(exc: ValidationError, path: Path, env_keys: dict[tuple[str, str], str]) -> list[str]:
+    lines = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        message = str(error["msg"]).removeprefix("Value error, ")
+        fields = list(_sections().get(loc[0], Section).model_fields)
+        first = message.replace(":", " ").split(" ", 1)[0]
+        if len(loc) == 1 and first in fields:  # a section's own check names its key
+            loc.append(first)
+            message = message[len(first) :].lstrip(": ")
+        elif len(loc) > 1 and message.startswith("model: "):  # get_spec's own field name
+            message = message.removeprefix("model: ")
+        section = loc[0]
+        key = loc[1] if len(loc) > 1 else ""
+        where = env_keys.get((section, key), str(path))
+        name = f"[{section}] {key}" + "".join(f"[{part}]" for part in loc[2:])
+        got = f" (got {error['input']!r})" if error["type"] != "value_error" else ""
+        if error["type"] == "extra_forbidden":
+            message, got = f"unknown key; {_nearest(key, fields)}", ""
+        lines.append(f"{where}: {name.strip()}: {message}{got}")
+    return lines
 
 
 def discord_token() -> str | None:

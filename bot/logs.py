@@ -20,13 +20,20 @@ class _OneLineFormatter(logging.Formatter):
         return super().format(record)
 
 
-def configure_logging(verbose: bool = False) -> None:
+def configure_logging(verbose: bool = False, *, announce: bool = False) -> None:
+    """``announce`` (the bot): the bot's own INFO lines (who logged in, the guilds, the models,
+    the config file, what a shutdown waits for) show at the default level, with the time;
+    libraries stay at warnings."""
     handler = logging.StreamHandler(sys.stderr)
     fmt = "%(levelname)s %(name)s: %(message)s"
+    if announce:
+        fmt = "%(asctime)s " + fmt
     handler.setFormatter(logging.Formatter(fmt) if verbose else _OneLineFormatter(fmt))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    if announce and not verbose:
+        logging.getLogger("bot").setLevel(logging.INFO)
     if not verbose:
         quiet_libraries()
 

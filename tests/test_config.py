@@ -6,10 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
 from bot.cli import main
-from bot.config import load_settings
+from bot.config import ConfigError, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,11 +45,136 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch) -> None:
 def test_bad_values_and_token_in_file_are_refused(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("VIDEOBOT_CONFIG", str(tmp_path / "bot.toml"))
     (tmp_path / "bot.toml").write_text('[models]\nenabled = ["sora"]\n')
-    with pytest.raises(ValidationError, match="unknown model 'sora'"):
+    with pytest.raises(ConfigError, match="enabled: unknown model 'sora'"):
         load_settings()
     (tmp_path / "bot.toml").write_text('token = "abc"\n')
-    with pytest.raises(ValidationError, match="token"):
+    with pytest.raises(ConfigError, match="never read from a file; set DISCORD_TOKEN"):
         load_settings()
+
+
+def one_line_errors(monkeypatch, capsys, **env: str) -> list[str]:
+    """``videobot run`` with a token and this config: exit 2, only the error lines, no traceback."""
+    monkeypatch.setenv("DISCORD_TOKEN", "not-used")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert all(line.startswith("videobot run: error: ") for line in lines), lines
+    return [line.removeprefix("videobot run: error: ") for line in lines]
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        (
+            '[moderation]\nblocked_word = ["spam"]\n',
+            "[moderation] blocked_word: unknown key; did you mean blocked_words? "
+            "allowed: blocked_words",
+        ),
+        (
+            "[limits]\nmax_queued_per_usr = 2\n",
+            "[limits] max_queued_per_usr: unknown key; did you mean max_queued_per_user?",
+        ),
+        (
+            "[speed]\nenabeld = true\n",
+            "[speed] enabeld: unknown key; allowed: vae_dtype, tf32",
+        ),
+        ("[discrod]\nguild_ids = []\n", "unknown section [discrod]; did you mean discord?"),
+        ("[limits]\ncooldown_s =\n", "invalid TOML: Invalid value (at line 2, column 13)"),
+        (
+            "[limits]\nmax_queued_per_user = 0\n",
+            "[limits] max_queued_per_user: Input should be greater than or equal to 1 (got 0)",
+        ),
+        (
+            '[models]\nenabled = ["tiny_t2v"]\ndefault = "animatediff"\n',
+            "[models] default: 'animatediff' is not in models.enabled; add it there or pick one "
+            "of: tiny_t2v",
+        ),
+        (
+            '[models]\nenabled = ["tiny_t2v", "tiny_v2v"]\ndefault = "tiny_v2v"\n',
+            "[models] default: 'tiny_v2v' is an upscaler, not a model that generates",
+        ),
+        (
+            '[models]\nenabled = ["tiny_v2v"]\n',
+            "[models] enabled: names no model that generates (only upscalers)",
+        ),
+        ('[models]\ndevice = "gpu"\n', "[models] device: must be auto, cpu, cuda, cuda:N"),
+    ],
+)
+def test_config_file_mistakes_get_one_line_naming_file_and_key(
+    tmp_path: Path, monkeypatch, capsys, toml: str, expected: str
+) -> None:
+    path = tmp_path / "bot.toml"
+    path.write_text(toml)
+    [line] = one_line_errors(monkeypatch, capsys, VIDEOBOT_CONFIG=str(path))
+    assert line.startswith(f"{path}: "), line
+    assert expected in line
+
+
+def test_config_toml_in_the_working_directory_is_named(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("VIDEOBOT_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.toml").write_text(
+        "[limits]\nmax_queued_per_usr = 2\n[moderation]\nblocked_word = []\n"
+    )
+    lines = one_line_errors(monkeypatch, capsys)
+    assert [line.split(": ")[0] for line in lines] == ["config.toml", "config.toml"]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"VIDEOBOT_LIMITS__MAX_QUEUED_PER_USR": "5"},
+            "VIDEOBOT_LIMITS__MAX_QUEUED_PER_USR: [limits] has no key 'max_queued_per_usr'; "
+            "did you mean max_queued_per_user?",
+        ),
+        (
+            {"VIDEOBOT_LIMITS__COOLDOWN_S": "soon"},
+            "VIDEOBOT_LIMITS__COOLDOWN_S: [limits] cooldown_s: Input should be a valid number",
+        ),
+        (
+            {"VIDEOBOT_MODELS__ENABLED": "tiny_t2v"},
+            "VIDEOBOT_MODELS__ENABLED: must be JSON, for example "
+            "VIDEOBOT_MODELS__ENABLED='[\"a\",\"b\"]' (got 'tiny_t2v')",
+        ),
+        (
+            {"VIDEOBOT_MODELS__DEFAULT": "zeroscope_v2_xl"},
+            "VIDEOBOT_MODELS__DEFAULT: [models] default: 'zeroscope_v2_xl' is an upscaler",
+        ),
+        (
+            {"VIDEOBOT_MODERATON__BLOCKED_WORDS": "[]"},
+            "VIDEOBOT_MODERATON__BLOCKED_WORDS: unknown section 'moderaton'; did you mean "
+            "moderation?",
+        ),
+    ],
+)
+def test_environment_mistakes_name_the_variable(
+    tmp_path: Path, monkeypatch, capsys, env: dict[str, str], expected: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VIDEOBOT_CONFIG", raising=False)
+    [line] = one_line_errors(monkeypatch, capsys, **env)
+    assert expected in line
+
+
+def test_missing_config_file_named_by_the_environment(tmp_path: Path, monkeypatch, capsys) -> None:
+    missing = tmp_path / "nowhere" / "bot.toml"
+    [line] = one_line_errors(monkeypatch, capsys, VIDEOBOT_CONFIG=str(missing))
+    assert (
+        line
+        == f"{missing}: no such file (VIDEOBOT_CONFIG names it; unset VIDEOBOT_CONFIG to use config.toml)"
+    )
+
+
+def test_no_config_file_at_all_is_fine(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VIDEOBOT_CONFIG", raising=False)
+    settings = load_settings()
+    assert settings.discord.message_content_intent is False
+    assert settings.models.default_model == "zeroscope_v2_576w"
 
 
 def test_run_without_token_explains_how_to_get_one(monkeypatch, capsys) -> None:
