@@ -18,6 +18,7 @@ from bot.core.engine import GenerationEngine
 from bot.core.models import MEMORY_SWITCHES, ModelManager, get_model_manager
 from bot.interactions import report_failure
 from bot.jobs import GpuExecutor, Job, JobExecutor
+from bot.lifecycle import JobStatus
 from bot.render import (
     ButtonHandler,
     CancelButton,
@@ -60,7 +61,11 @@ class VideoBot(commands.Bot):
         **options: Any,
     ) -> None:
         intents = options.pop("intents", None) or discord.Intents.default()
-        intents.message_content = True  # reply-to-video text commands
+        # Privileged: Discord closes the gateway with 4014 unless the portal enables it. Without
+        # it, messages that mention the bot, DMs and the bot's own messages still carry content.
+        intents.message_content = settings.discord.message_content_intent
+        # The bot never joins voice: no start-up warnings about voice libraries.
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,
@@ -96,6 +101,27 @@ class VideoBot(commands.Bot):
             await self.executor.run_on_gpu_thread(partial(self.service.engine.warm_up, key))
         if self.settings.discord.sync_commands_on_start:
             await self.sync_commands()
+        models = self.settings.models
+        log.info(
+            "models: %s enabled, default %s%s",
+            ", ".join(models.enabled),
+            models.default_model,
+            f"; preloaded {', '.join(models.preload)}" if models.preload else "",
+        )
+
+    async def on_ready(self) -> None:
+        """Who logged in and where, once per connection: the first thing an owner checks."""
+        assert self.user is not None
+        guilds = ", ".join(f"{g.name} ({g.id})" for g in self.guilds) or "none yet: invite it"
+        log.info(
+            "logged in as %s (id %s) in %d server(s): %s",
+            self.user,
+            self.user.id,
+            len(self.guilds),
+            guilds,
+        )
+        content = "on" if self.intents.message_content else "off (reply commands need a mention)"
+        log.info("message content intent: %s", content)
 
     async def announce_recovered(self, resumed: list[Job], failed: list[JobRecord]) -> None:
         """Jobs from before a restart report in their channel, mentioning their member: the
@@ -171,12 +197,22 @@ class VideoBot(commands.Bot):
         """Drain: no new jobs, the running job finishes and is recorded, queued jobs stay queued
         in the database for the next start, then the database is closed cleanly."""
         if hasattr(self, "executor"):
+            running = [j for j in self.executor.snapshot() if j.state == JobStatus.RUNNING]
+            for job in running:
+                log.info(
+                    "stopping: waiting for the running job %s (%s) to finish", job.id, job.kind
+                )
             await self.executor.stop()
         if hasattr(self, "service"):
             await self.service.drain()
             # Results being posted finish before the database and the HTTP session close.
             presenting = [t for t in self.service.presenting if t is not asyncio.current_task()]
             if presenting:
+                log.info(
+                    "stopping: waiting up to %.0f s for %d result post(s) to Discord",
+                    SHUTDOWN_POST_TIMEOUT_S,
+                    len(presenting),
+                )
                 await asyncio.wait(presenting, timeout=SHUTDOWN_POST_TIMEOUT_S)
         if self._background is not None:
             self._background.cancel()

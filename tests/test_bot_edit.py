@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from bot_helpers import custom_ids, decode_attachment, make_bot, make_settings, wait_for_result
 from fake_discord import Upload
+from fake_discord.gateway import MESSAGE_CONTENT
 
 from bot.core import GenerationParams
 from bot.core.engine import GenerationEngine
@@ -101,8 +102,12 @@ async def test_upscale_by_button_and_command(fake_discord, manager, tmp_path) ->
 
 
 async def test_reply_to_a_video_with_text_commands(fake_discord, manager, tmp_path) -> None:
+    """With the Message Content intent (enabled in the portal and asked for); without it, see
+    tests/test_first_start.py."""
     fake = fake_discord
-    async with fake.run_bot(make_bot(make_settings(tmp_path), manager)) as bot:
+    fake.privileged_intents |= MESSAGE_CONTENT
+    settings = make_settings(tmp_path, discord={"message_content_intent": True})
+    async with fake.run_bot(make_bot(settings, manager)) as bot:
         upload = await fake.send_message(
             "look at this",
             attachments=[Upload("clip.mp4", mp4_of(5, tmp_path, manager), "video/mp4")],

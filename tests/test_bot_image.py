@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from bot_helpers import TINY_MODELS, decode_attachment, make_bot, make_settings, wait_for_result
 from fake_discord import Upload
+from fake_discord.gateway import MESSAGE_CONTENT
 from PIL import Image
 
 from bot.core import GenerationParams, media
@@ -125,7 +126,10 @@ async def test_bad_pictures_are_refused_privately_and_leave_nothing(
 
 async def test_reply_animate_to_a_picture(fake_discord, manager, tmp_path) -> None:
     fake = fake_discord
-    async with fake.run_bot(make_bot(settings_for(tmp_path), manager)) as bot:
+    fake.privileged_intents |= MESSAGE_CONTENT  # a member's picture: its files need the intent
+    settings = settings_for(tmp_path)
+    settings.discord.message_content_intent = True
+    async with fake.run_bot(make_bot(settings, manager)) as bot:
         picture = await fake.send_message(
             "my cat", attachments=[Upload("cat.webp", png((90, 200, 40)), "image/webp")]
         )

@@ -24,6 +24,7 @@ from fake_discord import (
     Upload,
     default_intents,
 )
+from fake_discord.gateway import MESSAGE_CONTENT
 
 pytest_plugins = ("fake_discord.fixtures",)
 
@@ -127,6 +128,7 @@ class VideoTestBot(commands.Bot):
 
 @pytest.fixture
 async def bot(fake_discord: FakeDiscord) -> AsyncIterator[VideoTestBot]:
+    fake_discord.privileged_intents |= MESSAGE_CONTENT  # VideoTestBot asks for it
     async with fake_discord.run_bot(VideoTestBot(fake_discord.guild.id)) as running:
         yield running
 

@@ -55,8 +55,9 @@ GUILD_MESSAGE_TYPING = 1 << 11
 DIRECT_MESSAGES = 1 << 12
 DIRECT_MESSAGE_REACTIONS = 1 << 13
 DIRECT_MESSAGE_TYPING = 1 << 14
+GUILD_PRESENCES = 1 << 8
 MESSAGE_CONTENT = 1 << 15
-PRIVILEGED_INTENTS = GUILD_MEMBERS | (1 << 8) | MESSAGE_CONTENT
+PRIVILEGED_INTENTS = GUILD_MEMBERS | GUILD_PRESENCES | MESSAGE_CONTENT
 
 _GUILD_EVENTS = ("GUILD_", "CHANNEL_", "THREAD_")
 _MESSAGE_EVENTS = {"MESSAGE_CREATE", "MESSAGE_UPDATE", "MESSAGE_DELETE", "MESSAGE_DELETE_BULK"}
@@ -109,19 +110,37 @@ def event_wanted(event: str, data: Any, intents: int) -> bool:
 
 
 def strip_message_content(event: str, data: Any, intents: int, bot_id: int) -> Any:
-    """Without MESSAGE_CONTENT, guild messages arrive with empty content/embeds/attachments.
+    """Without MESSAGE_CONTENT, guild messages arrive with empty content/embeds/attachments/
+    components, and without their poll.
 
-    Discord exempts messages the bot wrote and messages that mention it; so does the fake.
+    Discord exempts three kinds of message (its docs, "Message Content Intent", and the developer
+    support article on working without it): those the app sent, those in DMs with it, and those in
+    which it is @mentioned (a reply that pings the bot's message mentions the bot). A reply's
+    ``referenced_message`` is a message of its own and follows the same rule.
     """
     if event not in ("MESSAGE_CREATE", "MESSAGE_UPDATE") or intents & MESSAGE_CONTENT:
         return data
-    if not isinstance(data, dict) or data.get("guild_id") is None:
+    if not isinstance(data, dict):
         return data
-    if data.get("author", {}).get("id") == str(bot_id):
-        return data
-    if any(m.get("id") == str(bot_id) for m in data.get("mentions", [])):
-        return data
-    stripped = dict(data)
+    return _without_content(data, bot_id, in_guild=data.get("guild_id") is not None)
+
+
+def content_visible(message: dict[str, Any], bot_id: int, *, in_guild: bool) -> bool:
+    """Whether a bot without MESSAGE_CONTENT still gets this message's content."""
+    if not in_guild:
+        return True
+    if message.get("author", {}).get("id") == str(bot_id):
+        return True
+    return any(m.get("id") == str(bot_id) for m in message.get("mentions", []))
+
+
+def _without_content(message: dict[str, Any], bot_id: int, *, in_guild: bool) -> dict[str, Any]:
+    stripped = dict(message)
+    referenced = message.get("referenced_message")
+    if isinstance(referenced, dict):
+        stripped["referenced_message"] = _without_content(referenced, bot_id, in_guild=in_guild)
+    if content_visible(message, bot_id, in_guild=in_guild):
+        return stripped
     stripped.update(content="", embeds=[], attachments=[], components=[])
     stripped.pop("poll", None)
     return stripped
@@ -308,6 +327,8 @@ class Gateway:
             await self._close(conn, 4004, "Authentication failed.")
             return
         intents = int(data.get("intents", 0))
+        # Privileged intents must be enabled for the application in the developer portal (a new
+        # application has none); asking for one that is not ends the connection with 4014.
         if intents & PRIVILEGED_INTENTS & ~self.server.privileged_intents:
             await self._close(conn, 4014, "Disallowed intent(s).")
             return

@@ -89,8 +89,9 @@ class FakeDiscord:
             still assert on ``FakeInteraction.response_latency``.
         max_upload_size: bytes per request across all files before a 413 (code 40005); also
             reported to the bot as the interaction's ``attachment_size_limit``.
-        privileged_intents: intents bits the application is *allowed* to request (members,
-            presences, message content by default). Asking for others closes with 4014.
+        privileged_intents: the privileged intents enabled for the application in the developer
+            portal: members and presences by default, but not message content, as on a new
+            application. Asking for one that is not enabled closes the gateway with 4014.
         followup_replaces_deferred: Discord turns the first follow-up after a "thinking" defer
             into an edit of the deferred message; on by default, as on Discord.
     """
@@ -103,7 +104,7 @@ class FakeDiscord:
         token_lifetime: float = 15 * 60,
         response_deadline: float | None = None,
         max_upload_size: int = DEFAULT_MAX_UPLOAD,
-        privileged_intents: int = (1 << 1) | (1 << 8) | (1 << 15),
+        privileged_intents: int = (1 << 1) | (1 << 8),
         followup_replaces_deferred: bool = True,
     ) -> None:
         self.heartbeat_interval_ms = heartbeat_interval_ms
