@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bot_helpers import TINY_MODELS
-from fake_discord import FakeDiscord, FakeInteraction, FakeUser, StoredMessage
+from fake_discord import (
+    FakeDiscord,
+    FakeInteraction,
+    FakeUser,
+    RecordedRequest,
+    StoredMessage,
+)
 from fake_discord.gateway import GatewaySession
 from fake_discord.launch import URL_ENV, RemoteFake
 
@@ -41,9 +47,10 @@ REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 90.0
 JOB_TIMEOUT_S = 120.0
 
-#: Slow enough to still be running when the signal arrives (it follows within one 50 ms poll of
-#: the database), cheap enough to keep the test short: the smallest frames and size, more steps.
-SLOW = {"frames": 8, "steps": 24, "width": 32, "height": 32}
+#: Slow enough to still be running after the next job is submitted and when the signal arrives
+#: (within one 50 ms poll of the database), cheap enough to keep the test short: the smallest
+#: frames and size, many steps.
+SLOW = {"frames": 8, "steps": 40, "width": 32, "height": 32}
 QUICK = {"frames": 8, "steps": 10, "width": 32, "height": 32}
 
 
@@ -108,11 +115,16 @@ async def test_sigterm_drains_sigkill_retries_and_every_job_ends_once(
     assert jobs.statuses(every) == ["done"] * 5
     assert [jobs.row(i)["attempts"] for i in every] == [1, 1, 1, 2, 1]
     for job_id in every:
-        [result] = results_posted(fake, job_id)
+        posted = results_posted(fake, job_id)
+        assert len(posted) == 1, f"job {job_id}: {len(posted)} results posted"
+        result = posted[0]
         assert len(uploads_of(fake, job_id)) == 1, f"job {job_id} was uploaded more than once"
-        owner = jobs.row(job_id)["user_id"]
-        if job_id != a:  # resumed jobs report in their channel, mentioning their member
-            assert f"<@{owner}>" in result.content, result.content
+        announced = announcements(fake, job_id)
+        if job_id == a:  # finished in the process that took it: in its interaction's response
+            assert announced == []
+        else:  # resumed: once in its channel, mentioning its member
+            assert announced == [result], f"job {job_id} announced {len(announced)} times"
+            assert f"<@{jobs.row(job_id)['user_id']}>" in result.content, result.content
     assert {jobs.row(i)["user_id"] for i in every} == {alice.id, bob.id}
 
 
@@ -284,14 +296,26 @@ def results_posted(fake: FakeDiscord, job_id: int) -> list[StoredMessage]:
     ]
 
 
-def uploads_of(fake: FakeDiscord, job_id: int) -> list[Any]:
+def uploads_of(fake: FakeDiscord, job_id: int) -> list[RecordedRequest]:
     """Successful requests that uploaded a video labelled with job ``job_id``."""
     return [
         r
         for r in fake.requests
         if r.files
+        and r.status is not None
         and 200 <= r.status < 300
         and any(footer(e) == f"job #{job_id}" for e in _embeds_of(r.json))
+    ]
+
+
+def announcements(fake: FakeDiscord, job_id: int) -> list[StoredMessage]:
+    """The bot's messages about job ``job_id`` that answer no interaction: channel posts."""
+    responses = {i.original_message_id for i in fake.interactions.values()}
+    responses |= {m for i in fake.interactions.values() for m in i.followup_message_ids}
+    return [
+        m
+        for m in fake.messages_by_bot()
+        if m.id not in responses and m.embeds and footer(m.embeds[0]) == f"job #{job_id}"
     ]
 
 
