@@ -53,6 +53,7 @@ _OPTION_OF_FIELD = {
     "image": "--image",
     "output": "-o",
     "device": "--device",
+    "size": "--size",
 }
 
 

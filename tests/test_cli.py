@@ -136,6 +136,18 @@ def test_models_lists_every_key() -> None:
             "--dtype: must be auto, float16, bfloat16 or float32",
         ),
         (
+            ["generate", "x", *TINY[:2], "--device", "gpu"],
+            "--device: must be auto, cpu, cuda, cuda:N (cuda:1, ...) or mps (got 'gpu')",
+        ),
+        (
+            ["generate", "x", *TINY[:2], "--size", "64x48", "--width", "32"],
+            "--size: give --size or --width/--height, not both",
+        ),
+        (
+            ["generate", "x", *TINY[:2], "--size", "big"],
+            "argument --size: must be WIDTHxHEIGHT, like 576x320 (got 'big')",
+        ),
+        (
             ["edit", "IN.mp4", "blur"],
             "OP: unknown edit 'blur'; known: trim, speed, reverse, loop, interpolate",
         ),
@@ -162,11 +174,58 @@ def test_bad_input_exits_2_with_one_clear_line_and_no_output(
     assert not [p for p in tmp_path.iterdir() if p.name not in ("IN.mp4", "notvideo.mp4")]
 
 
+def test_the_names_members_use_are_aliases(tmp_path: Path, capsys, monkeypatch) -> None:
+    args = ["generate", "x", "--model", "tiny_t2v", "--frames", "8", "--steps", "10"]
+    args += ["--guidance", "5", "--neg", "blurry", "--size", "64x48", "--seed", "1"]
+    code, out, err = run_in_process([*args, "-o", "alias.mp4"], tmp_path, capsys, monkeypatch)
+    assert code == 0, err
+    assert "saved alias.mp4: 8 frames at 8 fps, 64x48, model tiny_t2v, seed 1" in out
+    from bot.cli import build_parser
+
+    parsed = build_parser().parse_args([*args, "-o", "alias.mp4"])
+    assert (parsed.guidance_scale, parsed.negative_prompt, parsed.num_frames) == (5.0, "blurry", 8)
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("folder.mp4", "-o: folder.mp4 is a folder; name a file in it"),
+        ("file.txt/out.mp4", "file.txt is a file, not a folder"),
+    ],
+)
+def test_output_path_is_checked_before_rendering(
+    tmp_path: Path, output: str, message: str, capsys, monkeypatch
+) -> None:
+    (tmp_path / "folder.mp4").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    args = ["generate", "x", *TINY, "-o", output]
+    code, out, err = run_in_process(args, tmp_path, capsys, monkeypatch)
+    assert code == 2, (out, err)
+    assert message in err
+    assert "denoise" not in err  # refused before any rendering
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "folder.mp4"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_unwritable_output_folder_is_refused(tmp_path: Path, capsys, monkeypatch) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    code, _out, err = run_in_process(
+        ["generate", "x", *TINY, "-o", "locked/out.mp4"], tmp_path, capsys, monkeypatch
+    )
+    assert code == 2 and "cannot write in" in err
+
+
+OUT = "made/for/a.mp4"
+
+
 def test_failed_generation_exits_1_and_leaves_no_file(tmp_path: Path) -> None:
+    """A load failure says its real cause (not diffusers' "see the stacktrace above"), and the
+    folders made for the output are removed again."""
     env_missing = tmp_path / "empty-cache"
     env_missing.mkdir()
     run = subprocess.run(
-        [sys.executable, "-m", "bot", "generate", "x", "--model", "animatediff", "-o", "a.mp4"],
+        [sys.executable, "-m", "bot", "generate", "x", "--model", "animatediff", "-o", OUT],
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"},
         capture_output=True,
@@ -178,5 +237,7 @@ def test_failed_generation_exits_1_and_leaves_no_file(tmp_path: Path) -> None:
         "Could not load animatediff from stable-diffusion-v1-5/stable-diffusion-v1-5" in run.stderr
     )
     assert "check the network" in run.stderr
+    assert "caused by OfflineModeIsEnabled: Cannot reach https://huggingface.co/" in run.stderr
+    assert "stacktrace" not in run.stderr
     assert "Traceback" not in run.stderr
-    assert not (tmp_path / "a.mp4").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty-cache"]
