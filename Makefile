@@ -1,4 +1,4 @@
-# The two set-up commands of the README: `make demo` and `make test`.
+# The set-up commands of the README: `make demo`, `make test` and `make run`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -24,8 +24,10 @@ demo: $(VENV)/.stamp-run
 	$(BIN)/videobot generate "a paper boat drifting on a pond" --model tiny_animatediff \
 		--num-frames 16 --fps 8 --width 128 --height 128 --steps 10 --seed 7 -o outputs/demo.mp4
 
+# `make run SYNC=1` registers the slash commands (the first start, and after upgrading);
+# `make run ARGS="..."` passes any other `videobot run` arguments.
 run: $(VENV)/.stamp-run
-	$(BIN)/videobot run
+	$(BIN)/videobot run $(if $(SYNC),--sync-commands) $(ARGS)
 
 test: $(VENV)/.stamp-dev
 	$(BIN)/ruff check bot tests bench
