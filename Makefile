@@ -30,13 +30,13 @@ run: $(VENV)/.stamp-run
 	$(BIN)/videobot run $(if $(SYNC),--sync-commands) $(ARGS)
 
 test: $(VENV)/.stamp-dev
-	$(BIN)/ruff check bot tests bench
+	$(BIN)/ruff check bot cogs tests bench
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.stamp-dev
-	$(BIN)/ruff check bot tests bench
-	$(BIN)/ruff format --check bot tests bench
-	$(BIN)/mypy bot
+	$(BIN)/ruff check bot cogs tests bench
+	$(BIN)/ruff format --check bot cogs tests bench
+	$(BIN)/mypy bot cogs
 
 bench: $(VENV)/.stamp-dev
 	$(BIN)/python bench/engine_overhead.py
