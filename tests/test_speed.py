@@ -139,11 +139,10 @@ def test_options_are_validated_and_parsed() -> None:
 
 
 def test_speed_section_of_the_settings(monkeypatch, tmp_path: Path) -> None:
-    from pydantic import ValidationError
+    from bot.config import ConfigError, load_settings
 
-    from bot.config import load_settings
-
-    monkeypatch.setenv("VIDEOBOT_CONFIG", str(tmp_path / "none.toml"))
+    (tmp_path / "empty.toml").write_text("")
+    monkeypatch.setenv("VIDEOBOT_CONFIG", str(tmp_path / "empty.toml"))
     assert load_settings().speed.options() == SpeedOptions()
     monkeypatch.setenv("VIDEOBOT_SPEED__COMPILE", "off")
     monkeypatch.setenv("VIDEOBOT_SPEED__DECODE_CHUNK", "4")
@@ -151,7 +150,7 @@ def test_speed_section_of_the_settings(monkeypatch, tmp_path: Path) -> None:
     options = load_settings().speed.options()
     assert (options.compile, options.decode_chunk, options.compile_frames) == ("off", 4, (16,))
     monkeypatch.setenv("VIDEOBOT_SPEED__ATTENTION", "fastest")
-    with pytest.raises(ValidationError, match="attention"):
+    with pytest.raises(ConfigError, match=r"VIDEOBOT_SPEED__ATTENTION: \[speed\] attention"):
         load_settings()
 
 
