@@ -16,7 +16,7 @@ from bot.core.tiny import tiny_model_keys
 
 def test_registry_has_the_seed_models_with_their_hub_ids() -> None:
     assert get_spec("animatediff").adapter_source == "guoyww/animatediff-motion-adapter-v1-5-2"
-    assert get_spec("modelscope_t2v").source == "damo-vilab/text-to-video-ms-1.7b"
+    assert get_spec("modelscope_t2v").source == "ali-vilab/text-to-video-ms-1.7b"
     assert get_spec("zeroscope_v2_576w").source == "cerspense/zeroscope_v2_576w"
     assert get_spec("zeroscope_v2_xl").source == "cerspense/zeroscope_v2_XL"
     assert (
@@ -25,6 +25,7 @@ def test_registry_has_the_seed_models_with_their_hub_ids() -> None:
     ) == (576, 320)
     for key in ("animatediff", "modelscope_t2v", "zeroscope_v2_576w"):
         assert get_spec(key).upscaler == "zeroscope_v2_xl"
+    assert get_spec("zeroscope_v2_576w").default_frames == 24  # its card's recipe
     assert [
         get_spec(k).vram_gb
         for k in ("animatediff", "modelscope_t2v", "zeroscope_v2_576w", "zeroscope_v2_xl")
@@ -136,3 +137,14 @@ def test_memory_switch_is_real_and_keeps_the_frames(
     assert fresh_manager.get_loaded(model).switches.__getattribute__(switch) is False
     if switch == "cpu_offload":
         assert getattr(pipe.unet, "_hf_hook", None) is None
+
+
+@pytest.mark.parametrize(
+    ("capability", "dtype"),
+    [((6, 1), "float16"), ((7, 5), "float16"), ((8, 0), "bfloat16"), ((9, 0), "bfloat16")],
+)
+def test_auto_half_precision_follows_the_compute_capability(capability, dtype) -> None:
+    """bf16 from Ampere (8.0) on; T4 (7.5) and V100 (7.0) emulate it, so they get fp16."""
+    from bot.core.models import half_dtype_for
+
+    assert half_dtype_for(capability) == dtype

@@ -49,6 +49,43 @@ class ModelLoadError(VideoBotError):
     """A model's files could not be loaded (not downloaded, no network, corrupt)."""
 
 
+_TOKENIZER_PACKAGES = ("sentencepiece", "protobuf", "tiktoken", "google.protobuf")
+_NETWORK_ERRORS = ("ConnectError", "ConnectTimeout", "TimeoutException", "LocalEntryNotFoundError")
+
+
+def load_failure_advice(exc: BaseException) -> str:
+    """What to do about a failed load, from its real cause (the whole exception chain): a missing
+    tokenizer package, a repo or file the hub does not have, no network, or something else."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    names = {type(error).__name__ for error in chain}
+    text = " ".join(str(error) for error in chain)
+    if any(package in text for package in _TOKENIZER_PACKAGES):
+        return (
+            "Its tokenizer ships only a SentencePiece spiece.model, which transformers reads with the "
+            "sentencepiece and protobuf packages: install them (pip install sentencepiece protobuf; "
+            "videobot's own install declares both)."
+        )
+    if names & {"RepositoryNotFoundError", "GatedRepoError"}:
+        return (
+            "The Hugging Face hub has no such repo, or it is private or gated: check the id "
+            "(renamed repos keep working under their old id only while the hub redirects it)."
+        )
+    if names & {"EntryNotFoundError", "RevisionNotFoundError"}:
+        return "The repo lacks a file this model needs: check that it is a diffusers folder."
+    if names & set(_NETWORK_ERRORS) or "OfflineModeIsEnabled" in names:
+        return (
+            "The first use downloads the weights from the Hugging Face hub: check the network "
+            "(and HF_HUB_OFFLINE), or point the model at a local folder."
+        )
+    if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
+        return "The disk is full: free space where HF_HOME keeps the weights."
+    return "Check that the source is a complete diffusers folder for this model."
+
+
 class GenerationFailed(VideoBotError):
     """Raised by the path-returning helpers (``upscale_video``) when the job itself failed."""
 
@@ -121,9 +158,7 @@ class GenerationEngine:
                 raise
             raise ModelLoadError(
                 f"Could not load {spec.key} from {self._manager.source_of(spec)}: "
-                f"{type(exc).__name__}: {str(exc).rstrip('.')}. The first use downloads the weights from the "
-                "Hugging Face hub: check the network and the disk space, or point the model at a "
-                "local folder."
+                f"{type(exc).__name__}: {str(exc).rstrip('.')}. {load_failure_advice(exc)}"
             ) from exc
 
     def _denoise(

@@ -40,6 +40,21 @@ Role = Literal["generator", "upscaler"]
 
 DEFAULT_ANIMATEDIFF_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
+RENAMED_REPOS: dict[str, str] = {
+    "THUDM/CogVideoX-2b": "zai-org/CogVideoX-2b",
+    "THUDM/CogVideoX-5b": "zai-org/CogVideoX-5b",
+    "THUDM/CogVideoX-5b-I2V": "zai-org/CogVideoX-5b-I2V",
+    "damo-vilab/text-to-video-ms-1.7b": "ali-vilab/text-to-video-ms-1.7b",
+}
+"""Hub repos that were transferred: the old id (still in older configs and guides) -> the current
+one. The hub redirects the old ids too, but only while nobody takes the old name again."""
+
+
+def current_repo_id(source: str) -> str:
+    """A hub id under its current name (``THUDM/CogVideoX-2b`` -> ``zai-org/CogVideoX-2b``); any
+    other source, a local folder included, unchanged."""
+    return RENAMED_REPOS.get(source.strip(), source)
+
 
 SEED_SCHEDULERS = (
     "ddim",
@@ -81,7 +96,6 @@ class ModelSpec:
     schedulers: tuple[str, ...] = SEED_SCHEDULERS
     upscaler: str | None = None
     upscale_factor: float | None = None
-    half_variant: str | None = None
     default_frames: int = 16
     default_fps: int = 8
     default_steps: int = 20
@@ -170,9 +184,10 @@ _ANIMATEDIFF_SCHEDULER = {
     "steps_offset": 1,
 }
 
-# LTX-Video 0.9.1+ decodes with a little noise at a small timestep (diffusers docs: 0.05, 0.025); the
-# pipeline ignores both for VAEs without timestep conditioning.
-_LTX_CALL = {"decode_timestep": 0.05, "decode_noise_scale": 0.025}
+# ``Lightricks/LTX-Video``'s diffusers folders hold the 0.9.0 conversion, whose VAE has no timestep
+# conditioning: it decodes at timestep 0 without noise, the pipeline's defaults. (The 0.9.1+
+# settings, decode timestep 0.05 and noise 0.025, only apply to the newer VAEs.)
+_LTX_CALL: dict[str, Any] = {"decode_timestep": 0.0, "decode_noise_scale": None}
 # AnimateDiff-Lightning ships bare state dicts; its card's scheduler settings.
 _LIGHTNING_FILE = "animatediff_lightning_4step_diffusers.safetensors"
 _LIGHTNING_ADAPTER = f"ByteDance/AnimateDiff-Lightning/{_LIGHTNING_FILE}"
@@ -246,12 +261,11 @@ REGISTRY: dict[str, ModelSpec] = {
             key="modelscope_t2v",
             name="ModelScope text-to-video 1.7B",
             family="text_to_video",
-            source="damo-vilab/text-to-video-ms-1.7b",
+            source="ali-vilab/text-to-video-ms-1.7b",
             native_width=256,
             native_height=256,
             vram_gb=7,
             upscaler="zeroscope_v2_xl",
-            half_variant="fp16",
             default_guidance=9.0,
             description="Better temporal consistency; cinematic scenes and storytelling.",
         ),
@@ -264,6 +278,7 @@ REGISTRY: dict[str, ModelSpec] = {
             native_height=320,
             vram_gb=8,
             upscaler="zeroscope_v2_xl",
+            default_frames=24,  # the card's recipe: 24 frames at 576x320
             description="High-quality, watermark-free short videos at 576x320.",
         ),
         ModelSpec(
@@ -281,7 +296,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec(
             **_LTX_RULES,
             key="ltx_video",
-            name="LTX-Video (0.9.x)",
+            name="LTX-Video (0.9.0)",
             source="Lightricks/LTX-Video",
             native_width=768,
             native_height=512,
@@ -343,7 +358,7 @@ REGISTRY: dict[str, ModelSpec] = {
             **_COGVIDEOX_RULES,
             key="cogvideox_2b",
             name="CogVideoX 2B",
-            source="THUDM/CogVideoX-2b",
+            source="zai-org/CogVideoX-2b",
             native_width=720,
             native_height=480,
             min_size=256,
@@ -362,8 +377,8 @@ REGISTRY: dict[str, ModelSpec] = {
             **_COGVIDEOX_RULES,
             key="cogvideox_5b",
             name="CogVideoX 5B",
-            source="THUDM/CogVideoX-5b",
-            image_source="THUDM/CogVideoX-5b-I2V",
+            source="zai-org/CogVideoX-5b",
+            image_source="zai-org/CogVideoX-5b-I2V",
             image_size=(720, 480),
             native_width=720,
             native_height=480,
@@ -539,8 +554,8 @@ def default_cache_dir() -> Path:
 class ManagerOptions:
     """How models are placed and which memory savers are on.
 
-    ``device`` and ``dtype`` are ``"auto"`` (CUDA in bf16 where supported, else fp16; otherwise CPU in
-    fp32) or explicit (``"cuda:1"``, ``"cpu"``; ``"float16"``, ``"bfloat16"``, ``"float32"``).
+    ``device`` and ``dtype`` are ``"auto"`` (CUDA in bf16 from compute capability 8.0, else fp16;
+    otherwise CPU in fp32) or explicit (``"cuda:1"``, ``"cpu"``; ``"float16"``, ``"bfloat16"``, ``"float32"``).
     ``sources`` maps a model key to another hub id or a local folder (``key:adapter`` and
     ``key:image`` name a model's motion adapter and image-to-video weights).
 
@@ -788,11 +803,11 @@ class ModelManager:
     def source_of(self, spec: ModelSpec) -> str:
         """The hub id or folder a spec loads from, after the owner's overrides."""
         if spec.key in self._options.sources:
-            return self._options.sources[spec.key]
+            return current_repo_id(self._options.sources[spec.key])
         if spec.tiny:
             return str(self._options.cache_dir / spec.source)
         if spec.source == DEFAULT_ANIMATEDIFF_BASE:
-            return self._options.animatediff_base
+            return current_repo_id(self._options.animatediff_base)
         return spec.source
 
     def resolved_device(self) -> str:
@@ -814,7 +829,7 @@ class ModelManager:
                 )
             return dtype
         if device.startswith("cuda"):
-            return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+            return half_dtype_for(torch.cuda.get_device_capability(device))
         return "float32"
 
     # --- helpers -------------------------------------------------------------------------------
@@ -840,7 +855,7 @@ class ModelManager:
         """Where separate image-to-video weights come from, after the owner's overrides."""
         override = self._options.sources.get(f"{spec.key}:image")
         if override:
-            return override
+            return current_repo_id(override)
         if spec.image_source is None:
             return None
         if spec.tiny:
@@ -862,7 +877,7 @@ class ModelManager:
         dtype = self.resolved_dtype(device)
         adapter = adapter_for(spec.family)
         started = time.perf_counter()
-        request = self._load_request(spec, dtype)
+        request = self._load_request(spec, dtype, files=True)
         pipeline = adapter.load(request)
         pipeline.set_progress_bar_config(disable=True)
         loaded = LoadedModel(
@@ -879,17 +894,26 @@ class ModelManager:
         loaded.load_time_s = time.perf_counter() - started
         return loaded
 
-    def _load_request(self, spec: ModelSpec, dtype: str) -> LoadRequest:
+    def _load_request(self, spec: ModelSpec, dtype: str, files: bool = False) -> LoadRequest:
+        """Where and how to load ``spec``. With ``files``, the weight variant of each source is
+        chosen from the files it really holds (a hub listing or the folder), else none is asked."""
         import torch
 
         from bot.core.pipelines.base import LoadRequest
 
+        source = self.source_of(spec)
+        image_source = self.image_source_of(spec)
         return LoadRequest(
-            source=self.source_of(spec),
+            source=source,
             torch_dtype=getattr(torch, dtype),
             adapter_source=self._adapter_source(spec),
-            image_source=self.image_source_of(spec),
-            variant=spec.half_variant if dtype != "float32" else None,
+            image_source=image_source,
+            variant=choose_variant(list_weight_files(source), dtype) if files else None,
+            image_variant=(
+                choose_variant(list_weight_files(image_source), dtype)
+                if files and image_source
+                else None
+            ),
             vae_dtype=getattr(torch, spec.vae_dtype) if spec.vae_dtype else None,
         )
 
@@ -898,7 +922,7 @@ class ModelManager:
             return None
         override = self._options.sources.get(f"{spec.key}:adapter")
         if override:
-            return override
+            return current_repo_id(override)
         if spec.tiny:
             return str(self._options.cache_dir / spec.adapter_source)
         return spec.adapter_source
@@ -1004,6 +1028,71 @@ class ModelManager:
             current.group_offload,
             current.layerwise_casting,
         )
+
+
+def half_dtype_for(capability: tuple[int, int]) -> str:
+    """The half precision a CUDA GPU of compute ``capability`` runs natively: bfloat16 from Ampere
+    (8.0) on, float16 before. ``torch.cuda.is_bf16_supported()`` also says True on T4, V100 and RTX
+    20xx (7.x), where bf16 is emulated: slow, and some convolutions fail."""
+    return "bfloat16" if tuple(capability) >= (8, 0) else "float16"
+
+
+HALF_VARIANT = "fp16"
+_WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+def choose_variant(files: Iterable[str], dtype: str) -> str | None:
+    """The ``variant`` to load a diffusers folder with, from the weight files it really has.
+
+    Only the components' weights count (``unet/diffusion_pytorch_model.fp16.safetensors``), not the
+    single-file checkpoints some repos keep at their root. A component with only ``*.fp16.*``
+    files (ModelScope) needs ``"fp16"`` in any precision; diffusers upcasts them for float32. When
+    every component has both, half precision takes the smaller fp16 files and float32 the full
+    ones. A folder without fp16 files never gets a variant, whatever the dtype.
+    """
+    plain: set[str] = set()
+    half: set[str] = set()
+    for name in files:
+        folder, _, base = name.replace("\\", "/").rpartition("/")
+        if not folder or not base.endswith(_WEIGHT_SUFFIXES):
+            continue
+        (half if f".{HALF_VARIANT}." in base else plain).add(folder)
+    if not half:
+        return None
+    if half - plain:
+        return HALF_VARIANT
+    if dtype != "float32" and half >= plain:
+        return HALF_VARIANT
+    return None
+
+
+def list_weight_files(source: str | None) -> list[str]:
+    """The files of a local folder or a hub repo, relative to its root; empty when unknown (a file
+    source, or a hub that cannot be reached: the load itself then says why)."""
+    if not source:
+        return []
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return [str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()]
+    if path.suffix in _WEIGHT_SUFFIXES or source.count("/") != 1:
+        return []
+    try:
+        from huggingface_hub import HfApi
+
+        return list(HfApi().list_repo_files(source))
+    except Exception:
+        return _cached_repo_files(source)
+
+
+def _cached_repo_files(repo_id: str) -> list[str]:
+    """Offline: the files of the newest snapshot of ``repo_id`` in the Hugging Face cache."""
+    from huggingface_hub import constants
+
+    root = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+    snapshots = sorted(root.glob("*"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
+    if not snapshots:
+        return []
+    return [str(p.relative_to(snapshots[-1])) for p in snapshots[-1].rglob("*") if p.is_file()]
 
 
 def free_memory() -> None:

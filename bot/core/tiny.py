@@ -317,7 +317,7 @@ def _tiny_unet2d():  # type: ignore[no-untyped-def]
     )
 
 
-def _tiny_motion_adapter(seed_offset: int):  # type: ignore[no-untyped-def]
+def _tiny_motion_adapter(seed_offset: int, heads: int = 2, groups: int = 4):  # type: ignore[no-untyped-def]
     """A MotionAdapter matching the tiny SD1.5 UNet. The seed offset tells adapters apart:
     AnimateDiff's is +1, AnimateDiff-Lightning's (in ``tiny_dit``) +2."""
     import torch
@@ -327,8 +327,8 @@ def _tiny_motion_adapter(seed_offset: int):  # type: ignore[no-untyped-def]
     return MotionAdapter(
         block_out_channels=(8, 8, 16),
         motion_layers_per_block=1,
-        motion_norm_num_groups=4,
-        motion_num_attention_heads=2,
+        motion_norm_num_groups=groups,
+        motion_num_attention_heads=heads,
         motion_max_seq_length=32,
     )
 

@@ -375,15 +375,17 @@ def build_tiny_cogvideox(target: Path) -> None:
 def build_tiny_lightning(target: Path) -> None:
     """``base/`` the same SD1.5-shaped base as ``tiny_animatediff``, and ``motion_adapter/`` laid out
     like ``ByteDance/AnimateDiff-Lightning``: a bare MotionAdapter state dict in one safetensors file.
-    The real repo has no config (the loader falls back to ``MotionAdapter()``'s defaults, which are
-    the real adapter's shape); the tiny one needs its small config, so a ``config.json`` sits next to
-    the weights. The adapter is seeded differently from ``tiny_animatediff``'s so the two differ."""
+    The real repo has no config: the loader reads the shape from the state dict and takes the
+    rest from ``MotionAdapter()``'s defaults (8 heads; norm groups 32, or fewer where the channels
+    are fewer), so this adapter uses those too and loads the same way from the hub. A
+    ``config.json`` sits next to the local file all the same. The adapter is seeded differently from
+    ``tiny_animatediff``'s so the two differ."""
     from safetensors.torch import save_file
 
     from bot.core.tiny import _build_sd15_base, _tiny_motion_adapter
 
     _build_sd15_base(target / "base")
-    adapter = _tiny_motion_adapter(seed_offset=2)
+    adapter = _tiny_motion_adapter(seed_offset=2, heads=8, groups=8)
     folder = target / "motion_adapter"
     folder.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.contiguous() for name, tensor in adapter.state_dict().items()}

@@ -85,11 +85,46 @@ def load_motion_adapter(source: str, torch_dtype: Any) -> Any:
 
         repo, _, filename = source.rpartition("/")
         path = Path(hf_hub_download(repo_id=repo, filename=filename))
+    state = load_file(str(path))
     config = path.parent / "config.json"
     adapter: Any = (
         MotionAdapter.from_config(MotionAdapter.load_config(path.parent))
         if config.is_file()
-        else MotionAdapter()
+        else MotionAdapter(**motion_adapter_shape(state))
     )
-    adapter.load_state_dict(load_file(str(path)), strict=True)
+    adapter.load_state_dict(state, strict=True)
     return adapter if adapter.dtype == torch_dtype else adapter.to(dtype=torch_dtype)
+
+
+def motion_adapter_shape(state: dict[str, Any]) -> dict[str, Any]:
+    """A bare adapter state dict's ``MotionAdapter`` arguments, read from its tensors: the channels
+    of each block, motion layers per block, transformer layers per motion module, the positional
+    table's length, and whether it has a mid block. Heads leave no trace in the weights and stay at
+    the default 8 (Lightning's, as its card's ``MotionAdapter()``); the norm groups are the default
+    32, or the channels' common divisor where that is smaller."""
+    import math
+
+    channels: list[int] = []
+    while f"down_blocks.{len(channels)}.motion_modules.0.proj_in.weight" in state:
+        channels.append(
+            int(state[f"down_blocks.{len(channels)}.motion_modules.0.proj_in.weight"].shape[0])
+        )
+    if not channels:
+        raise ValueError("not a MotionAdapter state dict: no down_blocks.*.motion_modules")
+    layers = {key.split(".")[3] for key in state if key.startswith("down_blocks.0.motion_modules.")}
+    blocks = {
+        key.split(".")[5]
+        for key in state
+        if key.startswith("down_blocks.0.motion_modules.0.transformer_blocks.")
+    }
+    positions = next(
+        (int(t.shape[1]) for k, t in state.items() if k.endswith("pos_encoder.pe")), 32
+    )
+    return {
+        "block_out_channels": tuple(channels),
+        "motion_layers_per_block": len(layers),
+        "motion_transformer_layers_per_block": max(len(blocks), 1),
+        "motion_max_seq_length": positions,
+        "use_motion_mid_block": any(key.startswith("mid_block.") for key in state),
+        "motion_norm_num_groups": min(32, math.gcd(*channels)),
+    }

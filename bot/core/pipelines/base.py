@@ -24,6 +24,9 @@ class LoadRequest:
     adapter_source: str | None = None
     image_source: str | None = None
     variant: str | None = None
+    """The weight files' variant (``"fp16"`` for ``*.fp16.*``), chosen from what the source has."""
+    image_variant: str | None = None
+    """The same for ``image_source``, which is another repo with its own files."""
     vae_dtype: Any | None = None
 
     def dtypes(self) -> Any:

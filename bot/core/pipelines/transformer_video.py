@@ -50,7 +50,7 @@ class TransformerVideoAdapter:
                 request.image_source,
                 subfolder="transformer",
                 dtype=request.torch_dtype,
-                variant=request.variant,
+                variant=request.image_variant,
             )
         kwargs: dict[str, Any] = {}
         for name in inspect.signature(image_cls.__init__).parameters:

@@ -1,0 +1,225 @@
+"""Every registry model loads from its real repo id, through the real download code, from a local
+hub that serves tiny replicas laid out like the real repos (``tests/local_hub``).
+
+One hub and one fresh Hugging Face cache serve the whole session. The loads and renders run in a
+separate process started as a user's would be (``HF_ENDPOINT`` set, ``HF_HUB_OFFLINE`` unset, a new
+``HF_HOME``), since huggingface_hub and diffusers read those variables once, at import.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.core.engine import load_failure_advice
+from bot.core.models import (
+    REGISTRY,
+    RENAMED_REPOS,
+    ManagerOptions,
+    ModelManager,
+    choose_variant,
+    current_repo_id,
+    list_weight_files,
+)
+from tests.local_hub.replica import PLACEHOLDER, build_repos, load_manifest
+from tests.local_hub.server import LocalHub
+
+REAL_KEYS = [key for key, spec in REGISTRY.items() if not spec.tiny]
+DTYPES = ("float32", "bfloat16")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def local_hub(model_cache: Path) -> Iterator[LocalHub]:
+    hub = LocalHub(build_repos(model_cache), load_manifest()["renamed"]).start()
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture(scope="session")
+def hub_report(
+    local_hub: LocalHub, model_cache: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    scratch = tmp_path_factory.mktemp("hub")
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_HUB_CACHE")}
+    env.update(
+        HF_ENDPOINT=local_hub.endpoint,
+        HF_HOME=str(scratch / "hf_home"),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        VIDEOBOT_MODEL_CACHE=str(model_cache),
+        OMP_NUM_THREADS="1",
+    )
+    report = scratch / "report.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.local_hub.run_registry",
+            str(report),
+            ",".join(DTYPES),
+            *REAL_KEYS,
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(report.read_text())
+
+
+def _row(report: dict[str, Any], key: str, dtype: str) -> dict[str, Any]:
+    return next(r for r in report["runs"] if r["key"] == key and r["dtype"] == dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("key", REAL_KEYS)
+def test_every_registry_model_renders_from_its_real_repo(
+    hub_report: dict[str, Any], key: str, dtype: str
+) -> None:
+    row = _row(hub_report, key, dtype)
+    spec = REGISTRY[key]
+    assert row["error"] is None, row["error"]
+    assert row["source"] == spec.source
+    assert row["source"] in load_manifest()["repos"]
+    assert row["loaded_dtype"] == f"torch.{dtype}"
+    assert row["size"] == [64, 64] and row["finite"]
+    assert row["frames"] == (8 if spec.role == "upscaler" else spec.frames.low)
+    if spec.image_source:  # CogVideoX-5b animates pictures with a second repo's transformer
+        assert row["image_frames"] == spec.frames.low
+
+
+def test_modelscope_loads_its_only_fp16_files_in_float32_too(hub_report: dict[str, Any]) -> None:
+    for dtype in DTYPES:
+        assert _row(hub_report, "modelscope_t2v", dtype)["variant"] == "fp16"
+    # Repos with full and fp16 weights: the smaller files in half precision, full ones in float32.
+    assert _row(hub_report, "animatediff", "float32")["variant"] is None
+    assert _row(hub_report, "animatediff", "bfloat16")["variant"] == "fp16"
+    assert _row(hub_report, "cogvideox_2b", "bfloat16")["variant"] is None
+
+
+def test_no_load_downloads_what_it_does_not_use(
+    hub_report: dict[str, Any], local_hub: LocalHub
+) -> None:
+    fetched = {
+        path for method, path in local_hub.requests if method == "GET" and "/resolve/" in path
+    }
+    assert fetched, "nothing was downloaded from the local hub"
+    for repo_id, entry in load_manifest()["repos"].items():
+        for pattern in entry.get("never_fetched", []):
+            hits = [p for p in fetched if fnmatch.fnmatch(p, f"/{repo_id}/resolve/*/{pattern}")]
+            assert not hits, f"{repo_id}: {hits}"
+    # Every repo the registry names was really reached through the hub's resolve endpoint.
+    for key in REAL_KEYS:
+        repo = REGISTRY[key].source
+        assert any(p.startswith(f"/{repo}/resolve/") for p in fetched), repo
+
+
+def test_renamed_repo_follows_the_hub_redirect(
+    hub_report: dict[str, Any], local_hub: LocalHub
+) -> None:
+    renamed = hub_report["renamed"]
+    assert renamed["id"] == "zai-org/CogVideoX-2b"
+    assert renamed["model_index"] == "CogVideoXPipeline"
+    assert ("HEAD", "/THUDM/CogVideoX-2b/resolve/main/model_index.json") in local_hub.requests
+    assert ("GET", "/api/models/THUDM/CogVideoX-2b") in local_hub.requests
+
+
+def test_old_repo_ids_are_aliases_of_the_current_ones() -> None:
+    assert current_repo_id("THUDM/CogVideoX-5b-I2V") == "zai-org/CogVideoX-5b-I2V"
+    assert current_repo_id("damo-vilab/text-to-video-ms-1.7b") == "ali-vilab/text-to-video-ms-1.7b"
+    assert current_repo_id("/models/THUDM/CogVideoX-2b") == "/models/THUDM/CogVideoX-2b"
+    manager = ModelManager(
+        ManagerOptions(
+            sources={
+                "cogvideox_5b": "THUDM/CogVideoX-5b",
+                "cogvideox_5b:image": "THUDM/CogVideoX-5b-I2V",
+            }
+        )
+    )
+    assert manager.source_of(REGISTRY["cogvideox_5b"]) == "zai-org/CogVideoX-5b"
+    assert manager.image_source_of(REGISTRY["cogvideox_5b"]) == "zai-org/CogVideoX-5b-I2V"
+    assert not set(RENAMED_REPOS) & {spec.source for spec in REGISTRY.values()}
+
+
+@pytest.mark.parametrize(
+    ("repo_id", "float32", "half"),
+    [
+        ("ali-vilab/text-to-video-ms-1.7b", "fp16", "fp16"),  # only fp16 files
+        ("stable-diffusion-v1-5/stable-diffusion-v1-5", None, "fp16"),  # both
+        ("cerspense/zeroscope_v2_576w", None, None),  # .bin only, no variant
+        ("zai-org/CogVideoX-5b", None, None),  # shards, no variant
+        ("Lightricks/LTX-Video", None, None),  # root single files do not count
+    ],
+)
+def test_variant_is_chosen_from_the_real_trees(
+    repo_id: str, float32: str | None, half: str | None
+) -> None:
+    files = load_manifest()["repos"][repo_id]["files"]
+    assert choose_variant(files, "float32") == float32
+    assert choose_variant(files, "float16") == half
+    assert choose_variant(files, "bfloat16") == half
+
+
+def test_a_local_folder_without_fp16_files_gets_no_variant(model_cache: Path, manager: Any) -> None:
+    manager.load_model("tiny_t2v")  # builds the tiny folder, which has no fp16 files
+    files = list_weight_files(str(model_cache / "tiny_t2v"))
+    assert any(f.endswith("diffusion_pytorch_model.safetensors") for f in files)
+    assert choose_variant(files, "float16") is None
+
+
+def test_served_files_are_what_the_real_repos_hold(local_hub: LocalHub) -> None:
+    """The replicas' formats: a trained spiece.model and no tokenizer.json where the real repo has
+    none, .bin pickles where it has .bin, a shard index naming every shard, fp16 tensors in fp16."""
+    import io
+
+    import sentencepiece as spm
+    import torch
+    from safetensors.torch import load
+
+    cog = local_hub.repos["zai-org/CogVideoX-5b"].files
+    assert "tokenizer/tokenizer.json" not in cog
+    pieces = spm.SentencePieceProcessor(model_proto=cog["tokenizer/spiece.model"])
+    assert pieces.get_piece_size() > 50 and pieces.id_to_piece(1) == "</s>"
+    index = json.loads(cog["transformer/diffusion_pytorch_model.safetensors.index.json"])
+    assert set(index["weight_map"].values()) == {
+        "diffusion_pytorch_model-00001-of-00002.safetensors",
+        "diffusion_pytorch_model-00002-of-00002.safetensors",
+    }
+    zeroscope = local_hub.repos["cerspense/zeroscope_v2_576w"].files
+    state = torch.load(io.BytesIO(zeroscope["unet/diffusion_pytorch_model.bin"]), weights_only=True)
+    assert state and all(t.dtype == torch.float32 for t in state.values())
+    assert zeroscope["zs2_576w/text2video_pytorch_model.pth"] == PLACEHOLDER
+    modelscope = local_hub.repos["ali-vilab/text-to-video-ms-1.7b"].files
+    half = load(modelscope["unet/diffusion_pytorch_model.fp16.safetensors"])
+    assert all(t.dtype == torch.float16 for t in half.values())
+
+
+def test_a_missing_tokenizer_package_is_named_not_the_network(
+    local_hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CogVideoX's tokenizer is only a spiece.model: without sentencepiece transformers falls back
+    to a tiktoken reader, and the failure must say so instead of blaming the network."""
+    from transformers import AutoTokenizer
+
+    for name, data in local_hub.repos["zai-org/CogVideoX-2b"].files.items():
+        if name.startswith("tokenizer/"):
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_bytes(data)
+    assert AutoTokenizer.from_pretrained(tmp_path / "tokenizer")("a cat").input_ids[-1] == 1
+    monkeypatch.setitem(sys.modules, "sentencepiece", None)
+    monkeypatch.setitem(sys.modules, "google.protobuf", None)
+    with pytest.raises(Exception) as failure:
+        AutoTokenizer.from_pretrained(tmp_path / "tokenizer")
+    advice = load_failure_advice(failure.value)
+    assert "sentencepiece and protobuf" in advice
+    assert "network" not in advice
