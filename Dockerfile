@@ -38,12 +38,12 @@ RUN useradd --create-home --uid 1000 --shell /usr/sbin/nologin videobot \
 ENV HF_HOME=/data/hf \
     VIDEOBOT_MODEL_CACHE=/data/models \
     VIDEOBOT_STORAGE__DATABASE=/data/db/videobot.sqlite3 \
-    VIDEOBOT_STORAGE__OUTPUT_DIR=/data/outputs \
-    VIDEOBOT_CONFIG=/data/config.toml
+    VIDEOBOT_STORAGE__OUTPUT_DIR=/data/outputs
 VOLUME ["/data/hf", "/data/models", "/data/db", "/data/outputs"]
 
 # The token is never baked in: pass DISCORD_TOKEN at run time (-e or --env-file). Other settings come
-# from VIDEOBOT_* variables or a config file mounted at /data/config.toml (read-only is enough).
+# from VIDEOBOT_* variables or a config file mounted at /data/config.toml (read-only is enough),
+# found as config.toml in the working directory. Not VIDEOBOT_CONFIG: a file it names must exist.
 # A numeric user, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 1000:1000
 WORKDIR /data
