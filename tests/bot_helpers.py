@@ -18,6 +18,8 @@ TINY_MODELS = ["tiny_t2v", "tiny_animatediff", "tiny_v2v"]
 
 def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
     values: dict[str, Any] = {
+        # The fake Discord dispatches only commands the bot registered, as Discord does.
+        "discord": {"sync_commands_on_start": True},
         "models": {"enabled": TINY_MODELS, "default": "tiny_t2v"},
         "limits": {"progress_interval_s": 0.2},
         "storage": {

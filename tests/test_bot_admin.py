@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import pytest
 from bot_helpers import custom_ids, decode_attachment, make_bot, make_settings, wait_for_result
 
 pytest_plugins = ("fake_discord.fixtures",)
@@ -52,8 +53,10 @@ async def test_history_pages_and_rerun_reproduces(fake_discord, manager, tmp_pat
         await fake.wait_for_response(older)
         page = fake.original_response(history)
         assert "first" in page.embeds[0]["description"]
-        intruder = await fake.click_button(page, custom_ids(page)[0], user=fake.other_user)
-        assert "someone else's history" in await ephemeral_reply(fake, intruder)
+        # The page is ephemeral: no other member sees it, so none can press its buttons.
+        assert not fake.visible_to(page, fake.other_user)
+        with pytest.raises(LookupError, match="ephemeral"):
+            await fake.click_button(page, custom_ids(page)[0], user=fake.other_user)
 
         rerun = await wait_for_result(
             fake, await fake.run_slash_command("rerun", {"job": first_id})

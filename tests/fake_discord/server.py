@@ -136,7 +136,6 @@ class FakeDiscord:
         self.gateway_log: list[GatewayFrame] = []
         self.faults: list[Fault] = []
         self._dm_channels: dict[int, FakeChannel] = {}
-        self._unsynced_command_ids: dict[tuple[str, int], int] = {}
         self._waiters: set[asyncio.Future[None]] = set()
 
         self.application_id = new_snowflake()
@@ -694,14 +693,37 @@ class FakeDiscord:
         return self.messages[int(message_id)]
 
     def messages_in(
-        self, channel: FakeChannel | None = None, *, include_deleted: bool = False
+        self,
+        channel: FakeChannel | None = None,
+        *,
+        include_deleted: bool = False,
+        as_user: FakeUser | None = None,
     ) -> list[StoredMessage]:
+        """Every message of ``channel``; with ``as_user``, only those that user's client shows
+        (ephemeral messages are seen by the member whose interaction they answer, no one else)."""
         channel = channel or self.channel
         return [
             m
             for m in self.messages.values()
-            if m.channel_id == channel.id and (include_deleted or not m.deleted)
+            if m.channel_id == channel.id
+            and (include_deleted or not m.deleted)
+            and (as_user is None or self.visible_to(m, as_user))
         ]
+
+    def visible_to(self, message: StoredMessage | int, user: FakeUser) -> bool:
+        """Whether ``user`` can see ``message``: ephemeral ones only by their interaction's user."""
+        stored = self.message(message)
+        if not stored.ephemeral:
+            return True
+        interaction = self.interactions.get(stored.interaction_id or 0)
+        return interaction is not None and interaction.user.id == user.id
+
+    def _require_visible(self, message: StoredMessage, user: FakeUser, action: str) -> None:
+        if not self.visible_to(message, user):
+            raise LookupError(
+                f"{user.username} cannot {action} message {message.id}: it is ephemeral, shown "
+                "only to the member whose interaction it answers"
+            )
 
     def messages_by_bot(self, channel: FakeChannel | None = None) -> list[StoredMessage]:
         return [m for m in self.messages_in(channel) if m.author.id == self.bot_user.id]
@@ -957,6 +979,8 @@ class FakeDiscord:
         mention_ids = [int(i) for i in _MENTION_RE.findall(content)]
         if reply_to is not None:
             target = self.message(reply_to)
+            if target.ephemeral:
+                raise ValueError("Discord offers no reply to an ephemeral message")
             reference = {
                 "type": 0,
                 "message_id": str(target.id),
@@ -1103,17 +1127,25 @@ class FakeDiscord:
 
     def _command_data(
         self, name: str, command_type: int, guild: FakeGuild | None
-    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``data`` naming a command the bot registered; Discord shows members no other."""
         command = self.find_command(name, command_type=command_type, guild=guild)
-        data: dict[str, Any] = {"name": name, "type": command_type}
-        if command is not None:
-            data["id"] = command["id"]
-            if command.get("guild_id"):
-                data["guild_id"] = command["guild_id"]
-        else:
-            # Never synced: still give it a stable id, as the bot would see after a sync.
-            key = (name, command_type)
-            data["id"] = str(self._unsynced_command_ids.setdefault(key, new_snowflake()))
+        if command is None:
+            scopes = [None, guild.id] if guild else [None]
+            known = sorted(
+                c["name"]
+                for scope in scopes
+                for c in self.commands.get(scope, {}).values()
+                if c.get("type", 1) == command_type
+            )
+            kind = {1: "slash", 2: "user", 3: "message"}[command_type]
+            raise LookupError(
+                f"the bot has not registered the {kind} command {name!r} here (registered: "
+                f"{known}); a member cannot run it. Does the bot sync its commands?"
+            )
+        data: dict[str, Any] = {"name": name, "type": command_type, "id": command["id"]}
+        if command.get("guild_id"):
+            data["guild_id"] = command["guild_id"]
         return data, command
 
     async def run_slash_command(
@@ -1131,8 +1163,11 @@ class FakeDiscord:
         Option values: ``str``/``int``/``float``/``bool``; :class:`FakeUser`/:class:`FakeMember`
         (user), :class:`FakeChannel`, :class:`FakeRole`; :class:`Upload` or
         :class:`StoredAttachment` (attachment: the bytes are served back, and
-        ``resolved.attachments`` is filled in). If the bot synced the command, its schema decides
-        the option types and unknown/missing-required options raise ``ValueError`` here.
+        ``resolved.attachments`` is filled in). The command must be one the bot registered
+        (``LookupError`` otherwise), and the values must be ones Discord's client lets a member
+        send for the synced schema: the option's type, one of its choices, within
+        ``min_value``/``max_value`` and ``min_length``/``max_length``, channel types; unknown,
+        missing-required or impossible values raise ``ValueError`` here.
         """
         user = user or self.user
         channel = self._resolve_channel(channel, guild)
@@ -1176,11 +1211,9 @@ class FakeDiscord:
         guild = self.guilds.get(channel.guild_id) if channel.guild_id else None
         path = name.split()
         data, command = self._command_data(path[0], 1, guild)
-        schema = _leaf_schema(command, path[1:]) if command else None
+        schema = _leaf_schema(command, path[1:])
         resolved: dict[str, dict[str, Any]] = {}
-        leaf = self._build_options(
-            options, schema, resolved, channel, guild, partial=focused is not None
-        )
+        leaf = self._build_options(options, schema, resolved, channel, guild, focused=focused)
         for option in leaf:
             if option["name"] == focused:
                 option["focused"] = True
@@ -1202,6 +1235,8 @@ class FakeDiscord:
     ) -> FakeInteraction:
         """A user picks the message context-menu command ``name`` on ``target``."""
         user = user or self.user
+        if target.ephemeral:
+            raise ValueError("Discord shows no Apps menu on an ephemeral message")
         channel = self.channels[target.channel_id]
         guild = self.guilds.get(channel.guild_id) if channel.guild_id else None
         data, _ = self._command_data(name, 3, guild)
@@ -1271,6 +1306,7 @@ class FakeDiscord:
         stored = self.message(message)
         if stored.deleted:
             raise LookupError(f"message {stored.id} was deleted")
+        self._require_visible(stored, user or self.user, "press a component on")
         component = stored.find_component(custom_id)
         if component is None:
             raise LookupError(f"no component {custom_id!r} on message; has {stored.custom_ids()}")
@@ -1332,27 +1368,29 @@ class FakeDiscord:
     def _build_options(
         self,
         options: Mapping[str, Any],
-        schema: list[dict[str, Any]] | None,
+        schema: list[dict[str, Any]],
         resolved: dict[str, dict[str, Any]],
         channel: FakeChannel,
         guild: FakeGuild | None,
         *,
-        partial: bool = False,
+        focused: str | None = None,
     ) -> list[dict[str, Any]]:
-        by_name = {o["name"]: o for o in schema} if schema is not None else {}
-        if schema is not None:
-            unknown = set(options) - set(by_name)
-            if unknown:
-                raise ValueError(
-                    f"unknown option(s) {sorted(unknown)}; command has {sorted(by_name)}"
-                )
-            missing = [o["name"] for o in schema if o.get("required") and o["name"] not in options]
-            if missing and not partial:
-                raise ValueError(f"missing required option(s) {missing}")
+        by_name = {o["name"]: o for o in schema}
+        unknown = set(options) - set(by_name)
+        if unknown:
+            raise ValueError(f"unknown option(s) {sorted(unknown)}; command has {sorted(by_name)}")
+        missing = [o["name"] for o in schema if o.get("required") and o["name"] not in options]
+        if missing and focused is None:
+            raise ValueError(f"missing required option(s) {missing}")
         built = []
         for name, value in options.items():
-            declared = by_name.get(name, {}).get("type")
-            option_type = declared or _infer_option_type(value)
+            declared = by_name[name]
+            option_type = declared["type"]
+            if name == focused:
+                # What the member is typing: Discord sends the partial text as a string.
+                built.append({"name": name, "type": option_type, "value": str(value)})
+                continue
+            check_option_value(declared, value)
             built.append(
                 {
                     "name": name,
@@ -1428,24 +1466,52 @@ def _as_upload(value: Upload | tuple[str, bytes, str] | tuple[str, bytes]) -> Up
     return Upload(*value)
 
 
-def _infer_option_type(value: Any) -> int:
-    if isinstance(value, bool):
-        return 5
-    if isinstance(value, int):
-        return 4
-    if isinstance(value, float):
-        return 10
-    if isinstance(value, str):
-        return 3
-    if isinstance(value, FakeUser | FakeMember):
-        return 6
-    if isinstance(value, FakeChannel):
-        return 7
-    if isinstance(value, FakeRole):
-        return 8
-    if isinstance(value, Upload | StoredAttachment | tuple):
-        return 11
-    raise TypeError(f"cannot infer an option type for {value!r}")
+_OPTION_TYPES: dict[int, tuple[str, tuple[type, ...]]] = {
+    3: ("a string", (str,)),
+    4: ("an integer", (int,)),
+    5: ("a boolean", (bool,)),
+    6: ("a user", (FakeUser, FakeMember)),
+    7: ("a channel", (FakeChannel,)),
+    8: ("a role", (FakeRole,)),
+    9: ("a user or a role", (FakeUser, FakeMember, FakeRole)),
+    10: ("a number", (int, float)),
+    11: ("an attachment", (Upload, StoredAttachment, tuple)),
+}
+#: Discord's bounds where a command sets none: integers and numbers within +-2^53, strings
+#: up to 6000 characters.
+_NUMBER_BOUND = 2**53
+_STRING_MAX = 6000
+
+
+def check_option_value(option: Mapping[str, Any], value: Any) -> None:
+    """Raise ``ValueError`` unless Discord's client would let a member send ``value`` for the
+    synced ``option``: its type, one of its choices, its value and length bounds, channel types.
+    """
+    name, option_type = option["name"], option["type"]
+    if option_type not in _OPTION_TYPES:
+        raise ValueError(f"{name!r} is a subcommand or group, not an option")
+    what, kinds = _OPTION_TYPES[option_type]
+    given: Any = value  # isinstance on a runtime tuple would narrow ``value`` to object
+    if not isinstance(value, kinds) or (isinstance(value, bool) and option_type != 5):
+        raise ValueError(f"option {name!r} takes {what}, not {value!r}")
+    choices = option.get("choices")
+    if choices and value not in [c["value"] for c in choices]:
+        allowed = [c["value"] for c in choices]
+        raise ValueError(f"option {name!r} must be one of its choices {allowed}, not {value!r}")
+    if option_type in (4, 10):
+        low = option.get("min_value", -_NUMBER_BOUND)
+        high = option.get("max_value", _NUMBER_BOUND)
+        if not low <= value <= high:
+            raise ValueError(f"option {name!r} must be between {low} and {high}, not {value!r}")
+    if option_type == 3:
+        low, high = option.get("min_length", 0), option.get("max_length", _STRING_MAX)
+        if not low <= len(given) <= high:
+            raise ValueError(
+                f"option {name!r} must be {low}-{high} characters long, not {len(given)}"
+            )
+    channel_types = option.get("channel_types")
+    if option_type == 7 and channel_types and given.type not in channel_types:
+        raise ValueError(f"option {name!r} takes channels of types {channel_types}")
 
 
 def _leaf_schema(command: dict[str, Any], path: list[str]) -> list[dict[str, Any]]:
@@ -1487,7 +1553,16 @@ def _modal_input(
     if component.get("id") is not None:
         entry["id"] = component["id"]
     if component["type"] == 4:
-        entry["value"] = str(given) if given is not None else component.get("value") or ""
+        text = str(given) if given is not None else component.get("value") or ""
+        low, high = component.get("min_length", 0), component.get("max_length", 4000)
+        required = component.get("required", True)
+        if (required and not text) or (text and not low <= len(text) <= high):
+            raise ValueError(
+                f"text input {custom_id!r} takes {low}-{high} characters"
+                f"{'' if required else ' or nothing'}, not {len(text)}: Discord's client "
+                "would not submit the modal"
+            )
+        entry["value"] = text
     else:
         entry["values"] = list(given) if given is not None else []
     return entry
