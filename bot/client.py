@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 from functools import partial
 from typing import Any
@@ -33,6 +34,8 @@ from bot.store import JobRecord, Store
 log = logging.getLogger(__name__)
 
 SHUTDOWN_POST_TIMEOUT_S = 15.0
+INTERACTION_TOKEN_LIFETIME = datetime.timedelta(minutes=14, seconds=30)
+"""Discord accepts an interaction's token for 15 minutes; a little margin for clock skew."""
 COGS = ("cogs.video", "cogs.edit", "cogs.history", "cogs.admin")
 
 
@@ -128,12 +131,35 @@ class VideoBot(commands.Bot):
         interactions that started them belonged to the previous process."""
         await self.wait_until_ready()
         for record in failed:
+            await self.retire_original(record, "stopped by a restart: see the message below")
             channel = await self.channel_for(record.channel_id)
             if channel is not None:
                 reply = ChannelReply(channel, record.user_id, self.upload_limit(channel))
                 with contextlib.suppress(discord.HTTPException):
                     await reply.show(None, embed=error_embed(record.error or "failed", record.id))
+        for job in resumed:
+            stored = await self.store.get_job(job.id)
+            if stored is not None:
+                await self.retire_original(stored, "resumed after a restart: it continues below")
         await asyncio.gather(*(self.follow_resumed(job) for job in resumed))
+
+    async def retire_original(self, record: JobRecord, what: str) -> None:
+        """The member's original "queued…" message belonged to the old process and would keep a
+        stale position and a live Cancel button forever: while Discord still accepts its token
+        (15 minutes), say where the job went and remove the buttons."""
+        if record.application_id is None or not record.interaction_token:
+            return
+        if discord.utils.utcnow() - record.created_at > INTERACTION_TOKEN_LIFETIME:
+            return
+        webhook = discord.Webhook.partial(
+            record.application_id, record.interaction_token, client=self
+        )
+        text = f"↪️ {record.kind.label} #{record.id} was {what}."
+        try:
+            # "@original" is Discord's alias for the interaction's first response.
+            await webhook.edit_message("@original", content=text, embed=None, view=None)  # type: ignore[call-overload]
+        except discord.HTTPException as exc:
+            log.info("could not update the original message of job %s: %s", record.id, exc)
 
     async def follow_resumed(self, job: Job) -> None:
         channel = await self.channel_for(job.channel_id)

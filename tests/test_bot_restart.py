@@ -29,10 +29,12 @@ async def test_stop_mid_queue_then_resume_completes_every_job_once(
         tmp_path, limits={"max_queued_per_user": 5, "progress_interval_s": 0.2}
     )
     async with fake.run_bot(make_bot(settings, manager)) as bot:
-        for seed in (1, 2, 3):
+        sent = [
             await fake.run_slash_command(
                 "video", {**SLOW, "prompt": f"{SLOW['prompt']} --seed {seed}"}
             )
+            for seed in (1, 2, 3)
+        ]
         await fake.wait_until(lambda: len(bot.executor.snapshot()) == 3 or None, timeout=30)
         first_id = bot.executor.snapshot()[0].id
     # the bot closed: the running job was drained, the others stay queued in the database
@@ -53,6 +55,10 @@ async def test_stop_mid_queue_then_resume_completes_every_job_once(
             assert f"<@{fake.user.id}>" in message.content  # in the channel, mentioning the member
     for job_id in statuses:
         assert len(video_messages_for(fake, job_id)) == 1
+    # the members' original "queued" messages no longer show a stale position and Cancel button
+    originals = [fake.original_response(i) for i in sent]
+    retired = [m for m in originals if m is not None and "resumed after a restart" in m.content]
+    assert len(retired) == 2 and all(not m.components for m in retired)
 
 
 async def test_a_job_running_at_a_crash_is_retried_once_then_failed(
