@@ -72,8 +72,9 @@ async def test_bad_video_input_is_answered_privately_and_records_nothing(
         ),
         ({"prompt": "a cat", "width": 60}, "width: must be a multiple of 8"),
         ({"prompt": "a cat --sed 4"}, "did you mean --seed"),
-        ({"prompt": "a cat", "model": "sora"}, "unknown model 'sora'"),
-        ({"prompt": "a cat", "model": "animatediff"}, "animatediff is not enabled on this bot"),
+        # The model option offers only enabled generators; other names come in as flags.
+        ({"prompt": "a cat --model sora"}, "unknown model 'sora'"),
+        ({"prompt": "a cat --model animatediff"}, "animatediff is not enabled on this bot"),
         ({"prompt": "--seed 3"}, "prompt: must not be empty"),
     ]
     async with fake.run_bot(make_bot(make_settings(tmp_path), manager)) as bot:
