@@ -10,13 +10,24 @@
 # packages, so a CUDA base image would only add a second copy of the same libraries. The one part no
 # image carries is the driver (libcuda): the NVIDIA Container Toolkit mounts it from the host when
 # the container runs with `--gpus all`. Python 3.11 is the version the project is tested on, and
-# ffmpeg ships inside the imageio-ffmpeg wheel, so no system packages are needed.
+# ffmpeg ships inside the imageio-ffmpeg wheel.
 FROM python:3.11-slim-bookworm
 
+# torch.compile is on by default on CUDA ([speed] compile = "auto"), and Triton compiles its small
+# C launchers with the system C compiler at run time, which the slim image lacks: gcc and the C
+# library headers. (A smaller image without them must set VIDEOBOT_SPEED__COMPILE=off.)
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+
+# NVENC: the NVIDIA runtime mounts the driver's video encoder libraries only when the capabilities
+# include "video"; without them [speed] encoder = "auto" falls back to libx264.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility,video
 
 # torch first, pinned exactly (the project's rule, as in the Makefile): its layer is the largest and
 # survives rebuilds of the code, and `pip install .` then finds torch satisfied and pulls no other.

@@ -379,6 +379,7 @@ def _load(key: str) -> None:
     for a download that failed is "see the stacktrace above", and the CLI shows no stack trace."""
     from bot.core import get_model_manager
     from bot.core.engine import is_out_of_memory
+    from bot.core.errors import load_failure_message
     from bot.core.models import get_spec
 
     manager = get_model_manager()
@@ -388,42 +389,7 @@ def _load(key: str) -> None:
     except Exception as exc:
         if is_out_of_memory(exc):
             return  # the engine retries with the memory savers and explains
-        raise VideoBotError(
-            f"Could not load {spec.key} from {manager.source_of(spec)}: {describe_failure(exc)}"
-        ) from exc
-
-
-_NETWORK_FAILURES = {
-    "ConnectError",
-    "ConnectTimeout",
-    "ConnectionError",
-    "ConnectionRefusedError",
-    "OfflineModeIsEnabled",
-    "LocalEntryNotFoundError",
-    "gaierror",
-}
-
-
-def describe_failure(exc: BaseException) -> str:
-    """The failure and the exception at the root of its chain, in one line."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    top = re.sub(r"\s*Please check out the root cause in the stacktrace above\.?", "", str(exc))
-    text = f"{type(exc).__name__}: {top.strip().rstrip('.')}"
-    root = chain[-1]
-    if root is not exc:
-        text += (
-            f"; caused by {type(root).__name__}: {str(root).strip().rstrip('.') or '(no message)'}"
-        )
-    if any(type(error).__name__ in _NETWORK_FAILURES for error in chain):
-        text += (
-            ". The first use downloads the weights from the Hugging Face hub: check the network "
-            "(and HF_HUB_OFFLINE), or point the model at a local folder"
-        )
-    return " ".join(text.split()) + "."
+        raise VideoBotError(load_failure_message(spec.key, manager.source_of(spec), exc)) from exc
 
 
 class _ProgressBar:

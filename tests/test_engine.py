@@ -169,6 +169,9 @@ def test_missing_model_files_come_back_as_error(fresh_manager, small_params, tmp
     fresh_manager.configure(sources={"tiny_t2v": str(tmp_path / "nowhere")})
     result = GenerationEngine(fresh_manager).generate_video(small_params())
     assert result.error is not None and result.error.startswith("Could not load tiny_t2v from ")
+    # The root of the exception chain, not only diffusers' "see the stacktrace above" wrapper.
+    assert "caused by" in result.error or "nowhere" in result.error
+    assert "stacktrace" not in result.error
 
 
 def test_interpolate_and_loop_options(engine, small_params) -> None:
@@ -202,6 +205,21 @@ def test_upscale_doubles_size_through_the_tiny_upscaler(engine, small_params, tm
     assert np.array_equal(frames_array(again), frames_array(upscaled))
     path = engine.upscale_video(result, tmp_path / "up.mp4", seed=5)
     assert path.endswith("up.mp4")
+
+
+def test_upscale_runs_the_upscalers_own_steps_not_the_generators(engine, small_params) -> None:
+    """Steps x strength is what really runs: the upscaler's recipe, whatever the video was made
+    with. Zeroscope XL takes diffusers' 50 steps (30 run at strength 0.6, the text-to-video doc's
+    upscale example), not 20 x 0.6 = 12."""
+    from bot.core.engine import DEFAULT_UPSCALE_STRENGTH
+
+    xl = get_spec("zeroscope_v2_xl")
+    assert int(xl.default_steps * DEFAULT_UPSCALE_STRENGTH) >= 30
+    result = engine.generate_video(small_params(num_inference_steps=12))
+    seen = []
+    upscaled = engine.upscale(result, control=JobControl(on_progress=seen.append), seed=5)
+    assert upscaled.metadata["upscale_steps"] == get_spec("tiny_v2v").default_steps
+    assert len(seen) == int(get_spec("tiny_v2v").default_steps * DEFAULT_UPSCALE_STRENGTH)
 
 
 def test_upscale_cancel_and_errors(engine, small_params, tmp_path) -> None:
@@ -248,3 +266,21 @@ def test_long_animatediff_videos_use_free_noise(engine, small_params) -> None:
     assert pipe.free_noise_enabled
     assert engine.generate_video(small_params(model="tiny_animatediff", num_frames=16)).ok
     assert not pipe.free_noise_enabled
+
+
+def test_load_failure_message_names_the_root_cause_and_what_to_do() -> None:
+    """The one line members, the log and the CLI get (bot.core.errors.load_failure_message)."""
+    from bot.core.errors import load_failure_message
+
+    try:
+        try:
+            raise ConnectionRefusedError("no route to huggingface.co")
+        except OSError as cause:
+            raise OSError(
+                "Cannot load model x. Please check out the root cause in the stacktrace above."
+            ) from cause
+    except OSError as exc:
+        message = load_failure_message("animatediff", "owner/repo", exc)
+    assert message.startswith("Could not load animatediff from owner/repo: OSError: Cannot load")
+    assert "caused by ConnectionRefusedError: no route to huggingface.co" in message
+    assert "check the network" in message and "stacktrace" not in message

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from bot.core.engine import load_failure_advice
+from bot.core.errors import load_failure_advice
 from bot.core.models import (
     REGISTRY,
     RENAMED_REPOS,
@@ -118,6 +118,8 @@ def test_no_load_downloads_what_it_does_not_use(
         for pattern in entry.get("never_fetched", []):
             hits = [p for p in fetched if fnmatch.fnmatch(p, f"/{repo_id}/resolve/*/{pattern}")]
             assert not hits, f"{repo_id}: {hits}"
+    # AnimateDiff never uses the SD 1.5 base's safety checker (about 1.2 GB): not even asked for.
+    assert not [p for _, p in local_hub.requests if "/safety_checker/" in p]
     # Every repo the registry names was really reached through the hub's resolve endpoint.
     for key in REAL_KEYS:
         repo = REGISTRY[key].source

@@ -29,7 +29,7 @@ def test_registry_has_the_seed_models_with_their_hub_ids() -> None:
     assert [
         get_spec(k).vram_gb
         for k in ("animatediff", "modelscope_t2v", "zeroscope_v2_576w", "zeroscope_v2_xl")
-    ] == [6, 7, 8, 12]
+    ] == [6, 7, 8, 15.5]  # Zeroscope XL: its card says 15.3 GB for 30 frames
     for key in tiny_model_keys():
         assert get_spec(key).tiny
 
@@ -148,3 +148,29 @@ def test_auto_half_precision_follows_the_compute_capability(capability, dtype) -
     from bot.core.models import half_dtype_for
 
     assert half_dtype_for(capability) == dtype
+
+
+def test_auto_half_precision_follows_the_models_card(monkeypatch) -> None:
+    """CogVideoX-2b's card asks for fp16 (its 5B siblings for bf16); an owner's dtype still wins."""
+    import torch
+
+    from bot.core.models import REGISTRY, ManagerOptions, ModelManager
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    auto = ModelManager(ManagerOptions())
+    assert auto.resolved_dtype("cuda", REGISTRY["cogvideox_2b"]) == "float16"
+    assert auto.resolved_dtype("cuda", REGISTRY["cogvideox_5b"]) == "bfloat16"
+    assert auto.resolved_dtype("cpu", REGISTRY["cogvideox_2b"]) == "float32"
+    forced = ModelManager(ManagerOptions(dtype="bfloat16"))
+    assert forced.resolved_dtype("cuda", REGISTRY["cogvideox_2b"]) == "bfloat16"
+
+
+def test_memory_figures_count_everything_a_model_loads() -> None:
+    """Zeroscope XL needs about 15 GB at 1024x576 (its card: 15.3 GB for 30 frames); CogVideoX-5b's
+    figure counts the second, image-to-video transformer it loads for pictures."""
+    from bot.core.models import REGISTRY, ModelManager
+
+    assert REGISTRY["zeroscope_v2_xl"].vram_gb >= 15
+    rows = {row.key: row for row in ModelManager().list_models()}
+    five = REGISTRY["cogvideox_5b"]
+    assert rows["cogvideox_5b"].vram_gb == five.vram_gb + five.image_vram_gb > five.vram_gb

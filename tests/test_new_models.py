@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -325,6 +326,16 @@ def test_image_pipeline_shares_the_loaded_modules(engine: GenerationEngine, key:
     assert image_pipe.text_encoder is loaded.pipeline.text_encoder
     separate = get_spec(key).image_source is not None  # CogVideoX: its own I2V transformer
     assert (image_pipe.transformer is loaded.pipeline.transformer) is not separate
+    # The memory a model reports counts a separate transformer, and shared modules once.
+    own = sum(p.numel() * p.element_size() for p in image_pipe.transformer.parameters())
+    without = loaded.pipeline.components
+    counted = sum(
+        p.numel() * p.element_size()
+        for m in without.values()
+        if hasattr(m, "parameters")
+        for p in m.parameters()
+    )
+    assert loaded.parameter_bytes == counted + (own if separate else 0)
 
 
 @pytest.mark.parametrize(
@@ -364,6 +375,54 @@ def test_cogvideox_5b_animates_pictures_at_720x480_only(tmp_path: Path) -> None:
         GenerationParams(prompt=PROMPT, model="cogvideox_5b", **size)  # text to video: any size
     # Models without a fixed image size animate at any valid size.
     GenerationParams(prompt=PROMPT, model="wan2_2_ti2v_5b", image=picture, width=832, height=480)
+
+
+def test_cogvideox_5b_animates_pictures_at_its_trained_49_frames_only(tmp_path: Path) -> None:
+    """Its I2V transformer learned position embeddings for 49 frames; diffusers would silently
+    compute other ones at any other count, so other counts are refused with the reason."""
+    picture = str(tmp_path / "pic.png")
+    assert GenerationParams(prompt=PROMPT, model="cogvideox_5b", image=picture).num_frames == 49
+    with pytest.raises(InvalidParameterError) as info:
+        GenerationParams(prompt=PROMPT, model="cogvideox_5b", image=picture, num_frames=25)
+    assert info.value.field == "num_frames"
+    assert "animates pictures at 49 frames only" in str(info.value)
+    GenerationParams(prompt=PROMPT, model="cogvideox_5b", num_frames=25)  # text: any valid count
+
+
+def test_cogvideox_runs_dynamic_guidance_with_its_dpm_scheduler_only(
+    engine: GenerationEngine,
+) -> None:
+    """The CogVideo demo's recipe: ``use_dynamic_cfg`` with CogVideoXDPMScheduler, not with DDIM.
+    Dynamic guidance rewrites the pipeline's guidance scale at every step (``1 + g * (1 - cos)/2``),
+    so after a DPM job it no longer equals the scale asked for."""
+    spec = get_spec("cogvideox_5b")
+    assert spec.call_options_for("cogvideox_dpm") == {"use_dynamic_cfg": True}
+    assert spec.call_options_for("cogvideox_ddim") == {}
+    assert get_spec("cogvideox_2b").default_scheduler == "cogvideox_ddim"
+    pipe = engine.manager.load_model("tiny_cogvideox").pipeline
+    frames_of(engine.generate_video(job("tiny_cogvideox", scheduler="cogvideox_ddim")))
+    assert pipe.guidance_scale == 6.0
+    frames_of(engine.generate_video(job("tiny_cogvideox", scheduler="cogvideox_dpm")))
+    assert pipe.guidance_scale != pytest.approx(6.0)
+
+
+def test_wan_2_1_flow_shift_follows_the_resolution(
+    new_manager: Callable[..., ModelManager], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """diffusers' Wan doc: flow_shift 3.0 at 480p, 5.0 at 720p. The engine builds the scheduler a
+    job runs with from the shift for its shorter side."""
+    wan = get_spec("wan2_1_1_3b")
+    assert wan.scheduler_config_for(832, 480)["flow_shift"] == 3.0
+    assert wan.scheduler_config_for(1280, 720)["flow_shift"] == 5.0
+    assert wan.scheduler_config_for(720, 1280)["flow_shift"] == 5.0
+    assert wan.scheduler_config_for(1280, 704)["flow_shift"] == 3.0
+    tiny = replace(REGISTRY["tiny_wan"], flow_shifts=((0, 3.0), (64, 5.0)))
+    monkeypatch.setitem(REGISTRY, "tiny_wan", tiny)
+    engine = GenerationEngine(new_manager())
+    pipe = engine.manager.load_model("tiny_wan").pipeline
+    for (width, height), shift in (((64, 64), 5.0), ((64, 32), 3.0)):
+        frames_of(engine.generate_video(job("tiny_wan", width=width, height=height)))
+        assert pipe.scheduler.config.flow_shift == shift
 
 
 # --- cancel, time limit, progress ---------------------------------------------------------------

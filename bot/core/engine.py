@@ -22,7 +22,9 @@ from bot.core.errors import (
     GenerationCancelled,
     GenerationTimedOut,
     InvalidParameterError,
+    ModelLoadError,
     VideoBotError,
+    load_failure_message,
 )
 from bot.core.images import fit_image, load_image
 from bot.core.models import (
@@ -42,48 +44,6 @@ log = logging.getLogger(__name__)
 
 CANCELLED_MESSAGE = "Cancelled."
 DEFAULT_UPSCALE_STRENGTH = 0.6
-DEFAULT_UPSCALE_STEPS = 20
-
-
-class ModelLoadError(VideoBotError):
-    """A model's files could not be loaded (not downloaded, no network, corrupt)."""
-
-
-_TOKENIZER_PACKAGES = ("sentencepiece", "protobuf", "tiktoken", "google.protobuf")
-_NETWORK_ERRORS = ("ConnectError", "ConnectTimeout", "TimeoutException", "LocalEntryNotFoundError")
-
-
-def load_failure_advice(exc: BaseException) -> str:
-    """What to do about a failed load, from its real cause (the whole exception chain): a missing
-    tokenizer package, a repo or file the hub does not have, no network, or something else."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    names = {type(error).__name__ for error in chain}
-    text = " ".join(str(error) for error in chain)
-    if any(package in text for package in _TOKENIZER_PACKAGES):
-        return (
-            "Its tokenizer ships only a SentencePiece spiece.model, which transformers reads with the "
-            "sentencepiece and protobuf packages: install them (pip install sentencepiece protobuf; "
-            "videobot's own install declares both)."
-        )
-    if names & {"RepositoryNotFoundError", "GatedRepoError"}:
-        return (
-            "The Hugging Face hub has no such repo, or it is private or gated: check the id "
-            "(renamed repos keep working under their old id only while the hub redirects it)."
-        )
-    if names & {"EntryNotFoundError", "RevisionNotFoundError"}:
-        return "The repo lacks a file this model needs: check that it is a diffusers folder."
-    if names & set(_NETWORK_ERRORS) or "OfflineModeIsEnabled" in names:
-        return (
-            "The first use downloads the weights from the Hugging Face hub: check the network "
-            "(and HF_HUB_OFFLINE), or point the model at a local folder."
-        )
-    if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
-        return "The disk is full: free space where HF_HOME keeps the weights."
-    return "Check that the source is a complete diffusers folder for this model."
 
 
 class GenerationFailed(VideoBotError):
@@ -157,8 +117,7 @@ class GenerationEngine:
             if is_out_of_memory(exc):
                 raise
             raise ModelLoadError(
-                f"Could not load {spec.key} from {self._manager.source_of(spec)}: "
-                f"{type(exc).__name__}: {str(exc).rstrip('.')}. {load_failure_advice(exc)}"
+                load_failure_message(spec.key, self._manager.source_of(spec), exc)
             ) from exc
 
     def _denoise(
@@ -183,11 +142,15 @@ class GenerationEngine:
             generator=torch.Generator(device="cpu").manual_seed(seed),
             image=fit_image(picture, params.width, params.height) if picture else None,
             fps=params.fps,
-            call_options=loaded.spec.call_options,
+            call_options=loaded.spec.call_options_for(params.scheduler),
         )
         with loaded.lock, torch.inference_mode():
             pipe = self._manager.image_pipeline(loaded) if picture else loaded.pipeline
-            pipe.scheduler = self._scheduler(loaded, params.scheduler)
+            pipe.scheduler = self._scheduler(
+                loaded,
+                params.scheduler,
+                loaded.spec.scheduler_config_for(params.width, params.height),
+            )
             return loaded.adapter.run(pipe, request, control)
 
     def _postprocess(
@@ -205,22 +168,22 @@ class GenerationEngine:
         return images, fps
 
     @staticmethod
-    def _scheduler(loaded: LoadedModel, name: str) -> Any:
-        """One scheduler instance per model and name, built from the model's own config."""
+    def _scheduler(loaded: LoadedModel, name: str, config: dict[str, Any]) -> Any:
+        """One scheduler instance per model, name and settings (``config``: the model's settings
+        for the job's size), built from the model's own scheduler config."""
         import diffusers
 
         from bot.core.params import SCHEDULERS
 
-        if name not in loaded.schedulers:
+        key = f"{name}:{sorted(config.items())}"
+        if key not in loaded.schedulers:
             if not loaded.schedulers:
                 loaded.schedulers["_base"] = loaded.pipeline.scheduler
             base = loaded.schedulers["_base"].config
             class_name, extra = SCHEDULERS[name]
             scheduler_cls = getattr(diffusers, class_name)
-            loaded.schedulers[name] = scheduler_cls.from_config(
-                base, **{**loaded.spec.scheduler_config, **extra}
-            )
-        return loaded.schedulers[name]
+            loaded.schedulers[key] = scheduler_cls.from_config(base, **{**config, **extra})
+        return loaded.schedulers[key]
 
     def warm_up(self, key: str) -> list[tuple[int, int, int]]:
         """Compile a model's denoiser for each of its shape buckets now, at load, so no member's
@@ -302,9 +265,8 @@ class GenerationEngine:
                 "trim it first",
             )
         params = result.params
-        steps = num_inference_steps or (
-            params.num_inference_steps if params else DEFAULT_UPSCALE_STEPS
-        )
+        # The upscaler's own recipe, not the generator's steps (Lightning's 4 would run 2).
+        steps = num_inference_steps or spec.default_steps
         seed_used = seed if seed is not None else secrets.randbelow(2**32)
         started = time.perf_counter()
         timings: dict[str, float] = {}
@@ -535,7 +497,7 @@ def out_of_memory_advice(
         width, height = size or (params.width, params.height)
         what = f" for {params.num_frames} frames at {width}x{height}"
     return (
-        f"Out of GPU memory on {spec.key}{what} (it needs about {spec.vram_gb:g} GB). "
+        f"Out of GPU memory on {spec.key}{what} (it needs about {spec.total_vram_gb:g} GB). "
         "Reduce the frame count or the resolution, or turn on the memory savers: CPU offload, "
         "VAE slicing, VAE tiling and forward chunking (group offload and fp8 layerwise casting "
         "go further)."

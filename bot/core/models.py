@@ -114,6 +114,23 @@ class ModelSpec:
     """The VAE's precision when it must differ from the pipeline's (Wan's VAE stays float32)."""
     call_options: dict[str, Any] = field(default_factory=dict)
     """Extra pipeline arguments the model's card recommends (LTX-Video's decode timestep)."""
+    scheduler_call_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Extra pipeline arguments that belong to one scheduler: CogVideoX's dynamic guidance is made
+    for its DPM scheduler only (the CogVideo repo's ``cli_demo.py``: ``use_dynamic_cfg=True`` with
+    ``CogVideoXDPMScheduler``, off with DDIM)."""
+    flow_shifts: tuple[tuple[int, float], ...] = ()
+    """``(shorter side, flow_shift)`` steps, lowest first: the scheduler's ``flow_shift`` for a job
+    whose shorter side reaches that size (Wan 2.1: 3.0 at 480p, 5.0 at 720p). Empty: the
+    ``scheduler_config``'s one shift for every size."""
+    image_frames: int | None = None
+    """The only frame count image-to-video runs at, where its weights fix it: CogVideoX-5b-I2V
+    learned its position embeddings for 49 frames, and diffusers silently swaps in computed
+    sin-cos ones at any other count."""
+    half_dtype: str | None = None
+    """The half precision the model's card asks for on a GPU that has both (CogVideoX-2b: fp16);
+    ``None``: bf16 from compute capability 8.0, else fp16."""
+    image_vram_gb: float = 0.0
+    """GPU memory the separate image-to-video weights add once a picture is animated."""
     speed: str = ""
     """Time per video on a GPU, for the README's model table."""
     memory_advice: str = ""
@@ -123,6 +140,25 @@ class ModelSpec:
     @property
     def max_frames(self) -> int:
         return self.frames.high
+
+    @property
+    def total_vram_gb(self) -> float:
+        """GPU memory with everything it may load: its own weights and activations plus separate
+        image-to-video weights (CogVideoX-5b-I2V's transformer)."""
+        return self.vram_gb + self.image_vram_gb
+
+    def scheduler_config_for(self, width: int, height: int) -> dict[str, Any]:
+        """The scheduler settings a job of this size runs with: ``scheduler_config`` plus the
+        flow shift for its resolution."""
+        config = dict(self.scheduler_config)
+        for side, shift in self.flow_shifts:
+            if min(width, height) >= side:
+                config["flow_shift"] = shift
+        return config
+
+    def call_options_for(self, scheduler: str) -> dict[str, Any]:
+        """The card's extra pipeline arguments for a job on ``scheduler``."""
+        return {**self.call_options, **self.scheduler_call_options.get(scheduler, {})}
 
     def defaults(self) -> dict[str, Any]:
         """What a job on this model uses for the options a member leaves out."""
@@ -167,6 +203,14 @@ class ModelSpec:
                 "width",
                 f"{self.key} animates pictures at {fixed[0]}x{fixed[1]} only "
                 f"(got {params.width}x{params.height}); leave the size out",
+            )
+        frames = self.image_frames if params.image is not None else None
+        if frames is not None and params.num_frames != frames:
+            raise InvalidParameterError(
+                "num_frames",
+                f"{self.key} animates pictures at {frames} frames only, the count its "
+                f"image-to-video weights were trained at (got {params.num_frames}); "
+                "leave the frame count out",
             )
 
     def __post_init__(self) -> None:
@@ -229,6 +273,7 @@ _COGVIDEOX_RULES: dict[str, Any] = {
     "default_fps": 8,
     "default_guidance": 6.0,
     "schedulers": ("cogvideox_dpm", "cogvideox_ddim"),
+    "scheduler_call_options": {"cogvideox_dpm": {"use_dynamic_cfg": True}},
 }
 _LIGHTNING_RULES: dict[str, Any] = {
     "family": "animatediff",
@@ -289,8 +334,14 @@ REGISTRY: dict[str, ModelSpec] = {
             source="cerspense/zeroscope_v2_XL",
             native_width=1024,
             native_height=576,
-            vram_gb=12,
+            # The card: 15.3 GB of VRAM for 30 frames at 1024x576.
+            vram_gb=15.5,
+            # diffusers' text-to-video doc upscales with the pipeline's default 50 steps at
+            # strength 0.6: 30 steps really run (20 x 0.6 ran only 12).
+            default_steps=50,
             default_guidance=15.0,
+            memory_advice="about 15 GB for 24-30 frames at 1024x576 (card: 15.3 GB for 30); "
+            "12 GB: vae_slicing and forward_chunking; 8 GB: cpu_offload",
             description="Upscales videos to 1024x576 with video-to-video denoising.",
         ),
         ModelSpec(
@@ -327,7 +378,9 @@ REGISTRY: dict[str, ModelSpec] = {
             default_frames=81,
             default_fps=16,
             default_steps=50,
+            # diffusers' Wan doc: flow_shift 5.0 for 720p, 3.0 for 480p.
             scheduler_config={"flow_shift": 3.0},
+            flow_shifts=((0, 3.0), (720, 5.0)),
             vram_gb=16,
             speed="about 4 min per 5 s 480p clip on an RTX 4090 unoptimised (card)",
             memory_advice="8 GB: cpu_offload (about 8.2 GB peak, card) or group_offload, "
@@ -368,6 +421,7 @@ REGISTRY: dict[str, ModelSpec] = {
             default_frames=49,
             default_steps=50,
             default_scheduler="cogvideox_ddim",
+            half_dtype="float16",  # the card: FP16 recommended (the 5B models: BF16)
             vram_gb=18,
             speed="50 steps in about 45 s on an H100",
             memory_advice="4-8 GB: cpu_offload, vae_slicing and vae_tiling (card: 4 GB)",
@@ -380,6 +434,7 @@ REGISTRY: dict[str, ModelSpec] = {
             source="zai-org/CogVideoX-5b",
             image_source="zai-org/CogVideoX-5b-I2V",
             image_size=(720, 480),
+            image_frames=49,
             native_width=720,
             native_height=480,
             min_size=256,
@@ -391,6 +446,8 @@ REGISTRY: dict[str, ModelSpec] = {
             default_scheduler="cogvideox_dpm",
             image_to_video=True,
             vram_gb=26,
+            # The I2V repo's own 5B transformer, about 11 GB in bf16, loads beside it.
+            image_vram_gb=11,
             speed="50 steps in about 90 s on an H100 (card: 180 s on an A100)",
             memory_advice="5-12 GB: cpu_offload, vae_slicing and vae_tiling (card: 5 GB)",
             description="CogVideoX 5B: 720x480, 49 frames; image-to-video via CogVideoX-5b-I2V.",
@@ -449,6 +506,8 @@ REGISTRY: dict[str, ModelSpec] = {
             min_size=32,
             vram_gb=0,
             upscale_factor=2.0,
+            steps=Range(1, 50),
+            default_steps=10,
             default_guidance=15.0,
             tiny=True,
             description="VideoToVideoSDPipeline with tiny random weights: the tiny models' 2x upscaler.",
@@ -618,9 +677,16 @@ class LoadedModel:
 
     @property
     def parameter_bytes(self) -> int:
+        """The weights in memory: the pipeline's and, once made, the image-to-video pipeline's
+        own (a second transformer where its weights differ; shared modules count once)."""
+        modules = list(self.pipeline.components.values())
+        if self.image_pipeline is not None:
+            modules += list(self.image_pipeline.components.values())
         total = 0
-        for component in self.pipeline.components.values():
-            if hasattr(component, "parameters"):
+        seen: set[int] = set()
+        for component in modules:
+            if hasattr(component, "parameters") and id(component) not in seen:
+                seen.add(id(component))
                 total += sum(p.numel() * p.element_size() for p in component.parameters())
         return total
 
@@ -695,7 +761,7 @@ class ModelManager:
 
         spec = get_spec(key)
         device = self.resolved_device()
-        dtype = self.resolved_dtype(device)
+        dtype = self.resolved_dtype(device, spec)
         pipeline.set_progress_bar_config(disable=True)
         loaded = LoadedModel(
             spec=spec,
@@ -791,7 +857,7 @@ class ModelManager:
                         source=self.source_of(spec),
                         loaded=loaded is not None,
                         active=spec.key == self._active,
-                        vram_gb=spec.vram_gb,
+                        vram_gb=spec.total_vram_gb,
                         native_size=(spec.native_width, spec.native_height),
                         upscaler=spec.upscaler,
                         memory_mb=loaded.parameter_bytes / 2**20 if loaded else None,
@@ -818,7 +884,9 @@ class ModelManager:
             return "cuda" if torch.cuda.is_available() else "cpu"
         return device
 
-    def resolved_dtype(self, device: str) -> str:
+    def resolved_dtype(self, device: str, spec: ModelSpec | None = None) -> str:
+        """The precision models load in: the owner's choice, else on CUDA the half precision of
+        the model's card (``spec.half_dtype``) or the GPU's native one, else float32."""
         import torch
 
         dtype = self._options.dtype
@@ -829,6 +897,8 @@ class ModelManager:
                 )
             return dtype
         if device.startswith("cuda"):
+            if spec is not None and spec.half_dtype is not None:
+                return spec.half_dtype
             return half_dtype_for(torch.cuda.get_device_capability(device))
         return "float32"
 
@@ -874,7 +944,7 @@ class ModelManager:
 
             build_tiny_model(spec.key, self._options.cache_dir / spec.key)
         device = self.resolved_device()
-        dtype = self.resolved_dtype(device)
+        dtype = self.resolved_dtype(device, spec)
         adapter = adapter_for(spec.family)
         started = time.perf_counter()
         request = self._load_request(spec, dtype, files=True)

@@ -33,7 +33,7 @@ class AnimateDiffAdapter(NoImagePipeline):
             raise ValueError("AnimateDiff needs a motion adapter source")
         adapter = load_motion_adapter(request.adapter_source, request.torch_dtype)
         return AnimateDiffPipeline.from_pretrained(
-            request.source,
+            download_base(request.source, request.variant),
             motion_adapter=adapter,
             dtype=request.dtypes(),
             variant=request.variant,
@@ -66,6 +66,27 @@ class AnimateDiffAdapter(NoImagePipeline):
             pipe.enable_free_noise(context_length=context, context_stride=max(context // 4, 1))
         elif getattr(pipe, "free_noise_enabled", False):
             pipe.disable_free_noise()
+
+
+UNUSED_BASE_COMPONENTS = ("safety_checker",)
+"""Folders of an SD 1.5 base that ``AnimateDiffPipeline`` never loads. diffusers builds its download
+list from every folder in ``model_index.json``, so a plain ``from_pretrained`` also fetches the
+base's safety checker (about 1.2 GB in float32)."""
+
+
+def download_base(source: str, variant: str | None) -> str:
+    """The SD 1.5 base as a local folder, downloaded without the parts AnimateDiff does not use.
+
+    It is diffusers' own download (``DiffusionPipeline.download``: variant, safetensors against
+    ``.bin``, the hub cache, ``HF_HUB_OFFLINE``), told that the unused components are passed in
+    (diffusers skips the folders of components given to it, ``pipeline_utils.download``'s
+    "Don't download any objects that are passed"). A local folder is used as it is."""
+    if Path(source).expanduser().is_dir():
+        return source
+    from diffusers import DiffusionPipeline
+
+    skipped: dict[str, Any] = dict.fromkeys(UNUSED_BASE_COMPONENTS)
+    return str(DiffusionPipeline.download(source, variant=variant, **skipped))
 
 
 def load_motion_adapter(source: str, torch_dtype: Any) -> Any:
