@@ -21,7 +21,7 @@ import torch
 
 from bot.core import GenerationParams, JobControl
 from bot.core.engine import GenerationEngine
-from bot.core.models import ManagerOptions, ModelManager
+from bot.core.manager import ManagerOptions, ModelManager
 from bot.logs import quiet_libraries
 
 TARGET_RATIO = 1.05

@@ -55,11 +55,12 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from bot.core.engine import DEFAULT_UPSCALE_STRENGTH, GenerationEngine  # noqa: E402
-from bot.core.models import REGISTRY, ManagerOptions, ModelManager, ModelSpec  # noqa: E402
+from bot.core.manager import ManagerOptions, ModelManager  # noqa: E402
 from bot.core.params import GenerationParams  # noqa: E402
 from bot.core.pipelines import adapter_for  # noqa: E402
 from bot.core.pipelines.base import DenoiseRequest, to_uint8_frames  # noqa: E402
 from bot.core.progress import JobControl  # noqa: E402
+from bot.core.registry import REGISTRY, ModelSpec  # noqa: E402
 from bot.core.result import GenerationResult  # noqa: E402
 from bot.core.speed import SpeedOptions, speed_report  # noqa: E402
 from bot.logs import quiet_libraries  # noqa: E402
@@ -92,8 +93,8 @@ SEED_JOBS: dict[str, dict[str, int]] = {
 }
 """The seed's default jobs (issue 6). Every other model runs its registry defaults."""
 UPSCALE_SOURCE = {"model": "zeroscope_v2_576w", "width": 576, "height": 320, "num_frames": 24}
-"""The upscaler's job: a Zeroscope 576w video (24 frames of 576x320, made with 25 steps) upscaled
-to 1024x576 at the engine's default strength, so 15 of the 25 steps run."""
+"""The upscaler's job: a Zeroscope 576w video (24 frames of 576x320) upscaled to 1024x576 with the
+upscaler's own steps at the engine's default strength (50 steps at 0.6: 30 run)."""
 
 CARD_DTYPES: dict[str, str] = {
     "ltx_video": "bfloat16",
@@ -278,7 +279,7 @@ def _upscale_job(spec: ModelSpec, tiny: bool) -> Job:
     source = REGISTRY[UPSCALE_SOURCE["model"]]
     width, height = UPSCALE_SOURCE["width"], UPSCALE_SOURCE["height"]
     frames = UPSCALE_SOURCE["num_frames"]
-    steps = SEED_JOBS[source.key]["num_inference_steps"]
+    steps = spec.default_steps  # the upscaler's own recipe, as the engine runs it
     if tiny:
         width, height, frames, steps = 128, 72, source.frames.low, 4
     target_w, target_h = upscale_size(spec, width, height)
@@ -301,7 +302,7 @@ def tiny_registry(keys: list[str]) -> Iterator[None]:
     """``--tiny`` runs toy jobs through the real engine, whose checks would refuse them: for the
     run, the models (and the upscaler's source) accept sizes from 32 pixels and 1 step, and an
     upscaler without a fixed factor upscales to 256x144 instead of its native size."""
-    from bot.core.params import Range
+    from bot.core.rules import Range
 
     saved = {}
     for key in {*keys, UPSCALE_SOURCE["model"]}:
@@ -413,15 +414,15 @@ def build_module(config: dict[str, Any], device: Any, dtype: torch.dtype, seed: 
 
 def build_tokenizer(config: dict[str, Any]) -> Any:
     """Timing needs the real tokenizer call and its max length, not the real vocabulary: CLIP's
-    BPE tokenizer as the tiny models build it, or the T5-style one of ``bot.core.tiny_dit``; token
+    BPE tokenizer as the tiny models build it, or the T5-style one of ``bot.core.tiny.dit``; token
     ids stay far below every encoder's vocabulary size."""
     max_length = int(config["model_max_length"])
     if config["tokenizer_class"].startswith("CLIP"):
-        from bot.core.tiny import _tiny_tokenizer
+        from bot.core.tiny.unet import _tiny_tokenizer
 
         with tempfile.TemporaryDirectory(prefix="videobot-bench-tok-") as folder:
             return _tiny_tokenizer(Path(folder))  # vocab and merges are read at construction
-    from bot.core.tiny_dit import _t5_tokenizer
+    from bot.core.tiny.dit import _t5_tokenizer
 
     return _t5_tokenizer(max_length)
 
@@ -600,7 +601,11 @@ def count_flops(job: Job, *, tiny: bool = False) -> FlopCount:
     request, _ = _request(job, spec)
     loaded = SimpleNamespace(schedulers={}, pipeline=pipe, spec=spec)
     if not job.upscale:
-        pipe.scheduler = GenerationEngine._scheduler(loaded, job.scheduler)  # type: ignore[arg-type]
+        pipe.scheduler = GenerationEngine._scheduler(
+            loaded,  # type: ignore[arg-type]
+            job.scheduler,
+            spec.scheduler_config_for(job.width, job.height),
+        )
     with torch.inference_mode():
         adapter_for(spec.family).run(pipe, request, JobControl())
     return count
@@ -639,7 +644,7 @@ def _request(job: Job, spec: ModelSpec) -> tuple[DenoiseRequest, Any]:
         guidance_scale=job.guidance,
         generator=generator,
         fps=job.fps,
-        call_options=spec.call_options,
+        call_options=spec.call_options_for(job.scheduler),
     )
     return request, None
 
@@ -941,7 +946,11 @@ def run_card(
     pipe.to(device)
     if not job.upscale:
         loaded = SimpleNamespace(schedulers={}, pipeline=pipe, spec=spec)
-        pipe.scheduler = GenerationEngine._scheduler(loaded, job.scheduler)  # type: ignore[arg-type]
+        pipe.scheduler = GenerationEngine._scheduler(
+            loaded,  # type: ignore[arg-type]
+            job.scheduler,
+            spec.scheduler_config_for(job.width, job.height),
+        )
     request, _ = _request(job, spec)
 
     def call() -> Any:
@@ -997,7 +1006,9 @@ def run_ours(
 
         def call() -> GenerationResult:
             if source is not None:
-                result = engine.upscale(source, upscaler=job.key, seed=SEED)
+                result = engine.upscale(
+                    source, upscaler=job.key, num_inference_steps=job.steps, seed=SEED
+                )
             else:
                 result = engine.generate_video(job.params())
             if not result.ok:

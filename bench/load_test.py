@@ -430,7 +430,7 @@ async def run_load(args: argparse.Namespace, workdir: Path, logs: LogCounter) ->
     from bot_helpers import make_bot, make_settings
     from fake_discord import FakeDiscord
 
-    from bot.core.models import ManagerOptions, ModelManager
+    from bot.core.manager import ManagerOptions, ModelManager
 
     rng = random.Random(args.seed)
     plan = make_plan(args.members, args.jobs, rng)

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.core.errors import InvalidParameterError, MediaError, VideoBotError
-from bot.core.params import EDIT_OPERATIONS, SCHEDULERS
+from bot.core.manager import MEMORY_SAVERS
+from bot.core.rules import EDIT_OPERATIONS, SCHEDULERS
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -138,16 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (generate, upscale):
         sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... or mps")
         sub.add_argument("--dtype", default="auto", help="auto, float16, bfloat16, float32")
-        sub.add_argument("--cpu-offload", action="store_true", help="save VRAM, cost speed")
-        sub.add_argument("--vae-slicing", action="store_true", help="decode frames one by one")
-        sub.add_argument("--forward-chunking", action="store_true", help="chunk the UNet FFNs")
-        sub.add_argument("--vae-tiling", action="store_true", help="decode in tiles: big frames")
-        sub.add_argument(
-            "--group-offload", action="store_true", help="stream layers from RAM: least VRAM"
-        )
-        sub.add_argument(
-            "--layerwise-casting", action="store_true", help="store denoiser weights in fp8"
-        )
+        for name, description in MEMORY_SAVERS.items():
+            sub.add_argument(f"--{name.replace('_', '-')}", action="store_true", help=description)
         sub.add_argument(
             "--no-speedups", action="store_true", help="no compile, fusion or layout speed-ups"
         )
@@ -202,7 +195,7 @@ def _name_options(message: str) -> str:
 def _configure_manager(args: argparse.Namespace) -> None:
     from bot.config import check_device
     from bot.core import get_model_manager
-    from bot.core.models import MEMORY_SWITCHES
+    from bot.core.manager import MEMORY_SWITCHES
     from bot.core.speed import SpeedOptions
 
     manager = get_model_manager()
@@ -225,7 +218,7 @@ def _configure_manager(args: argparse.Namespace) -> None:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from bot.core import GenerationParams, get_generation_engine
-    from bot.core.models import get_spec
+    from bot.core.registry import get_spec
 
     width, height = args.width, args.height
     if args.size is not None:
@@ -310,7 +303,7 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from bot.core import get_model_manager
-    from bot.core.models import REGISTRY
+    from bot.core.registry import REGISTRY
 
     rows = get_model_manager().list_models()
     print(
@@ -380,7 +373,7 @@ def _load(key: str) -> None:
     from bot.core import get_model_manager
     from bot.core.engine import is_out_of_memory
     from bot.core.errors import load_failure_message
-    from bot.core.models import get_spec
+    from bot.core.registry import get_spec
 
     manager = get_model_manager()
     spec = get_spec(key)

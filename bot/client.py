@@ -16,7 +16,7 @@ from discord.ext import commands
 
 from bot.config import Settings
 from bot.core.engine import GenerationEngine
-from bot.core.models import MEMORY_SWITCHES, ModelManager, get_model_manager
+from bot.core.manager import MEMORY_SWITCHES, ModelManager, get_model_manager
 from bot.interactions import report_failure
 from bot.jobs import GpuExecutor, Job, JobExecutor
 from bot.lifecycle import JobStatus

@@ -31,7 +31,7 @@ from pydantic_settings import (
 from pydantic_settings.exceptions import SettingsError
 
 from bot.admission import DirectMessages
-from bot.core.models import REGISTRY, get_spec
+from bot.core.registry import REGISTRY, get_spec
 from bot.core.speed import SpeedOptions
 
 TOKEN_ENV = "DISCORD_TOKEN"

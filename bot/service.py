@@ -25,9 +25,9 @@ from bot.core import media
 from bot.core.engine import GenerationEngine
 from bot.core.errors import MediaError, VideoBotError
 from bot.core.images import ImageLimits, fit_image, load_image, save_image
-from bot.core.models import REGISTRY, get_spec
 from bot.core.params import GenerationParams, validate_edit
 from bot.core.progress import JobControl
+from bot.core.registry import REGISTRY, get_spec
 from bot.core.result import GenerationResult
 from bot.jobs import Job, JobExecutor, QueueFull, describe_wait
 from bot.lifecycle import DEFAULT_RETRY_POLICY, MEMORY_SAVERS, JobKind, JobStatus, RetryPolicy

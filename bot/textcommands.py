@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from bot.core.errors import InvalidParameterError
-from bot.core.params import INTERPOLATE, LOOPS, SPEED
+from bot.core.rules import INTERPOLATE, LOOPS, SPEED
 
 if TYPE_CHECKING:
     from collections.abc import Collection

@@ -12,7 +12,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.core.errors import VideoBotError
-from bot.core.models import REGISTRY, get_spec
+from bot.core.registry import REGISTRY, get_spec
 from bot.interactions import is_moderator, moderator_only, requester
 from bot.lifecycle import JobStatus
 from bot.render import EMBED_COLOUR, clean

@@ -11,8 +11,9 @@ from discord.ext import commands
 
 from bot.admission import Requester
 from bot.core.errors import InvalidParameterError, VideoBotError
-from bot.core.models import REGISTRY, get_spec
-from bot.core.params import SCHEDULERS, GenerationParams
+from bot.core.params import GenerationParams
+from bot.core.registry import REGISTRY, generator_bounds, get_spec
+from bot.core.rules import FPS, INTERPOLATE, PROMPT_MAX_CHARS, SCHEDULERS, SEED
 from bot.interactions import check_channel_permissions, is_moderator, requester
 from bot.render import PICTURE_EXTENSIONS, InteractionReply, follow_job, is_picture
 from bot.textcommands import parse_prompt_flags
@@ -22,15 +23,17 @@ if TYPE_CHECKING:
     from bot.jobs import Job
 
 
-_GENERATORS = [spec for spec in REGISTRY.values() if spec.role == "generator"]
-# Discord's own bounds for the options: the widest any model takes. Each model's rules are
-# checked by GenerationParams, which names the nearest valid values.
-MIN_FRAMES = min(spec.frames.low for spec in _GENERATORS)
-MAX_FRAMES = max(spec.frames.high for spec in _GENERATORS)
-MIN_STEPS = int(min(spec.steps.low for spec in _GENERATORS))
-MAX_STEPS = int(max(spec.steps.high for spec in _GENERATORS))
-MIN_SIZE = min(spec.min_size for spec in _GENERATORS)
-MAX_SIZE = max(spec.max_size for spec in _GENERATORS)
+# Discord's own bounds for the options: the widest any model takes (the registry's), and the rules'
+# ranges for the options every model shares. Each model's rules are checked by GenerationParams,
+# which names the nearest valid values.
+_BOUNDS = generator_bounds()
+MIN_FRAMES, MAX_FRAMES = _BOUNDS.frames
+MIN_STEPS, MAX_STEPS = _BOUNDS.steps
+MIN_SIZE, MAX_SIZE = _BOUNDS.size
+MIN_GUIDANCE, MAX_GUIDANCE = _BOUNDS.guidance
+MIN_FPS, MAX_FPS = int(FPS.low), int(FPS.high)
+MAX_SEED = int(SEED.high)
+MAX_INTERPOLATE = int(INTERPOLATE.high)
 
 DEFAULT_ANIMATE_PROMPT = "the picture comes to life with natural, gentle motion"
 """The prompt when a member animates a picture without describing the motion."""
@@ -145,18 +148,18 @@ class VideoCog(commands.Cog):
     async def video(
         self,
         interaction: discord.Interaction,
-        prompt: app_commands.Range[str, 1, 1000],
-        negative: app_commands.Range[str, 0, 1000] | None = None,
+        prompt: app_commands.Range[str, 1, PROMPT_MAX_CHARS],
+        negative: app_commands.Range[str, 0, PROMPT_MAX_CHARS] | None = None,
         model: str | None = None,
         frames: app_commands.Range[int, MIN_FRAMES, MAX_FRAMES] | None = None,
-        fps: app_commands.Range[int, 4, 30] | None = None,
+        fps: app_commands.Range[int, MIN_FPS, MAX_FPS] | None = None,
         width: app_commands.Range[int, MIN_SIZE, MAX_SIZE] | None = None,
         height: app_commands.Range[int, MIN_SIZE, MAX_SIZE] | None = None,
         steps: app_commands.Range[int, MIN_STEPS, MAX_STEPS] | None = None,
-        guidance: app_commands.Range[float, 1.0, 20.0] | None = None,
-        seed: app_commands.Range[int, 0, 2**32 - 1] | None = None,
+        guidance: app_commands.Range[float, MIN_GUIDANCE, MAX_GUIDANCE] | None = None,
+        seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
         scheduler: str | None = None,
-        interpolate: app_commands.Range[int, 1, 4] | None = None,
+        interpolate: app_commands.Range[int, 1, MAX_INTERPOLATE] | None = None,
         loop: bool | None = None,
         image: discord.Attachment | None = None,
     ) -> None:

@@ -27,7 +27,7 @@ def model_cache() -> Path:
 
 @pytest.fixture(scope="session")
 def manager():  # type: ignore[no-untyped-def]
-    from bot.core.models import ManagerOptions, ModelManager
+    from bot.core.manager import ManagerOptions, ModelManager
 
     manager = ModelManager(ManagerOptions(cache_dir=_CACHE))
     yield manager
@@ -65,7 +65,7 @@ def small_params():  # type: ignore[no-untyped-def]
 @pytest.fixture
 def fresh_manager(tmp_path: Path) -> Iterator[object]:
     """A manager of its own, for tests that change options or unload models."""
-    from bot.core.models import ManagerOptions, ModelManager
+    from bot.core.manager import ManagerOptions, ModelManager
 
     manager = ModelManager(ManagerOptions(cache_dir=_CACHE))
     yield manager

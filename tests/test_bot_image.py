@@ -159,7 +159,7 @@ async def test_reply_animate_to_a_picture(fake_discord, manager, tmp_path) -> No
 async def test_every_new_family_is_served_by_video(fake_discord, manager, tmp_path) -> None:
     """/video model:X with no other option, for each newer family; and a picture for each that
     can animate one. The frames are the model's defaults."""
-    from bot.core.models import REGISTRY
+    from bot.core.registry import REGISTRY
 
     fake = fake_discord
     families = ["tiny_ltx", "tiny_wan", "tiny_cogvideox", "tiny_lightning"]

@@ -7,7 +7,7 @@ from bot_helpers import custom_ids, decode_attachment, make_bot, make_settings, 
 
 from bot.core import GenerationParams, media
 from bot.core.engine import GenerationEngine
-from bot.core.models import REGISTRY
+from bot.core.registry import REGISTRY
 
 pytest_plugins = ("fake_discord.fixtures",)
 

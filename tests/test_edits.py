@@ -8,7 +8,7 @@ from PIL import Image
 
 from bot.core import GenerationResult, InvalidParameterError, VideoBotError
 from bot.core.engine import GenerationEngine
-from bot.core.models import ModelManager
+from bot.core.manager import ModelManager
 
 
 def numbered_clip(count: int = 12, fps: float = 8.0) -> GenerationResult:

@@ -11,7 +11,7 @@ import torch
 
 from bot.core import GenerationParams, InvalidParameterError, JobControl, VideoBotError
 from bot.core.engine import GenerationEngine, GenerationFailed, upscale_size
-from bot.core.models import get_spec
+from bot.core.registry import get_spec
 
 
 def frames_array(result) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -60,7 +60,7 @@ def test_every_scheduler_runs_and_is_really_used(engine, small_params, scheduler
     result = engine.generate_video(small_params(scheduler=scheduler))
     assert result.ok, result.error
     loaded = engine.manager.get_loaded("tiny_t2v")
-    from bot.core.params import SCHEDULERS
+    from bot.core.rules import SCHEDULERS
 
     assert type(loaded.pipeline.scheduler).__name__ == SCHEDULERS[scheduler][0]
     if scheduler != "ddim":

@@ -20,15 +20,8 @@ from typing import Any
 import pytest
 
 from bot.core.errors import load_failure_advice
-from bot.core.models import (
-    REGISTRY,
-    RENAMED_REPOS,
-    ManagerOptions,
-    ModelManager,
-    choose_variant,
-    current_repo_id,
-    list_weight_files,
-)
+from bot.core.manager import ManagerOptions, ModelManager, choose_variant, list_weight_files
+from bot.core.registry import REGISTRY, RENAMED_REPOS, current_repo_id
 from tests.local_hub.replica import PLACEHOLDER, build_repos, load_manifest
 from tests.local_hub.server import LocalHub
 

@@ -10,7 +10,8 @@ import pytest
 
 from bot.core import UnknownModelError
 from bot.core.engine import GenerationEngine
-from bot.core.models import REGISTRY, ManagerOptions, ModelManager, get_spec
+from bot.core.manager import ManagerOptions, ModelManager
+from bot.core.registry import REGISTRY, get_spec
 from bot.core.tiny import tiny_model_keys
 
 
@@ -145,7 +146,7 @@ def test_memory_switch_is_real_and_keeps_the_frames(
 )
 def test_auto_half_precision_follows_the_compute_capability(capability, dtype) -> None:
     """bf16 from Ampere (8.0) on; T4 (7.5) and V100 (7.0) emulate it, so they get fp16."""
-    from bot.core.models import half_dtype_for
+    from bot.core.manager import half_dtype_for
 
     assert half_dtype_for(capability) == dtype
 
@@ -154,7 +155,8 @@ def test_auto_half_precision_follows_the_models_card(monkeypatch) -> None:
     """CogVideoX-2b's card asks for fp16 (its 5B siblings for bf16); an owner's dtype still wins."""
     import torch
 
-    from bot.core.models import REGISTRY, ManagerOptions, ModelManager
+    from bot.core.manager import ManagerOptions, ModelManager
+    from bot.core.registry import REGISTRY
 
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
     auto = ModelManager(ManagerOptions())
@@ -168,7 +170,8 @@ def test_auto_half_precision_follows_the_models_card(monkeypatch) -> None:
 def test_memory_figures_count_everything_a_model_loads() -> None:
     """Zeroscope XL needs about 15 GB at 1024x576 (its card: 15.3 GB for 30 frames); CogVideoX-5b's
     figure counts the second, image-to-video transformer it loads for pictures."""
-    from bot.core.models import REGISTRY, ModelManager
+    from bot.core.manager import ModelManager
+    from bot.core.registry import REGISTRY
 
     assert REGISTRY["zeroscope_v2_xl"].vram_gb >= 15
     rows = {row.key: row for row in ModelManager().list_models()}

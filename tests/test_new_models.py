@@ -28,9 +28,9 @@ from bot.core import (
     ModelManager,
     media,
 )
-from bot.core.models import REGISTRY, get_spec, image_to_video_models
-from bot.core.params import SCHEDULERS
 from bot.core.pipelines.base import denoiser_of
+from bot.core.registry import REGISTRY, get_spec, image_to_video_models
+from bot.core.rules import SCHEDULERS
 
 DIT = ("tiny_ltx", "tiny_wan", "tiny_cogvideox")
 NEW = (*DIT, "tiny_lightning")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from bot.core import GenerationParams, InvalidParameterError, UnknownModelError
-from bot.core.params import SCHEDULERS, validate_edit
+from bot.core.params import validate_edit
+from bot.core.rules import SCHEDULERS
 
 
 def test_seed_defaults() -> None:

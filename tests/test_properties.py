@@ -27,8 +27,9 @@ from hypothesis import strategies as st
 
 from bot.core import GenerationParams, InvalidParameterError
 from bot.core.edits import change_speed
-from bot.core.models import REGISTRY, ModelSpec
-from bot.core.params import (
+from bot.core.params import EditRequest, validate_edit
+from bot.core.registry import REGISTRY, ModelSpec
+from bot.core.rules import (
     EDIT_OPERATIONS,
     FPS,
     FRAMES,
@@ -42,10 +43,8 @@ from bot.core.params import (
     SIZE_MULTIPLE,
     SPEED,
     STEPS,
-    EditRequest,
     FrameRule,
     Range,
-    validate_edit,
 )
 
 PROPERTY = settings(

@@ -17,7 +17,8 @@ import torch
 
 from bot.core import media
 from bot.core.errors import MediaError
-from bot.core.models import REGISTRY, ManagerOptions, ModelManager
+from bot.core.manager import ManagerOptions, ModelManager
+from bot.core.registry import REGISTRY
 from bot.core.speed import (
     AUTO_DECODE_CHUNK,
     CompiledDenoiser,
@@ -562,7 +563,7 @@ def test_warm_up_compiles_every_bucket_at_load_and_nothing_when_compile_is_off(
     import bot.core.speed as speed
     from bot.core import GenerationParams
     from bot.core.engine import GenerationEngine
-    from bot.core.models import ManagerOptions, ModelManager
+    from bot.core.manager import ManagerOptions, ModelManager
 
     monkeypatch.setattr(speed, "COMPILE_BACKEND", "eager")  # Dynamo without inductor: quick
     options = SpeedOptions(compile="on", compile_frames=(8, 16))

@@ -18,8 +18,7 @@ import torch
 from PIL import Image
 
 from bot.core import tiny
-from bot.core.tiny import build_tiny_model
-from bot.core.tiny_dit import LIGHTNING_ADAPTER_FILE
+from bot.core.tiny import LIGHTNING_ADAPTER_FILE, build_tiny_model
 
 NEW_KEYS = ("tiny_ltx", "tiny_wan", "tiny_cogvideox", "tiny_lightning")
 PROMPT = "a paper boat drifting on a pond"

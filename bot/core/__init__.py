@@ -11,9 +11,10 @@ from bot.core.errors import (
     UnknownModelError,
     VideoBotError,
 )
-from bot.core.models import ManagerOptions, ModelManager, ModelSpec, get_model_manager
+from bot.core.manager import ManagerOptions, ModelManager, get_model_manager
 from bot.core.params import GenerationParams
 from bot.core.progress import JobControl, Progress
+from bot.core.registry import ModelSpec
 from bot.core.result import GenerationResult
 
 __all__ = [

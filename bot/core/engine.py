@@ -27,17 +27,11 @@ from bot.core.errors import (
     load_failure_message,
 )
 from bot.core.images import fit_image, load_image
-from bot.core.models import (
-    LoadedModel,
-    ModelManager,
-    ModelSpec,
-    free_memory,
-    get_model_manager,
-    get_spec,
-)
+from bot.core.manager import LoadedModel, ModelManager, free_memory, get_model_manager
 from bot.core.params import GenerationParams, check_upscale_strength, validate_edit
 from bot.core.pipelines.base import DenoiseRequest
 from bot.core.progress import JobControl
+from bot.core.registry import ModelSpec, get_spec
 from bot.core.result import GenerationResult
 
 log = logging.getLogger(__name__)
@@ -173,7 +167,7 @@ class GenerationEngine:
         for the job's size), built from the model's own scheduler config."""
         import diffusers
 
-        from bot.core.params import SCHEDULERS
+        from bot.core.rules import SCHEDULERS
 
         key = f"{name}:{sorted(config.items())}"
         if key not in loaded.schedulers:
@@ -443,7 +437,7 @@ class GenerationEngine:
 
 
 def _upscalers() -> dict[str, ModelSpec]:
-    from bot.core.models import REGISTRY
+    from bot.core.registry import REGISTRY
 
     return {k: s for k, s in REGISTRY.items() if s.role == "upscaler"}
 

@@ -40,7 +40,8 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bot.core.models import LoadedModel, ModelSpec
+    from bot.core.manager import LoadedModel
+    from bot.core.registry import ModelSpec
 
 log = logging.getLogger(__name__)
 

@@ -187,7 +187,7 @@ def _spiece_model() -> bytes:
     T5's special ids (pad 0, eos 1, unk 2, no bos)."""
     import sentencepiece as spm
 
-    from bot.core.tiny import _VOCAB_WORDS
+    from bot.core.tiny.common import _VOCAB_WORDS
 
     words = list(_VOCAB_WORDS)
     sentences = [
@@ -297,7 +297,7 @@ def _converted_tokenizer_json(files: dict[str, bytes]) -> bytes:
 
 @cache
 def _clip_tokenizer_files() -> dict[str, bytes]:
-    from bot.core.tiny import _tiny_vocab_and_merges
+    from bot.core.tiny.unet import _tiny_vocab_and_merges
 
     vocab, merges = _tiny_vocab_and_merges()
     special = {

@@ -23,7 +23,7 @@ def main(argv: list[str]) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from bot.core.models import ManagerOptions, ModelManager
+    from bot.core.manager import ManagerOptions, ModelManager
 
     report: dict[str, Any] = {"runs": [], "renamed": _renamed()}
     for dtype in dtypes:
@@ -43,9 +43,9 @@ def _run(manager: Any, key: str, dtype: str) -> dict[str, Any]:
     own path is covered on the tiny models elsewhere."""
     import torch
 
-    from bot.core.models import get_spec
     from bot.core.pipelines.base import DenoiseRequest, denoiser_of
     from bot.core.progress import JobControl
+    from bot.core.registry import get_spec
 
     spec = get_spec(key)
     row: dict[str, Any] = {"key": key, "dtype": dtype, "source": manager.source_of(spec)}

@@ -1,11 +1,6 @@
-"""Offline tiny models: real diffusers pipelines of the production classes, small and seeded.
-
-Model weights cannot be downloaded on a build machine, so the tests and the demo run on pipelines
-built here from small configs with seeded random weights. They are saved with ``save_pretrained``
-into the model cache the first time they are needed and then loaded back by the model manager through
-the very same ``from_pretrained`` code that loads the hub models, so everything after loading (the
-adapters, schedulers, memory switches, cancel, progress) is exercised for real. Their pictures are
-noise-like: the weights are random.
+"""The tiny seed families: ModelScope-style text-to-video and its video-to-video upscaler
+(``UNet3DConditionModel``), and AnimateDiff (an SD1.5-shaped base and a ``MotionAdapter``), with a
+CLIP text encoder and a CLIP BPE tokenizer generated in code.
 
 The VAE keeps Stable Diffusion's four blocks (8x downsampling) so the latents stay as small relative
 to the frames as in the real models.
@@ -13,119 +8,12 @@ to the frames as in the real models.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
-import os
-import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
-from bot.core.tiny_dit import (
-    build_tiny_cogvideox,
-    build_tiny_lightning,
-    build_tiny_ltx,
-    build_tiny_wan,
-)
-
-TINY_SEED = 0
-# Tiny models are rebuilt whenever this file or tiny_dit.py (the newer families' builders) changes,
-# so a cache built by an older layout or older weights is never loaded by mistake.
-_TINY_SOURCES = (Path(__file__), Path(__file__).with_name("tiny_dit.py"))
-TINY_FORMAT_VERSION = hashlib.sha256(
-    b"".join(source.read_bytes() for source in _TINY_SOURCES)
-).hexdigest()[:16]
-
-_TEXT_DIM = 32
-_VOCAB_WORDS = [
-    "a",
-    "an",
-    "the",
-    "of",
-    "on",
-    "in",
-    "at",
-    "with",
-    "and",
-    "over",
-    "under",
-    "into",
-    "by",
-    "to",
-    "from",
-    "is",
-    "cat",
-    "dog",
-    "boat",
-    "pond",
-    "sea",
-    "sky",
-    "city",
-    "car",
-    "cars",
-    "flying",
-    "horse",
-    "mars",
-    "astronaut",
-    "sunset",
-    "mountains",
-    "beautiful",
-    "cinematic",
-    "scene",
-    "futuristic",
-    "paper",
-    "drifting",
-    "surfing",
-    "wave",
-    "forest",
-    "night",
-    "day",
-    "rain",
-    "snow",
-    "fire",
-    "water",
-    "blurry",
-    "low",
-    "quality",
-    "red",
-    "blue",
-    "green",
-]
-
-
-def build_tiny_model(key: str, target: Path) -> None:
-    """Build the tiny model ``key`` into ``target`` unless a complete copy is already there.
-
-    Builds into a temporary sibling folder and renames it into place, so two processes that race
-    (parallel test workers, a bot and a CLI) never see a half-written model.
-    """
-    marker = target / "videobot_tiny.json"
-    if marker.is_file() and json.loads(marker.read_text()).get("version") == TINY_FORMAT_VERSION:
-        return
-    builder = _BUILDERS[key]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
-    try:
-        builder(staging)
-        (staging / "videobot_tiny.json").write_text(
-            json.dumps({"key": key, "version": TINY_FORMAT_VERSION, "seed": TINY_SEED})
-        )
-        if target.exists():
-            shutil.rmtree(target, ignore_errors=True)
-        try:
-            os.replace(staging, target)
-        except OSError:
-            # Another process won the race and its copy is complete; keep that one.
-            if not marker.is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def tiny_model_keys() -> tuple[str, ...]:
-    return tuple(_BUILDERS)
-
+from bot.core.tiny.common import _TEXT_DIM, _VOCAB_WORDS, TINY_SEED
 
 # --- tokenizer -----------------------------------------------------------------------------------
 
@@ -319,7 +207,7 @@ def _tiny_unet2d():  # type: ignore[no-untyped-def]
 
 def _tiny_motion_adapter(seed_offset: int, heads: int = 2, groups: int = 4):  # type: ignore[no-untyped-def]
     """A MotionAdapter matching the tiny SD1.5 UNet. The seed offset tells adapters apart:
-    AnimateDiff's is +1, AnimateDiff-Lightning's (in ``tiny_dit``) +2."""
+    AnimateDiff's is +1, AnimateDiff-Lightning's (in ``dit``) +2."""
     import torch
     from diffusers import MotionAdapter
 
@@ -356,14 +244,3 @@ def _build_tiny_animatediff(target: Path) -> None:
     ``stable-diffusion-v1-5`` and ``animatediff-motion-adapter-v1-5-2`` so they load the same way."""
     _build_sd15_base(target / "base")
     _tiny_motion_adapter(seed_offset=1).save_pretrained(target / "motion_adapter")
-
-
-_BUILDERS: dict[str, Callable[[Path], None]] = {
-    "tiny_t2v": _build_tiny_t2v,
-    "tiny_animatediff": _build_tiny_animatediff,
-    "tiny_v2v": _build_tiny_v2v,
-    "tiny_ltx": build_tiny_ltx,
-    "tiny_wan": build_tiny_wan,
-    "tiny_cogvideox": build_tiny_cogvideox,
-    "tiny_lightning": build_tiny_lightning,
-}

@@ -1,7 +1,7 @@
 """Offline tiny versions of the newer video families: LTX-Video, Wan 2.2 TI2V, CogVideoX and
 AnimateDiff-Lightning.
 
-Same idea and conventions as ``bot.core.tiny``: real diffusers pipelines of the production classes,
+Same idea and conventions as ``bot.core.tiny.unet``: real diffusers pipelines of the production classes,
 built from small configs with weights seeded from ``TINY_SEED`` (the seed is set right before each
 component, so a component's weights never depend on what was built before it), written with
 ``save_pretrained`` and loaded back by the pipeline class's own ``from_pretrained``.
@@ -12,8 +12,6 @@ channels, the text lengths, the scheduler configs and the pipeline flags (Wan 2.
 ``expand_timesteps``). What is shrunk is width and depth: a few channels, one or two layers, two
 heads. The text encoders are T5 / UMT5 encoders over a small hand-made Unigram vocabulary.
 
-``bot.core.tiny`` imports the builders from here, so this module reaches back into it only inside
-functions (never at import time) to avoid a circular import.
 """
 
 from __future__ import annotations
@@ -21,6 +19,9 @@ from __future__ import annotations
 import string
 from pathlib import Path
 from typing import Any
+
+from bot.core.tiny.common import _VOCAB_WORDS, _seed
+from bot.core.tiny.unet import _build_sd15_base, _tiny_motion_adapter
 
 # Text lengths of the real pipelines (the tokenizers pad to them): LTX-Video 128, Wan 512,
 # CogVideoX 226. CogVideoX's transformer is built for exactly 226 text tokens.
@@ -33,15 +34,6 @@ _T5_DIM = 32
 LIGHTNING_ADAPTER_FILE = "animatediff_lightning_4step_diffusers.safetensors"
 
 
-def _seed(offset: int = 0) -> None:
-    """Seed torch right before a component, so its weights are fixed by ``TINY_SEED`` alone."""
-    import torch
-
-    from bot.core.tiny import TINY_SEED
-
-    torch.manual_seed(TINY_SEED + offset)
-
-
 # --- T5-style text side ----------------------------------------------------------------------------
 
 
@@ -50,8 +42,6 @@ def _t5_vocab() -> list[tuple[str, float]]:
     pieces of the small English word list (so prompts become word-sized tokens) and every printable
     ASCII character with and without the word-start marker, so any ASCII prompt tokenizes without
     ``<unk>``. Word pieces score higher than characters, so Unigram prefers whole words."""
-    from bot.core.tiny import _VOCAB_WORDS
-
     vocab: list[tuple[str, float]] = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
     seen = {piece for piece, _ in vocab}
 
@@ -381,8 +371,6 @@ def build_tiny_lightning(target: Path) -> None:
     ``config.json`` sits next to the local file all the same. The adapter is seeded differently from
     ``tiny_animatediff``'s so the two differ."""
     from safetensors.torch import save_file
-
-    from bot.core.tiny import _build_sd15_base, _tiny_motion_adapter
 
     _build_sd15_base(target / "base")
     adapter = _tiny_motion_adapter(seed_offset=2, heads=8, groups=8)

@@ -1,0 +1,620 @@
+"""The model registry: what each model is, where it comes from, what it accepts and what it uses
+when a member names nothing, as plain data (:class:`ModelSpec`), plus the hub's renamed repos.
+
+Real hub models and the offline tiny models are specs of the same kind and load through the same
+``from_pretrained`` code in the pipeline adapters; a tiny spec only differs in that its folder is
+built into the model cache on first use. It imports only the rules and the error types, so the
+parameters, the manager and the cogs can all read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from bot.core.errors import InvalidParameterError, UnknownModelError
+from bot.core.rules import (
+    FRAMES,
+    GUIDANCE,
+    SCHEDULERS,
+    STEPS,
+    FrameRule,
+    Range,
+    check_rules,
+)
+
+if TYPE_CHECKING:
+    from bot.core.params import GenerationParams
+
+Family = Literal["text_to_video", "animatediff", "video_to_video", "ltx", "wan", "cogvideox"]
+Role = Literal["generator", "upscaler"]
+
+DEFAULT_ANIMATEDIFF_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+
+RENAMED_REPOS: dict[str, str] = {
+    "THUDM/CogVideoX-2b": "zai-org/CogVideoX-2b",
+    "THUDM/CogVideoX-5b": "zai-org/CogVideoX-5b",
+    "THUDM/CogVideoX-5b-I2V": "zai-org/CogVideoX-5b-I2V",
+    "damo-vilab/text-to-video-ms-1.7b": "ali-vilab/text-to-video-ms-1.7b",
+}
+"""Hub repos that were transferred: the old id (still in older configs and guides) -> the current
+one. The hub redirects the old ids too, but only while nobody takes the old name again."""
+
+
+def current_repo_id(source: str) -> str:
+    """A hub id under its current name (``THUDM/CogVideoX-2b`` -> ``zai-org/CogVideoX-2b``); any
+    other source, a local folder included, unchanged."""
+    return RENAMED_REPOS.get(source.strip(), source)
+
+
+SEED_SCHEDULERS = (
+    "ddim",
+    "dpm++",
+    "dpm++_karras",
+    "euler",
+    "euler_a",
+    "unipc",
+    "pndm",
+    "lms",
+    "heun",
+)
+SEED_FRAMES = FrameRule(int(FRAMES.low), int(FRAMES.high))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything the engine needs to know about one model before loading it: where it comes
+    from, what it accepts (its rules) and what it uses when a member names nothing (its defaults).
+    The seed's models keep the seed's ranges; newer ones carry their own."""
+
+    key: str
+    name: str
+    family: Family
+    source: str
+    native_width: int
+    native_height: int
+    vram_gb: float
+    description: str
+    role: Role = "generator"
+    adapter_source: str | None = None
+    min_size: int = 256
+    max_size: int = 1024
+    size_multiple: int = 8
+    """Width and height step: the VAE's spatial compression times the transformer's patch size."""
+    frames: FrameRule = SEED_FRAMES
+    steps: Range = STEPS
+    guidance: Range = GUIDANCE
+    schedulers: tuple[str, ...] = SEED_SCHEDULERS
+    upscaler: str | None = None
+    upscale_factor: float | None = None
+    default_frames: int = 16
+    default_fps: int = 8
+    default_steps: int = 20
+    default_guidance: float = 7.5
+    default_scheduler: str = "ddim"
+    scheduler_config: dict[str, Any] = field(default_factory=dict)
+    image_to_video: bool = False
+    """Whether the model can animate a picture (``GenerationParams.image``)."""
+    image_source: str | None = None
+    """Where the image-to-video weights live when they are not the text-to-video ones
+    (CogVideoX-5b-I2V); ``None``: the same weights serve both."""
+    image_size: tuple[int, int] | None = None
+    """The only size image-to-video runs at, where its weights fix it (CogVideoX-5b-I2V learned
+    its position embeddings at 720x480 and diffusers refuses any other size)."""
+    vae_dtype: str | None = None
+    """The VAE's precision when it must differ from the pipeline's (Wan's VAE stays float32)."""
+    call_options: dict[str, Any] = field(default_factory=dict)
+    """Extra pipeline arguments the model's card recommends (LTX-Video's decode timestep)."""
+    scheduler_call_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Extra pipeline arguments that belong to one scheduler: CogVideoX's dynamic guidance is made
+    for its DPM scheduler only (the CogVideo repo's ``cli_demo.py``: ``use_dynamic_cfg=True`` with
+    ``CogVideoXDPMScheduler``, off with DDIM)."""
+    flow_shifts: tuple[tuple[int, float], ...] = ()
+    """``(shorter side, flow_shift)`` steps, lowest first: the scheduler's ``flow_shift`` for a job
+    whose shorter side reaches that size (Wan 2.1: 3.0 at 480p, 5.0 at 720p). Empty: the
+    ``scheduler_config``'s one shift for every size."""
+    image_frames: int | None = None
+    """The only frame count image-to-video runs at, where its weights fix it: CogVideoX-5b-I2V
+    learned its position embeddings for 49 frames, and diffusers silently swaps in computed
+    sin-cos ones at any other count."""
+    half_dtype: str | None = None
+    """The half precision the model's card asks for on a GPU that has both (CogVideoX-2b: fp16);
+    ``None``: bf16 from compute capability 8.0, else fp16."""
+    image_vram_gb: float = 0.0
+    """GPU memory the separate image-to-video weights add once a picture is animated."""
+    speed: str = ""
+    """Time per video on a GPU, for the README's model table."""
+    memory_advice: str = ""
+    """How to run it on a small card, for /models and the README."""
+    tiny: bool = False
+
+    @property
+    def max_frames(self) -> int:
+        return self.frames.high
+
+    @property
+    def total_vram_gb(self) -> float:
+        """GPU memory with everything it may load: its own weights and activations plus separate
+        image-to-video weights (CogVideoX-5b-I2V's transformer)."""
+        return self.vram_gb + self.image_vram_gb
+
+    def scheduler_config_for(self, width: int, height: int) -> dict[str, Any]:
+        """The scheduler settings a job of this size runs with: ``scheduler_config`` plus the
+        flow shift for its resolution."""
+        config = dict(self.scheduler_config)
+        for side, shift in self.flow_shifts:
+            if min(width, height) >= side:
+                config["flow_shift"] = shift
+        return config
+
+    def call_options_for(self, scheduler: str) -> dict[str, Any]:
+        """The card's extra pipeline arguments for a job on ``scheduler``."""
+        return {**self.call_options, **self.scheduler_call_options.get(scheduler, {})}
+
+    def defaults(self) -> dict[str, Any]:
+        """What a job on this model uses for the options a member leaves out."""
+        return {
+            "width": self.native_width,
+            "height": self.native_height,
+            "num_frames": self.default_frames,
+            "fps": self.default_fps,
+            "num_inference_steps": self.default_steps,
+            "guidance_scale": self.default_guidance,
+            "scheduler": self.default_scheduler,
+        }
+
+    def check_params(self, params: GenerationParams) -> None:
+        """Checks that depend on the model: its role, sizes, frame rule, steps, guidance,
+        schedulers, and whether it can animate a picture."""
+        if self.role != "generator":
+            raise InvalidParameterError(
+                "model",
+                f"{self.key} is an upscaler; generate with one of "
+                f"{', '.join(k for k, s in REGISTRY.items() if s.role == 'generator')} "
+                "and upscale the result",
+            )
+        check_rules(
+            params,
+            frames=self.frames,
+            steps=self.steps,
+            guidance=self.guidance,
+            size=(self.min_size, self.max_size, self.size_multiple),
+            schedulers=self.schedulers,
+            model_name=self.key,
+        )
+        if params.image is not None and not self.image_to_video:
+            raise InvalidParameterError(
+                "image",
+                f"{self.key} cannot animate a picture; models that can: "
+                f"{', '.join(image_to_video_models()) or 'none'}",
+            )
+        fixed = self.image_size if params.image is not None else None
+        if fixed is not None and (params.width, params.height) != fixed:
+            raise InvalidParameterError(
+                "width",
+                f"{self.key} animates pictures at {fixed[0]}x{fixed[1]} only "
+                f"(got {params.width}x{params.height}); leave the size out",
+            )
+        frames = self.image_frames if params.image is not None else None
+        if frames is not None and params.num_frames != frames:
+            raise InvalidParameterError(
+                "num_frames",
+                f"{self.key} animates pictures at {frames} frames only, the count its "
+                f"image-to-video weights were trained at (got {params.num_frames}); "
+                "leave the frame count out",
+            )
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.schedulers if name not in SCHEDULERS]
+        if unknown or self.default_scheduler not in self.schedulers:
+            raise ValueError(f"{self.key}: bad schedulers {self.schedulers}")
+
+
+_SD_SCHEDULER = {"clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1}
+# The settings AnimateDiff's authors and the diffusers docs use with the v1-5-2 adapter.
+_ANIMATEDIFF_SCHEDULER = {
+    "clip_sample": False,
+    "beta_schedule": "linear",
+    "timestep_spacing": "linspace",
+    "steps_offset": 1,
+}
+
+# ``Lightricks/LTX-Video``'s diffusers folders hold the 0.9.0 conversion, whose VAE has no timestep
+# conditioning: it decodes at timestep 0 without noise, the pipeline's defaults. (The 0.9.1+
+# settings, decode timestep 0.05 and noise 0.025, only apply to the newer VAEs.)
+_LTX_CALL: dict[str, Any] = {"decode_timestep": 0.0, "decode_noise_scale": None}
+# AnimateDiff-Lightning ships bare state dicts; its card's scheduler settings.
+_LIGHTNING_FILE = "animatediff_lightning_4step_diffusers.safetensors"
+_LIGHTNING_ADAPTER = f"ByteDance/AnimateDiff-Lightning/{_LIGHTNING_FILE}"
+_LIGHTNING_SCHEDULER = {
+    "timestep_spacing": "trailing",
+    "beta_schedule": "linear",
+    "clip_sample": False,
+}
+
+# What a family's real models and its tiny offline model share: the tiny model is there to run the
+# very rules (size step, schedulers, precision, call options) the real one is checked and run with.
+_LTX_RULES: dict[str, Any] = {
+    "family": "ltx",
+    "size_multiple": 32,
+    "default_fps": 24,
+    "default_guidance": 3.0,
+    "default_scheduler": "flow_euler",
+    "schedulers": ("flow_euler",),
+    "image_to_video": True,
+    "call_options": _LTX_CALL,
+}
+_WAN_RULES: dict[str, Any] = {
+    "family": "wan",
+    "default_guidance": 5.0,
+    "default_scheduler": "unipc",
+    "schedulers": ("unipc", "dpm++"),
+    "vae_dtype": "float32",
+}
+# Wan 2.2's VAE compresses 16x (32 with the patch); its TI2V model animates pictures too.
+_WAN22_RULES: dict[str, Any] = {
+    **_WAN_RULES,
+    "size_multiple": 32,
+    "scheduler_config": {"flow_shift": 5.0},
+    "image_to_video": True,
+}
+_COGVIDEOX_RULES: dict[str, Any] = {
+    "family": "cogvideox",
+    "size_multiple": 16,
+    "default_fps": 8,
+    "default_guidance": 6.0,
+    "schedulers": ("cogvideox_dpm", "cogvideox_ddim"),
+    "scheduler_call_options": {"cogvideox_dpm": {"use_dynamic_cfg": True}},
+}
+_LIGHTNING_RULES: dict[str, Any] = {
+    "family": "animatediff",
+    "steps": Range(1, 8),
+    "guidance": Range(1.0, 2.0),
+    "default_steps": 4,
+    "default_guidance": 1.0,
+    "default_scheduler": "euler",
+    "schedulers": ("euler",),
+    "scheduler_config": _LIGHTNING_SCHEDULER,
+}
+
+REGISTRY: dict[str, ModelSpec] = {
+    spec.key: spec
+    for spec in (
+        ModelSpec(
+            key="animatediff",
+            name="AnimateDiff (motion adapter v1-5-2)",
+            family="animatediff",
+            source=DEFAULT_ANIMATEDIFF_BASE,
+            adapter_source="guoyww/animatediff-motion-adapter-v1-5-2",
+            native_width=512,
+            native_height=512,
+            vram_gb=6,
+            upscaler="zeroscope_v2_xl",
+            scheduler_config=_ANIMATEDIFF_SCHEDULER,
+            description="Basic video generation, good for simple animations and character moves.",
+        ),
+        ModelSpec(
+            key="modelscope_t2v",
+            name="ModelScope text-to-video 1.7B",
+            family="text_to_video",
+            source="ali-vilab/text-to-video-ms-1.7b",
+            native_width=256,
+            native_height=256,
+            vram_gb=7,
+            upscaler="zeroscope_v2_xl",
+            default_guidance=9.0,
+            description="Better temporal consistency; cinematic scenes and storytelling.",
+        ),
+        ModelSpec(
+            key="zeroscope_v2_576w",
+            name="Zeroscope v2 576w",
+            family="text_to_video",
+            source="cerspense/zeroscope_v2_576w",
+            native_width=576,
+            native_height=320,
+            vram_gb=8,
+            upscaler="zeroscope_v2_xl",
+            default_frames=24,  # the card's recipe: 24 frames at 576x320
+            description="High-quality, watermark-free short videos at 576x320.",
+        ),
+        ModelSpec(
+            key="zeroscope_v2_xl",
+            name="Zeroscope v2 XL (upscaler)",
+            family="video_to_video",
+            role="upscaler",
+            source="cerspense/zeroscope_v2_XL",
+            native_width=1024,
+            native_height=576,
+            # The card: 15.3 GB of VRAM for 30 frames at 1024x576.
+            vram_gb=15.5,
+            # diffusers' text-to-video doc upscales with the pipeline's default 50 steps at
+            # strength 0.6: 30 steps really run (20 x 0.6 ran only 12).
+            default_steps=50,
+            default_guidance=15.0,
+            memory_advice="about 15 GB for 24-30 frames at 1024x576 (card: 15.3 GB for 30); "
+            "12 GB: vae_slicing and forward_chunking; 8 GB: cpu_offload",
+            description="Upscales videos to 1024x576 with video-to-video denoising.",
+        ),
+        ModelSpec(
+            **_LTX_RULES,
+            key="ltx_video",
+            name="LTX-Video (0.9.0)",
+            source="Lightricks/LTX-Video",
+            native_width=768,
+            native_height=512,
+            min_size=256,
+            max_size=1280,
+            frames=FrameRule(9, 257, step=8, offset=1),
+            steps=Range(4, 100),
+            default_frames=121,
+            default_steps=40,
+            vram_gb=17,
+            speed="5 s of 768x512 video in about 2 s on an H100 (paper); real time or better",
+            memory_advice="8-12 GB: cpu_offload (or group_offload) plus vae_tiling; "
+            "layerwise_casting keeps the transformer in fp8",
+            description="Fast DiT video model: 768x512 at 24 fps, text or image to video.",
+        ),
+        ModelSpec(
+            **_WAN_RULES,
+            key="wan2_1_1_3b",
+            name="Wan 2.1 T2V 1.3B",
+            source="Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+            native_width=832,
+            native_height=480,
+            min_size=256,
+            max_size=1280,
+            size_multiple=16,
+            frames=FrameRule(5, 81, step=4, offset=1),
+            steps=Range(4, 100),
+            default_frames=81,
+            default_fps=16,
+            default_steps=50,
+            # diffusers' Wan doc: flow_shift 5.0 for 720p, 3.0 for 480p.
+            scheduler_config={"flow_shift": 3.0},
+            flow_shifts=((0, 3.0), (720, 5.0)),
+            vram_gb=16,
+            speed="about 4 min per 5 s 480p clip on an RTX 4090 unoptimised (card)",
+            memory_advice="8 GB: cpu_offload (about 8.2 GB peak, card) or group_offload, "
+            "plus vae_tiling",
+            description="Small Wan 2.1: 832x480, 81 frames at 16 fps; runs on 8 GB cards.",
+        ),
+        ModelSpec(
+            **_WAN22_RULES,
+            key="wan2_2_ti2v_5b",
+            name="Wan 2.2 TI2V 5B",
+            source="Wan-AI/Wan2.2-TI2V-5B-Diffusers",
+            native_width=1280,
+            native_height=704,
+            min_size=256,
+            max_size=1280,
+            frames=FrameRule(5, 121, step=4, offset=1),
+            steps=Range(4, 100),
+            default_frames=121,
+            default_fps=24,
+            default_steps=50,
+            vram_gb=32,
+            speed="a 720p 5 s clip in under 9 min on an RTX 4090 (card)",
+            memory_advice="24 GB: cpu_offload plus vae_tiling; 12 GB: group_offload and "
+            "layerwise_casting",
+            description="Wan 2.2 text- and image-to-video at 1280x704, 121 frames at 24 fps.",
+        ),
+        ModelSpec(
+            **_COGVIDEOX_RULES,
+            key="cogvideox_2b",
+            name="CogVideoX 2B",
+            source="zai-org/CogVideoX-2b",
+            native_width=720,
+            native_height=480,
+            min_size=256,
+            max_size=1024,
+            frames=FrameRule(9, 49, step=8, offset=1),
+            steps=Range(4, 100),
+            default_frames=49,
+            default_steps=50,
+            default_scheduler="cogvideox_ddim",
+            half_dtype="float16",  # the card: FP16 recommended (the 5B models: BF16)
+            vram_gb=18,
+            speed="50 steps in about 45 s on an H100",
+            memory_advice="4-8 GB: cpu_offload, vae_slicing and vae_tiling (card: 4 GB)",
+            description="CogVideoX 2B: 720x480, 49 frames at 8 fps.",
+        ),
+        ModelSpec(
+            **_COGVIDEOX_RULES,
+            key="cogvideox_5b",
+            name="CogVideoX 5B",
+            source="zai-org/CogVideoX-5b",
+            image_source="zai-org/CogVideoX-5b-I2V",
+            image_size=(720, 480),
+            image_frames=49,
+            native_width=720,
+            native_height=480,
+            min_size=256,
+            max_size=1024,
+            frames=FrameRule(9, 49, step=8, offset=1),
+            steps=Range(4, 100),
+            default_frames=49,
+            default_steps=50,
+            default_scheduler="cogvideox_dpm",
+            image_to_video=True,
+            vram_gb=26,
+            # The I2V repo's own 5B transformer, about 11 GB in bf16, loads beside it.
+            image_vram_gb=11,
+            speed="50 steps in about 90 s on an H100 (card: 180 s on an A100)",
+            memory_advice="5-12 GB: cpu_offload, vae_slicing and vae_tiling (card: 5 GB)",
+            description="CogVideoX 5B: 720x480, 49 frames; image-to-video via CogVideoX-5b-I2V.",
+        ),
+        ModelSpec(
+            **_LIGHTNING_RULES,
+            key="animatediff_lightning",
+            name="AnimateDiff-Lightning (4 steps)",
+            source=DEFAULT_ANIMATEDIFF_BASE,
+            adapter_source=_LIGHTNING_ADAPTER,
+            native_width=512,
+            native_height=512,
+            upscaler="zeroscope_v2_xl",
+            vram_gb=6,
+            speed="16 frames at 512x512 in 4 steps: about 10x fewer UNet calls than AnimateDiff",
+            memory_advice="6 GB: vae_slicing; 4 GB: cpu_offload",
+            description="Distilled AnimateDiff: 512x512x16 in 4 steps without guidance.",
+        ),
+        ModelSpec(
+            key="tiny_t2v",
+            name="Tiny text-to-video (offline, random weights)",
+            family="text_to_video",
+            source="tiny_t2v",
+            native_width=64,
+            native_height=64,
+            min_size=32,
+            vram_gb=0,
+            upscaler="tiny_v2v",
+            scheduler_config=_SD_SCHEDULER,
+            tiny=True,
+            description="TextToVideoSDPipeline with tiny random weights, for tests and the demo.",
+        ),
+        ModelSpec(
+            key="tiny_animatediff",
+            name="Tiny AnimateDiff (offline, random weights)",
+            family="animatediff",
+            source="tiny_animatediff/base",
+            adapter_source="tiny_animatediff/motion_adapter",
+            native_width=64,
+            native_height=64,
+            min_size=32,
+            vram_gb=0,
+            upscaler="tiny_v2v",
+            scheduler_config=_ANIMATEDIFF_SCHEDULER,
+            tiny=True,
+            description="AnimateDiffPipeline + MotionAdapter with tiny random weights.",
+        ),
+        ModelSpec(
+            key="tiny_v2v",
+            name="Tiny video-to-video upscaler (offline, random weights)",
+            family="video_to_video",
+            role="upscaler",
+            source="tiny_v2v",
+            native_width=128,
+            native_height=128,
+            min_size=32,
+            vram_gb=0,
+            upscale_factor=2.0,
+            steps=Range(1, 50),
+            default_steps=10,
+            default_guidance=15.0,
+            tiny=True,
+            description="VideoToVideoSDPipeline with tiny random weights: the tiny models' 2x upscaler.",
+        ),
+        ModelSpec(
+            **_LTX_RULES,
+            key="tiny_ltx",
+            name="Tiny LTX-Video (offline, random weights)",
+            source="tiny_ltx",
+            native_width=64,
+            native_height=64,
+            min_size=32,
+            max_size=256,
+            frames=FrameRule(9, 65, step=8, offset=1),
+            steps=Range(1, 50),
+            default_frames=9,
+            default_steps=4,
+            upscaler="tiny_v2v",
+            vram_gb=0,
+            tiny=True,
+            description="LTXPipeline with tiny random weights (text and image to video).",
+        ),
+        ModelSpec(
+            **_WAN22_RULES,
+            key="tiny_wan",
+            name="Tiny Wan 2.2 TI2V (offline, random weights)",
+            source="tiny_wan",
+            native_width=64,
+            native_height=64,
+            min_size=32,
+            max_size=256,
+            frames=FrameRule(5, 41, step=4, offset=1),
+            steps=Range(1, 50),
+            default_frames=9,
+            default_fps=16,
+            default_steps=4,
+            upscaler="tiny_v2v",
+            vram_gb=0,
+            tiny=True,
+            description="WanPipeline with tiny random weights (text and image to video).",
+        ),
+        ModelSpec(
+            **_COGVIDEOX_RULES,
+            key="tiny_cogvideox",
+            name="Tiny CogVideoX (offline, random weights)",
+            source="tiny_cogvideox/t2v",
+            image_source="tiny_cogvideox/i2v",
+            native_width=64,
+            native_height=64,
+            min_size=32,
+            max_size=256,
+            frames=FrameRule(9, 49, step=8, offset=1),
+            steps=Range(1, 50),
+            default_frames=9,
+            default_steps=4,
+            default_scheduler="cogvideox_dpm",
+            image_to_video=True,
+            upscaler="tiny_v2v",
+            vram_gb=0,
+            tiny=True,
+            description="CogVideoXPipeline (+ image-to-video) with tiny random weights.",
+        ),
+        ModelSpec(
+            **_LIGHTNING_RULES,
+            key="tiny_lightning",
+            name="Tiny AnimateDiff-Lightning (offline, random weights)",
+            source="tiny_lightning/base",
+            adapter_source="tiny_lightning/motion_adapter/" + _LIGHTNING_FILE,
+            native_width=64,
+            native_height=64,
+            min_size=32,
+            upscaler="tiny_v2v",
+            vram_gb=0,
+            tiny=True,
+            description="AnimateDiff + a bare Lightning-style adapter file, tiny random weights.",
+        ),
+    )
+}
+
+
+def image_to_video_models() -> list[str]:
+    """The generators that can animate a picture."""
+    return [k for k, s in REGISTRY.items() if s.image_to_video and s.role == "generator"]
+
+
+def get_spec(key: str) -> ModelSpec:
+    """The spec registered under ``key``; an unknown key lists the known ones."""
+    spec = REGISTRY.get(key.strip().lower()) if isinstance(key, str) else None
+    if spec is None:
+        raise UnknownModelError(f"unknown model {key!r}; known: {', '.join(REGISTRY)}")
+    return spec
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The widest values any generator accepts: what a form can offer before a model is chosen
+    (Discord's option ranges, the CLI's help). Each model's own rules are then checked by
+    ``GenerationParams``, which names the nearest valid values."""
+
+    frames: tuple[int, int]
+    steps: tuple[int, int]
+    size: tuple[int, int]
+    guidance: tuple[float, float]
+
+
+def generator_bounds() -> Bounds:
+    generators = [spec for spec in REGISTRY.values() if spec.role == "generator"]
+    return Bounds(
+        frames=(min(s.frames.low for s in generators), max(s.frames.high for s in generators)),
+        steps=(
+            int(min(s.steps.low for s in generators)),
+            int(max(s.steps.high for s in generators)),
+        ),
+        size=(min(s.min_size for s in generators), max(s.max_size for s in generators)),
+        guidance=(
+            min(s.guidance.low for s in generators),
+            max(s.guidance.high for s in generators),
+        ),
+    )
