@@ -16,18 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
 import signal
 import sqlite3
-import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bot_helpers import TINY_MODELS
 from fake_discord import (
     FakeDiscord,
     FakeInteraction,
@@ -36,14 +32,14 @@ from fake_discord import (
     StoredMessage,
 )
 from fake_discord.gateway import GatewaySession
-from fake_discord.launch import URL_ENV, RemoteFake
+from fake_discord.launch import RemoteFake
+from process_helpers import environment, start, write_config
 
 from bot.core.tiny import build_tiny_model
 
 pytest_plugins = ("fake_discord.fixtures",)
 
 T = TypeVar("T")
-REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 90.0
 JOB_TIMEOUT_S = 120.0
 
@@ -62,7 +58,12 @@ async def test_sigterm_drains_sigkill_retries_and_every_job_ends_once(
     assert RemoteFake(fake.base_url).gateway_url == fake.gateway_url
     build_tiny_model("tiny_t2v", model_cache / "tiny_t2v")  # built here, so no process builds it
     jobs = JobsTable(tmp_path / "videobot.sqlite3")
-    config = write_config(tmp_path, fake, model_cache)
+    config = write_config(
+        tmp_path,
+        fake.guild.id,
+        model_cache,
+        limits={"max_queued_per_user": 5, "progress_interval_s": 5.0},
+    )
     alice, bob = fake.user, fake.other_user
 
     # 1. SIGTERM while A runs and B, C wait: A finishes and is posted, B and C stay queued.
@@ -194,18 +195,7 @@ async def bot_process(
     """Start ``videobot run`` against ``fake``, wait until it is connected; always kill it after."""
     known = {s.id for s in fake.gateway.sessions.values()}
     args = ["run", "--sync-commands"] if sync_commands else ["run"]
-    with log.open("wb") as output:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "fake_discord.launch",
-            *args,
-            cwd=REPO,
-            env=bot_environment(fake, config),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=output,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+    process = await start(args, environment(fake.base_url, config, fake.token), log)
     bot = BotProcess(fake, process, log)
     try:
         await bot.wait_connected(known)
@@ -214,56 +204,6 @@ async def bot_process(
         if process.returncode is None:
             process.kill()
             await process.wait()
-
-
-def bot_environment(fake: FakeDiscord, config: Path) -> dict[str, str]:
-    """This process's environment (the tiny-model cache, offline hub) with the bot's settings
-    coming only from ``config``: ``VIDEOBOT_SECTION__KEY`` variables would override it."""
-    env = {k: v for k, v in os.environ.items() if not (k.startswith("VIDEOBOT_") and "__" in k)}
-    pythonpath = [str(REPO / "tests"), str(REPO), env.get("PYTHONPATH", "")]
-    env.update(
-        {
-            URL_ENV: fake.base_url,
-            "DISCORD_TOKEN": fake.token,
-            "VIDEOBOT_CONFIG": str(config),
-            "PYTHONPATH": os.pathsep.join(p for p in pythonpath if p),
-            "HF_HUB_OFFLINE": "1",
-            # Tiny models gain nothing from threads, and a second spinning thread on a busy
-            # machine can slow every step many times over.
-            "OMP_NUM_THREADS": "1",
-        }
-    )
-    return env
-
-
-def write_config(tmp_path: Path, fake: FakeDiscord, model_cache: Path) -> Path:
-    """A ``config.toml`` on the tiny models, with the database and videos under ``tmp_path``."""
-
-    def text(value: Any) -> str:  # JSON strings and lists are valid TOML values
-        return json.dumps(str(value) if isinstance(value, Path) else value)
-
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f"""
-[discord]
-guild_ids = [{fake.guild.id}]
-
-[models]
-enabled = {text(TINY_MODELS)}
-default = "tiny_t2v"
-device = "cpu"
-cache_dir = {text(model_cache)}
-
-[limits]
-max_queued_per_user = 5
-progress_interval_s = 5.0
-
-[storage]
-database = {text(tmp_path / "videobot.sqlite3")}
-output_dir = {text(tmp_path / "outputs")}
-"""
-    )
-    return config
 
 
 async def submit(

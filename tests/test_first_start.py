@@ -16,12 +16,9 @@ tests/test_bot_process.py), since a process's exit status and output are what an
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
 import socket
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +27,13 @@ import pytest
 from bot_helpers import TINY_MODELS, decode_attachment, make_bot, make_settings, wait_for_result
 from fake_discord import FakeDiscord, Upload
 from fake_discord.gateway import MESSAGE_CONTENT, strip_message_content
-from fake_discord.launch import URL_ENV
+from process_helpers import environment, start, write_config
 
 from bot.core import GenerationParams
 from bot.core.engine import GenerationEngine
 
 pytest_plugins = ("fake_discord.fixtures",)
 
-REPO = Path(__file__).resolve().parent.parent
 VIDEO = {"prompt": "a red car --seed 3 --frames 8 --steps 10", "width": 64, "height": 64}
 
 
@@ -174,62 +170,6 @@ async def test_without_the_intent_mentions_and_dms_still_work(
 # `videobot run`: what the owner reads
 
 
-def write_config(tmp_path: Path, fake: FakeDiscord, model_cache: Path) -> Path:
-    def text(value: Any) -> str:  # JSON strings and lists are valid TOML values
-        return json.dumps(str(value) if isinstance(value, Path) else value)
-
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f"""
-[discord]
-guild_ids = [{fake.guild.id}]
-
-[models]
-enabled = {text(TINY_MODELS)}
-default = "tiny_t2v"
-device = "cpu"
-cache_dir = {text(model_cache)}
-
-[storage]
-database = {text(tmp_path / "videobot.sqlite3")}
-output_dir = {text(tmp_path / "outputs")}
-"""
-    )
-    return config
-
-
-def environment(base_url: str, config: Path, token: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not (k.startswith("VIDEOBOT_") and "__" in k)}
-    pythonpath = [str(REPO / "tests"), str(REPO), env.get("PYTHONPATH", "")]
-    env.update(
-        {
-            URL_ENV: base_url,
-            "DISCORD_TOKEN": token,
-            "VIDEOBOT_CONFIG": str(config),
-            "PYTHONPATH": os.pathsep.join(p for p in pythonpath if p),
-            "HF_HUB_OFFLINE": "1",
-            "OMP_NUM_THREADS": "1",
-            **extra,
-        }
-    )
-    return env
-
-
-async def start(args: list[str], env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
-    with log.open("wb") as output:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "fake_discord.launch",
-            *args,
-            cwd=REPO,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=output,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-
-
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -259,7 +199,7 @@ async def test_run_failures_are_one_line(
     fake_discord: FakeDiscord, model_cache: Path, tmp_path: Path, case: str, code: int, line: str
 ) -> None:
     fake = fake_discord
-    config = write_config(tmp_path, fake, model_cache)
+    config = write_config(tmp_path, fake.guild.id, model_cache)
     url, token, extra = fake.base_url, fake.token, {}
     if case == "wrong token":
         token = "not.a.token"
@@ -281,7 +221,7 @@ async def test_start_says_who_where_and_what_and_the_drain_says_what_it_waits_fo
     fake_discord: FakeDiscord, model_cache: Path, tmp_path: Path
 ) -> None:
     fake = fake_discord
-    config = write_config(tmp_path, fake, model_cache)
+    config = write_config(tmp_path, fake.guild.id, model_cache)
     log = tmp_path / "run.log"
     process = await start(
         ["run", "--sync-commands"], environment(fake.base_url, config, fake.token), log
