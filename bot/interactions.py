@@ -14,10 +14,9 @@ traceback and the member gets a plain apology, never the traceback.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, ParamSpec
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-P = ParamSpec("P")
 
 UNEXPECTED = "Something went wrong on the bot's side; it was logged. Please try again."
 REQUIRED_PERMISSIONS = {"attach_files": "Attach Files", "embed_links": "Embed Links"}
@@ -195,26 +193,6 @@ def _token_expired(exc: discord.HTTPException) -> bool:
     return exc.code in EXPIRED_CODES or exc.status == 401
 
 
-Handler = Callable[..., Awaitable[None]]
-
-
-def answers_failures(
-    handler: Callable[P, Awaitable[None]],
-) -> Callable[P, Awaitable[None]]:
-    """Wrap a button or modal handler whose first argument (after ``self``, if bound) is the
-    interaction: whatever it raises reaches the member through :func:`report_failure`."""
-
-    @functools.wraps(handler)
-    async def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
-        try:
-            await handler(*args, **kwargs)
-        except Exception as exc:
-            interaction = next(a for a in args if isinstance(a, discord.Interaction))
-            await report_failure(interaction, exc)
-
-    return guarded
-
-
 class AnsweringModal(discord.ui.Modal):
     """A modal whose failures reach the member (discord.py's default only logs them)."""
 
@@ -251,7 +229,6 @@ async def explain_missing_permissions(message: discord.Message) -> None:
 __all__ = [
     "AnsweringModal",
     "answer_reply_failure",
-    "answers_failures",
     "channel_visibility",
     "check_channel_permissions",
     "error_text",
