@@ -17,11 +17,12 @@ import re
 import signal
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from bot.core.errors import InvalidParameterError, MediaError, VideoBotError
-from bot.core.manager import MEMORY_SAVERS
+from bot.core.manager import ManagerOptions
 from bot.core.rules import EDIT_OPERATIONS, SCHEDULERS
 
 EXIT_USAGE = 2
@@ -56,6 +57,10 @@ _OPTION_OF_FIELD = {
     "device": "--device",
     "size": "--size",
 }
+
+MANAGER_FLAGS = tuple(option for option in fields(ManagerOptions) if "help" in option.metadata)
+"""The model manager's options the CLI offers as flags (``--device``, ``--dtype``, the memory
+savers), with the help each declares in ``bot.core.manager``."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,10 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     for sub in (generate, upscale):
-        sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... or mps")
-        sub.add_argument("--dtype", default="auto", help="auto, float16, bfloat16, float32")
-        for name, description in MEMORY_SAVERS.items():
-            sub.add_argument(f"--{name.replace('_', '-')}", action="store_true", help=description)
+        for option in MANAGER_FLAGS:
+            flag, text = f"--{option.name.replace('_', '-')}", option.metadata["help"]
+            if option.default is False:
+                sub.add_argument(flag, action="store_true", help=text)
+            else:
+                sub.add_argument(flag, default=option.default, help=text)
         sub.add_argument(
             "--no-speedups", action="store_true", help="no compile, fusion or layout speed-ups"
         )
@@ -193,27 +200,17 @@ def _name_options(message: str) -> str:
 
 
 def _configure_manager(args: argparse.Namespace) -> None:
-    from bot.config import check_device
     from bot.core import get_model_manager
-    from bot.core.manager import MEMORY_SWITCHES
     from bot.core.speed import SpeedOptions
 
-    manager = get_model_manager()
+    speed = SpeedOptions.all_off() if args.no_speedups else SpeedOptions()
+    chosen = {option.name: getattr(args, option.name) for option in MANAGER_FLAGS}
     try:
-        check_device(args.device)
+        ManagerOptions(**chosen, speed=speed)
     except ValueError as exc:
-        raise InvalidParameterError("device", str(exc)) from None
-    dtype = args.dtype
-    if dtype not in ("auto", "float16", "bfloat16", "float32"):
-        raise InvalidParameterError(
-            "dtype", f"must be auto, float16, bfloat16 or float32 (got {dtype!r})"
-        )
-    manager.configure(
-        device=args.device,
-        dtype=dtype,
-        **{name: getattr(args, name) for name in MEMORY_SWITCHES},
-        speed=SpeedOptions.all_off() if args.no_speedups else SpeedOptions(),
-    )
+        key, _, allowed = str(exc).partition(": ")
+        raise InvalidParameterError(key, allowed) from None
+    get_model_manager().configure(**chosen, speed=speed)
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from discord.ext import commands
 
 from bot.config import Settings
 from bot.core.engine import GenerationEngine
-from bot.core.manager import MEMORY_SWITCHES, ModelManager, get_model_manager
+from bot.core.manager import ModelManager, get_model_manager
 from bot.interactions import report_failure
 from bot.jobs import GpuExecutor, Job, JobExecutor
 from bot.lifecycle import JobStatus
@@ -189,19 +189,8 @@ class VideoBot(commands.Bot):
         return guild.filesize_limit if guild is not None else 10 * 1024 * 1024
 
     def configure_models(self) -> None:
-        models = self.settings.models
-        changes: dict[str, Any] = {
-            "device": models.device,
-            "dtype": models.dtype,
-            **{name: getattr(models, name) for name in MEMORY_SWITCHES},
-            "sources": dict(models.sources),
-            "speed": self.settings.speed.options(),
-        }
-        if models.cache_dir is not None:
-            changes["cache_dir"] = models.cache_dir
-        if models.animatediff_base:
-            changes["animatediff_base"] = models.animatediff_base
-        self.manager.configure(**changes)
+        options = self.settings.models.manager_options(self.settings.speed.options())
+        self.manager.configure(**vars(options))
 
     async def sync_commands(self) -> list[app_commands.AppCommand]:
         """To the configured guilds at once, else globally (Discord may take an hour)."""

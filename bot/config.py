@@ -13,15 +13,24 @@ the value came from (the file or the variable), the key and what is allowed: a n
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import os
-import re
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -31,6 +40,7 @@ from pydantic_settings import (
 from pydantic_settings.exceptions import SettingsError
 
 from bot.admission import DirectMessages
+from bot.core.manager import ManagerOptions, check_device
 from bot.core.registry import REGISTRY, get_spec
 from bot.core.speed import SpeedOptions
 
@@ -41,14 +51,7 @@ ENV_PREFIX = "VIDEOBOT_"
 ENV_DELIMITER = "__"
 
 
-_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
-
-
-def check_device(device: str) -> str:
-    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``: what torch and the manager accept."""
-    if not _DEVICE.fullmatch(device):
-        raise ValueError(f"must be auto, cpu, cuda, cuda:N (cuda:1, ...) or mps (got {device!r})")
-    return device
+__all__ = ["check_device"]
 
 
 class ConfigError(ValueError):
@@ -65,6 +68,25 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def section_of(options: type, name: str, *, leave_out: tuple[str, ...] = ()) -> type[Section]:
+    """A config section whose keys, types and defaults are the fields of the engine's own options
+    dataclass (``SpeedOptions``, ``ManagerOptions``): each option is declared once, in
+    ``bot.core``, and a switch added there is a config key at once."""
+    hints = typing.get_type_hints(options)
+    keys: dict[str, Any] = {}
+    for option in dataclasses.fields(options):
+        if option.name in leave_out:
+            continue
+        description = option.metadata.get("help")
+        if option.default_factory is not dataclasses.MISSING:
+            default = Field(default_factory=option.default_factory, description=description)
+        else:
+            default = Field(default=option.default, description=description)
+        keys[option.name] = (hints[option.name], default)
+    section: type[Section] = create_model(name, __base__=Section, **keys)
+    return section
+
+
 class DiscordSettings(Section):
     command_prefix: str = "!"
     """Prefix for reply-to-video text commands (``!trim 5 20``); mentioning the bot also works."""
@@ -79,7 +101,13 @@ class DiscordSettings(Section):
     commands that mention it; on, plain prefix replies (``!trim 5 20``) work too."""
 
 
-class ModelSettings(Section):
+_ManagerKeys = section_of(ManagerOptions, "_ManagerKeys", leave_out=("speed",))
+
+
+class ModelSettings(_ManagerKeys):  # type: ignore[misc,valid-type]
+    """``[models]``: which models members may pick, plus every ``ManagerOptions`` key (device,
+    dtype, the memory savers, cache_dir, sources, animatediff_base), declared in ``bot.core``."""
+
     enabled: list[str] = Field(
         default_factory=lambda: ["zeroscope_v2_576w", "animatediff", "modelscope_t2v"]
     )
@@ -87,22 +115,16 @@ class ModelSettings(Section):
     default: str | None = None
     preload: list[str] = Field(default_factory=list)
     """Loaded at start so the first member does not wait for the download and load."""
-    device: str = "auto"
-    dtype: str = "auto"
-    cpu_offload: bool = False
-    vae_slicing: bool = False
-    forward_chunking: bool = False
-    vae_tiling: bool = False
-    group_offload: bool = False
-    layerwise_casting: bool = False
-    cache_dir: Path | None = None
-    animatediff_base: str | None = None
-    sources: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("device")
-    @classmethod
-    def _device(cls, device: str) -> str:
-        return check_device(device)
+    @model_validator(mode="after")
+    def _valid_manager_options(self) -> ModelSettings:
+        self.manager_options(SpeedOptions())
+        return self
+
+    def manager_options(self, speed: SpeedOptions) -> ManagerOptions:
+        """The manager's options from this section and ``[speed]``."""
+        keys = {f.name for f in dataclasses.fields(ManagerOptions)} - {"speed"}
+        return ManagerOptions(**self.model_dump(include=keys), speed=speed)
 
     @field_validator("enabled", "preload")
     @classmethod
@@ -177,28 +199,10 @@ class StorageSettings(Section):
     """Disk budget for finished videos: the oldest are deleted past it (their history stays)."""
 
 
-class SpeedSettings(Section):
-    """How loaded models are made fast (``bot.core.speed``). Every switch is ``auto`` (on for CUDA,
-    off on the CPU), ``on`` or ``off``; a speed-up that fails is logged and left off."""
-
-    vae_dtype: str = "auto"
-    """auto, pipeline, float32, bfloat16 or float16: the VAE's precision."""
-    tf32: str = "auto"
-    attention: str = "auto"
-    """auto, sdpa, flash or off."""
-    fuse_qkv: str = "auto"
-    channels_last: str = "auto"
-    cudnn_benchmark: str = "auto"
-    decode_chunk: int | str = "auto"
-    """auto, off or frames per VAE decode call."""
-    compile: str = "auto"
-    compile_mode: str = "default"
-    """default or max-autotune."""
-    compile_frames: list[int] = Field(default_factory=list)
-    """Frame counts compiled at each model's native size; empty: 16, 24 and the model's default."""
-    cuda_graphs: str = "auto"
-    encoder: str = "auto"
-    """auto, libx264 or h264_nvenc."""
+class SpeedSettings(section_of(SpeedOptions, "_SpeedKeys")):  # type: ignore[misc]
+    """``[speed]``: how loaded models are made fast, one key per ``SpeedOptions`` field
+    (``bot.core.speed``). Every switch is ``auto`` (on for CUDA, off on the CPU), ``on`` or
+    ``off``; a speed-up that fails is logged and left off."""
 
     @field_validator("decode_chunk", mode="before")
     @classmethod
@@ -211,7 +215,7 @@ class SpeedSettings(Section):
         return self
 
     def options(self) -> SpeedOptions:
-        return SpeedOptions(**{**self.model_dump(), "compile_frames": tuple(self.compile_frames)})
+        return SpeedOptions(**self.model_dump())
 
 
 class Settings(BaseSettings):

@@ -183,3 +183,43 @@ def test_run_without_token_explains_how_to_get_one(monkeypatch, capsys) -> None:
     err = capsys.readouterr().err
     assert "set the DISCORD_TOKEN environment variable" in err
     assert "discord.com/developers/applications" in err
+
+
+def test_engine_options_are_declared_once_and_reach_the_manager(monkeypatch) -> None:
+    """``[speed]`` is ``SpeedOptions`` and ``[models]`` holds ``ManagerOptions``: the config keys,
+    the CLI's flags and the manager's options are one declaration, so they cannot drift apart."""
+    from dataclasses import fields
+
+    from bot.cli import MANAGER_FLAGS
+    from bot.config import ModelSettings, Settings, SpeedSettings
+    from bot.core.manager import MEMORY_SWITCHES, ManagerOptions
+    from bot.core.speed import SpeedOptions
+
+    assert list(SpeedSettings.model_fields) == [f.name for f in fields(SpeedOptions)]
+    manager_keys = [f.name for f in fields(ManagerOptions) if f.name != "speed"]
+    assert set(ModelSettings.model_fields) == {*manager_keys, "enabled", "default", "preload"}
+    assert {f.name for f in MANAGER_FLAGS} == {*MEMORY_SWITCHES, "device", "dtype"}
+
+    monkeypatch.setenv("VIDEOBOT_MODELS__VAE_TILING", "true")
+    settings = Settings(
+        models={"device": "cpu", "dtype": "float32", "sources": {"animatediff": "/m"}},
+        speed={"tf32": "off", "decode_chunk": "4", "compile_frames": [16]},
+    )
+    options = settings.models.manager_options(settings.speed.options())
+    assert (options.device, options.dtype, options.vae_tiling) == ("cpu", "float32", True)
+    assert options.sources == {"animatediff": "/m"}
+    assert (options.speed.tf32, options.speed.decode_chunk) == ("off", 4)
+    assert options.speed.compile_frames == (16,)
+
+
+def test_the_options_own_checks_name_the_key(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "config.toml").write_text(
+        '[models]\ndtype = "float8"\n[speed]\nencoder = "vp9"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert caught.value.lines == [
+        "config.toml: [models] dtype: must be auto, float16, bfloat16 or float32 (got 'float8')",
+        "config.toml: [speed] encoder: must be one of auto, libx264, h264_nvenc (got 'vp9')",
+    ]

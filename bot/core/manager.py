@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -38,47 +39,38 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "videobot" / "models"
 
 
+DTYPES = ("auto", "float16", "bfloat16", "float32")
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def check_device(device: str) -> str:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``: what torch and the manager accept."""
+    if not _DEVICE.fullmatch(device):
+        raise ValueError(f"must be auto, cpu, cuda, cuda:N (cuda:1, ...) or mps (got {device!r})")
+    return device
+
+
+def check_dtype(dtype: str) -> str:
+    if dtype not in DTYPES:
+        raise ValueError(f"must be {', '.join(DTYPES[:-1])} or {DTYPES[-1]} (got {dtype!r})")
+    return dtype
+
+
 @dataclass(frozen=True)
-class ManagerOptions:
-    """How models are placed and which memory savers are on.
+class MemorySwitches:
+    """The memory savers, declared once: their names are ``ManagerOptions``' and ``[models]``'
+    keys and the CLI's flags, and each one's ``help`` is the CLI's description.
 
-    ``device`` and ``dtype`` are ``"auto"`` (CUDA in bf16 from compute capability 8.0, else fp16;
-    otherwise CPU in fp32) or explicit (``"cuda:1"``, ``"cpu"``; ``"float16"``, ``"bfloat16"``, ``"float32"``).
-    ``sources`` maps a model key to another hub id or a local folder (``key:adapter`` and
-    ``key:image`` name a model's motion adapter and image-to-video weights).
-
-    The memory savers trade speed for memory. ``cpu_offload``, ``vae_slicing``, ``vae_tiling`` and
+    They trade speed for memory. ``cpu_offload``, ``vae_slicing``, ``vae_tiling`` and
     ``forward_chunking`` can be switched on loaded models; ``group_offload`` (stream the layers in
     from CPU memory as they run) and ``layerwise_casting`` (store the denoiser's weights in fp8,
     compute in the pipeline's precision) change how a model is placed, so they apply to models
     loaded afterwards.
     """
 
-    device: str = "auto"
-    dtype: str = "auto"
-    cpu_offload: bool = False
-    vae_slicing: bool = False
-    forward_chunking: bool = False
-    vae_tiling: bool = False
-    group_offload: bool = False
-    layerwise_casting: bool = False
-    cache_dir: Path = field(default_factory=default_cache_dir)
-    sources: dict[str, str] = field(default_factory=dict)
-    animatediff_base: str = DEFAULT_ANIMATEDIFF_BASE
-    speed: SpeedOptions = field(default_factory=SpeedOptions)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "cache_dir", Path(self.cache_dir))
-
-
-@dataclass(frozen=True)
-class MemorySwitches:
-    """The memory savers, declared once: their names are ``ManagerOptions``' and ``[models]``'
-    keys and the CLI's flags, and each one's ``help`` is the CLI's description."""
-
-    cpu_offload: bool = field(metadata={"help": "save VRAM, cost speed"})
-    vae_slicing: bool = field(metadata={"help": "decode frames one by one"})
-    forward_chunking: bool = field(metadata={"help": "chunk the UNet FFNs"})
+    cpu_offload: bool = field(default=False, metadata={"help": "save VRAM, cost speed"})
+    vae_slicing: bool = field(default=False, metadata={"help": "decode frames one by one"})
+    forward_chunking: bool = field(default=False, metadata={"help": "chunk the UNet FFNs"})
     vae_tiling: bool = field(default=False, metadata={"help": "decode in tiles: big frames"})
     group_offload: bool = field(
         default=False, metadata={"help": "stream layers from RAM: least VRAM"}
@@ -92,6 +84,34 @@ MEMORY_SAVERS: dict[str, str] = {f.name: f.metadata["help"] for f in fields(Memo
 """Each memory saver's name and one-line description."""
 MEMORY_SWITCHES = tuple(MEMORY_SAVERS)
 """The memory savers' names: the same in ``ManagerOptions``, ``[models]`` and the CLI's flags."""
+
+
+@dataclass(frozen=True)
+class ManagerOptions(MemorySwitches):
+    """How models are placed and which memory savers are on: declared here once, and read by the
+    ``[models]`` config section (``bot.config``) and the CLI's flags.
+
+    ``device`` and ``dtype`` are ``"auto"`` (CUDA in bf16 from compute capability 8.0, else fp16;
+    otherwise CPU in fp32) or explicit (``"cuda:1"``, ``"cpu"``; ``"float16"``, ``"bfloat16"``, ``"float32"``).
+    ``sources`` maps a model key to another hub id or a local folder (``key:adapter`` and
+    ``key:image`` name a model's motion adapter and image-to-video weights).
+    """
+
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:1, ... or mps"})
+    dtype: str = field(default="auto", metadata={"help": "auto, float16, bfloat16, float32"})
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    sources: dict[str, str] = field(default_factory=dict)
+    animatediff_base: str = DEFAULT_ANIMATEDIFF_BASE
+    speed: SpeedOptions = field(default_factory=SpeedOptions)
+
+    def __post_init__(self) -> None:
+        """Raises ``ValueError("key: what is allowed")``, so the config and the CLI say which."""
+        object.__setattr__(self, "cache_dir", Path(self.cache_dir))
+        for key, check in (("device", check_device), ("dtype", check_dtype)):
+            try:
+                check(getattr(self, key))
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
 
 
 @dataclass
@@ -329,10 +349,6 @@ class ModelManager:
 
         dtype = self._options.dtype
         if dtype != "auto":
-            if dtype not in ("float16", "bfloat16", "float32"):
-                raise InvalidParameterError(
-                    "dtype", f"must be auto, float16, bfloat16 or float32 (got {dtype!r})"
-                )
             return dtype
         if device.startswith("cuda"):
             if spec is not None and spec.half_dtype is not None:
