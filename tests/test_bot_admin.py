@@ -169,3 +169,23 @@ async def test_simultaneous_requests_cannot_slip_past_the_member_cap(
         )
         assert await bot.store.count_history(fake.user.id, fake.guild.id) == 2
         assert len(bot.executor.snapshot()) == 2
+
+
+async def test_every_synced_command_and_option_has_a_real_description(
+    fake_discord, manager, tmp_path
+) -> None:
+    """discord.py registers an option without ``describe`` as "…": members would see that in the
+    command picker. Checked on what the bot really synced to the fake Discord."""
+    fake = fake_discord
+    async with fake.run_bot(make_bot(make_settings(tmp_path), manager)):
+        synced = [c for scope in fake.commands.values() for c in scope.values()]
+    slash = [c for c in synced if c.get("type", 1) == 1]
+    assert {c["name"] for c in slash} >= {"video", "edit", "upscale", "history", "unblock"}
+
+    def undescribed(node: dict, path: str) -> list[str]:
+        missing = [] if node.get("description", "").strip("…. ") else [path]
+        for option in node.get("options", []):
+            missing += undescribed(option, f"{path} {option['name']}")
+        return missing
+
+    assert [p for c in slash for p in undescribed(c, "/" + c["name"])] == []
