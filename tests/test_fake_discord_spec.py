@@ -501,3 +501,24 @@ async def test_ephemeral_messages_are_seen_only_by_their_member(fake, spec_bot) 
     with pytest.raises(discord.NotFound):
         await channel.fetch_message(message.id)
     assert [m async for m in channel.history()] == []
+
+
+async def test_rest_reads_empty_content_without_the_message_content_intent(
+    fake, spec_bot, http
+) -> None:
+    """Discord empties message content "across the API" for an app whose Message Content intent
+    is off in the portal: reading a message over REST is no way around the gateway's rule."""
+    from fake_discord.gateway import MESSAGE_CONTENT
+
+    plain = await fake.send_message("make it faster", attachments=[("a.png", b"png", "image/png")])
+    mention = await fake.send_message("trim 1 2", mentions=[fake.bot_user])
+    url = _messages(fake)
+    _, one = await _send(http, "GET", f"{url}/{plain.id}", None)
+    assert (one["content"], one["attachments"]) == ("", [])
+    _, listed = await _send(http, "GET", url, None)
+    content = {int(m["id"]): m["content"] for m in listed}
+    assert content[plain.id] == "" and content[mention.id].endswith("trim 1 2")
+
+    fake.privileged_intents |= MESSAGE_CONTENT
+    _, one = await _send(http, "GET", f"{url}/{plain.id}", None)
+    assert one["content"] == "make it faster" and len(one["attachments"]) == 1

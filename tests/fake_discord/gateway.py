@@ -122,7 +122,7 @@ def strip_message_content(event: str, data: Any, intents: int, bot_id: int) -> A
         return data
     if not isinstance(data, dict):
         return data
-    return _without_content(data, bot_id, in_guild=data.get("guild_id") is not None)
+    return content_for_app(data, bot_id, in_guild=data.get("guild_id") is not None)
 
 
 def content_visible(message: dict[str, Any], bot_id: int, *, in_guild: bool) -> bool:
@@ -134,11 +134,12 @@ def content_visible(message: dict[str, Any], bot_id: int, *, in_guild: bool) -> 
     return any(m.get("id") == str(bot_id) for m in message.get("mentions", []))
 
 
-def _without_content(message: dict[str, Any], bot_id: int, *, in_guild: bool) -> dict[str, Any]:
+def content_for_app(message: dict[str, Any], bot_id: int, *, in_guild: bool) -> dict[str, Any]:
+    """``message`` as an app without the Message Content intent receives it."""
     stripped = dict(message)
     referenced = message.get("referenced_message")
     if isinstance(referenced, dict):
-        stripped["referenced_message"] = _without_content(referenced, bot_id, in_guild=in_guild)
+        stripped["referenced_message"] = content_for_app(referenced, bot_id, in_guild=in_guild)
     if content_visible(message, bot_id, in_guild=in_guild):
         return stripped
     stripped.update(content="", embeds=[], attachments=[], components=[])

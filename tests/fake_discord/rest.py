@@ -19,6 +19,7 @@ from aiohttp import BodyPartReader, web
 from . import faults as F
 from . import payloads as P
 from . import validation as V
+from .gateway import MESSAGE_CONTENT, content_for_app
 from .models import (
     FakeChannel,
     FakeGuild,
@@ -787,7 +788,7 @@ class RestApi:
         if after:
             messages = [m for m in messages if m.id > after][:limit]
         newest_first = sorted(messages, key=lambda m: m.id, reverse=True)[:limit]
-        return self._json([self.server.message_payload(m) for m in newest_first])
+        return self._json([self._readable(m) for m in newest_first])
 
     async def create_message(self, request: web.Request, record: RecordedRequest) -> web.Response:
         needed = ["send_messages"] + (["attach_files"] if record.files else [])
@@ -812,7 +813,18 @@ class RestApi:
         message = self._channel_message(channel, record)
         if isinstance(message, web.Response):
             return message
-        return self._json(self.server.message_payload(message))
+        return self._json(self._readable(message))
+
+    def _readable(self, message: StoredMessage) -> dict[str, Any]:
+        """A message as REST returns it: Discord empties content over REST as over the gateway
+        for an app whose Message Content intent is off in the developer portal (its docs,
+        "Message Content Intent": "across the API"), with the same exemptions."""
+        payload = self.server.message_payload(message)
+        if self.server.privileged_intents & MESSAGE_CONTENT:
+            return payload
+        # REST message objects carry no guild_id: the channel says whether it is a DM.
+        in_guild = message.guild_id is not None
+        return content_for_app(payload, self.server.bot_user.id, in_guild=in_guild)
 
     async def edit_message(self, request: web.Request, record: RecordedRequest) -> web.Response:
         channel, error = self._check_channel_access(record)
