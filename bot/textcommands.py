@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from bot.core.errors import InvalidParameterError
-from bot.core.rules import INTERPOLATE, LOOPS, SPEED
+from bot.core.rules import INTERPOLATE_FACTOR, LOOPS, SPEED
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -354,8 +354,9 @@ _COMMANDS: dict[str, _Command] = {
     "speed": _Command(f"speed FACTOR ({SPEED.low:g}-{SPEED.high:g}, e.g. 2x or 0.5)", _speed),
     "reverse": _Command("reverse", _no_arguments("reverse")),
     "loop": _Command(f"loop [N] ({LOOPS.low:g}-{LOOPS.high:g}, default 2)", _loop),
-    # validate_edit takes factors from 2 (1 would change nothing) up to INTERPOLATE's top.
-    "interpolate": _Command(f"interpolate [2-{INTERPOLATE.high:g}]", _interpolate),
+    "interpolate": _Command(
+        f"interpolate [{INTERPOLATE_FACTOR.low:g}-{INTERPOLATE_FACTOR.high:g}]", _interpolate
+    ),
     "upscale": _Command("upscale", _no_arguments("upscale")),
     "animate": _Command("animate [PROMPT]", _no_arguments("animate")),  # parsed before the rest
     "help": _Command("help", _no_arguments("help")),
@@ -369,7 +370,7 @@ Reply to one of my videos with a command, mentioning me or starting it with the 
 `speed FACTOR`: {SPEED.low:g} to {SPEED.high:g} times as fast, e.g. `speed 2x` or `speed 0.5`
 `reverse`: play it backwards
 `loop [N]`: play it N times, {LOOPS.low:g} to {LOOPS.high:g} (default 2)
-`interpolate [2-{INTERPOLATE.high:g}]` or `smooth`: add in-between frames for smoother motion
+`interpolate [{INTERPOLATE_FACTOR.low:g}-{INTERPOLATE_FACTOR.high:g}]` or `smooth`: add in-between frames for smoother motion
 `upscale`: a larger, sharper version
 `animate [prompt] [--flags]`: reply to a picture to bring it to life (image-to-video)
 `help`: this message"""

@@ -13,6 +13,7 @@ from discord.ext import commands
 
 from bot.admission import Requester
 from bot.core.errors import MediaError, VideoBotError
+from bot.core.rules import INTERPOLATE_FACTOR, LOOPS, SPEED
 from bot.interactions import (
     AnsweringModal,
     answer_reply_failure,
@@ -104,9 +105,10 @@ class EditCog(commands.Cog):
         video="Or a video file to edit",
         start_frame="trim: first frame kept (0-based)",
         end_frame="trim: frames are kept up to but not including this one",
-        speed_factor="speed: 2 plays twice as fast, 0.5 half as fast (0.25-4)",
-        loops="loop: how many times in a row (1-10)",
-        factor="interpolate: multiply the frame rate by this (2-4)",
+        speed_factor=f"speed: 2 plays twice as fast, 0.5 half as fast ({SPEED.low:g}-{SPEED.high:g})",
+        loops=f"loop: how many times in a row ({LOOPS.low:g}-{LOOPS.high:g})",
+        factor="interpolate: multiply the frame rate by this "
+        f"({INTERPOLATE_FACTOR.low:g}-{INTERPOLATE_FACTOR.high:g})",
     )
     async def edit(
         self,
@@ -116,9 +118,10 @@ class EditCog(commands.Cog):
         video: discord.Attachment | None = None,
         start_frame: app_commands.Range[int, 0] | None = None,
         end_frame: app_commands.Range[int, 1] | None = None,
-        speed_factor: app_commands.Range[float, 0.25, 4.0] | None = None,
-        loops: app_commands.Range[int, 1, 10] | None = None,
-        factor: app_commands.Range[int, 2, 4] | None = None,
+        speed_factor: app_commands.Range[float, SPEED.low, SPEED.high] | None = None,
+        loops: app_commands.Range[int, int(LOOPS.low), int(LOOPS.high)] | None = None,
+        factor: app_commands.Range[int, int(INTERPOLATE_FACTOR.low), int(INTERPOLATE_FACTOR.high)]
+        | None = None,
     ) -> None:
         """Trim, speed up, reverse, loop or smooth a video you made or uploaded."""
         arguments: dict[str, object] = {

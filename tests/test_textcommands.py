@@ -417,3 +417,22 @@ def test_any_reply_parses_is_ignored_or_raises_invalid_parameter(text: str) -> N
         return
     with contextlib.suppress(InvalidParameterError):
         validate_edit(command.operation, 16, **command.arguments)
+
+
+def test_edit_ranges_are_declared_once_in_the_rules() -> None:
+    """/edit's option bounds, the reply commands' help and validate_edit read one declaration."""
+
+    from bot.core.rules import INTERPOLATE_FACTOR, LOOPS, SPEED
+    from cogs.edit import EditCog
+
+    options = {p.name: p for p in EditCog.edit.parameters}
+    for name, rule in (("speed_factor", SPEED), ("loops", LOOPS), ("factor", INTERPOLATE_FACTOR)):
+        assert (options[name].min_value, options[name].max_value) == (rule.low, rule.high)
+        assert f"{rule.low:g}-{rule.high:g}" in options[name].description
+    assert (
+        f"interpolate [{INTERPOLATE_FACTOR.low:g}-{INTERPOLATE_FACTOR.high:g}]"
+        in REPLY_COMMAND_HELP
+    )
+    validate_edit("interpolate", 8, factor=int(INTERPOLATE_FACTOR.high))
+    with pytest.raises(InvalidParameterError, match="factor"):
+        validate_edit("interpolate", 8, factor=int(INTERPOLATE_FACTOR.high) + 1)

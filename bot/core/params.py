@@ -21,6 +21,7 @@ from bot.core.rules import (
     FRAMES,
     GUIDANCE,
     INTERPOLATE,
+    INTERPOLATE_FACTOR,
     LOOPS,
     MAX_EDIT_FRAMES,
     PROMPT_MAX_CHARS,
@@ -322,7 +323,7 @@ def validate_edit(operation: str, frame_count: int, **kwargs: Any) -> EditReques
         return EditRequest("loop", loops=loops)
     if op == "interpolate":
         factor = _as_int("factor", kwargs.get("factor", 2))
-        Range(2, 4).check("factor", factor)
+        INTERPOLATE_FACTOR.check("factor", factor)
         _check_growth("factor", frame_count * factor)
         return EditRequest("interpolate", factor=factor)
     return EditRequest("reverse")

@@ -89,6 +89,8 @@ PROMPT_MAX_CHARS = 1000
 # Edit limits: an edit may not grow a video past MAX_EDIT_FRAMES, whatever the chain of edits.
 SPEED = Range(0.25, 4.0)
 LOOPS = Range(1, 10)
+INTERPOLATE_FACTOR = Range(2, 4)
+"""The interpolate edit's frame-rate multiplier: from 2 (1 would change nothing)."""
 MAX_EDIT_FRAMES = 1024
 UPSCALE_STRENGTH = Range(0.1, 1.0)
 
