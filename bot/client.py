@@ -1,5 +1,5 @@
-"""``VideoBot``: the Discord client. ``setup_hook`` opens the store, starts the GPU executor,
-registers the persistent buttons and loads the cogs."""
+"""``VideoBot``: the Discord client. ``setup_hook`` opens the store, starts the GPU executor and
+loads the cogs (which register their persistent buttons)."""
 
 from __future__ import annotations
 
@@ -17,17 +17,11 @@ from discord.ext import commands
 from bot.config import Settings
 from bot.core.engine import GenerationEngine
 from bot.core.manager import ModelManager, get_model_manager
+from bot.delivery import ChannelReply, follow_job
 from bot.interactions import report_failure
 from bot.jobs import GpuExecutor, Job, JobExecutor
 from bot.lifecycle import JobStatus
-from bot.render import (
-    ButtonHandler,
-    CancelButton,
-    ChannelReply,
-    ResultButton,
-    error_embed,
-    follow_job,
-)
+from bot.render import error_embed
 from bot.service import VideoService
 from bot.store import JobRecord, Store
 
@@ -53,7 +47,6 @@ class VideoBot(commands.Bot):
     store: Store
     executor: JobExecutor
     service: VideoService
-    button_handlers: dict[str, ButtonHandler]
 
     def __init__(
         self,
@@ -81,7 +74,6 @@ class VideoBot(commands.Bot):
         self.manager = manager or get_model_manager()
         self._executor = executor
         self._background: asyncio.Task[None] | None = None
-        self.button_handlers = {}
 
     async def setup_hook(self) -> None:
         self.configure_models()
@@ -95,7 +87,6 @@ class VideoBot(commands.Bot):
         if resumed or failed:
             log.info("resuming %d job(s); %d could not be resumed", len(resumed), len(failed))
             self._background = asyncio.create_task(self.announce_recovered(resumed, failed))
-        self.add_dynamic_items(ResultButton, CancelButton)
         for extension in COGS:
             await self.load_extension(extension)
         for key in self.settings.models.preload:
@@ -134,7 +125,7 @@ class VideoBot(commands.Bot):
             await self.retire_original(record, "stopped by a restart: see the message below")
             channel = await self.channel_for(record.channel_id)
             if channel is not None:
-                reply = ChannelReply(channel, record.user_id, self.upload_limit(channel))
+                reply = ChannelReply.to(channel, record.user_id)
                 with contextlib.suppress(discord.HTTPException):
                     await reply.show(None, embed=error_embed(record.error or "failed", record.id))
         for job in resumed:
@@ -166,7 +157,7 @@ class VideoBot(commands.Bot):
         if channel is None:
             await self.service.outcome(job)  # still recorded, just not announced
             return
-        reply = ChannelReply(channel, job.user_id, self.upload_limit(channel))
+        reply = ChannelReply.to(channel, job.user_id)
         try:
             await follow_job(
                 reply, self.service, job, interval_s=self.settings.limits.progress_interval_s
@@ -182,11 +173,6 @@ class VideoBot(commands.Bot):
             with contextlib.suppress(discord.HTTPException):
                 channel = await self.fetch_channel(channel_id)
         return channel if isinstance(channel, discord.abc.Messageable) else None
-
-    @staticmethod
-    def upload_limit(channel: Any) -> int:
-        guild = getattr(channel, "guild", None)
-        return guild.filesize_limit if guild is not None else 10 * 1024 * 1024
 
     def configure_models(self) -> None:
         options = self.settings.models.manager_options(self.settings.speed.options())

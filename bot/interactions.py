@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -153,6 +153,15 @@ async def report_failure(interaction: discord.Interaction, error: BaseException)
     await tell_privately(interaction, explain(error))
 
 
+async def press(interaction: discord.Interaction, handler: Callable[[], Awaitable[None]]) -> None:
+    """Run a button's handler. discord.py only logs what a ``DynamicItem`` callback raises, so
+    here any failure goes to the member through the one failure path."""
+    try:
+        await handler()
+    except Exception as exc:
+        await report_failure(interaction, exc)
+
+
 async def refuse(interaction: discord.Interaction, message: str) -> None:
     """A refusal we chose (bad input, a rule): the same path as a failure."""
     await tell_privately(interaction, message)
@@ -237,6 +246,7 @@ __all__ = [
     "is_moderator",
     "message_requester",
     "moderator_only",
+    "press",
     "refuse",
     "report_failure",
     "requester",

@@ -1,5 +1,5 @@
 """Everything members see: status lines, progress bars, result embeds and the buttons under a
-video. Shared by the cogs so every command looks and behaves the same.
+video. Shared by the cogs so every command looks the same; :mod:`bot.delivery` sends it.
 
 Text a member typed is never echoed as a ping: the bot's ``allowed_mentions`` is "none" and prompts
 are shown with markdown escaped.
@@ -7,25 +7,19 @@ are shown with markdown escaped.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.core.errors import VideoBotError
-from bot.interactions import error_text, report_failure
-from bot.jobs import Job
+from bot.interactions import error_text
 from bot.lifecycle import JobStatus
 
 if TYPE_CHECKING:
-    from bot.service import Finished, VideoService
-
-log = logging.getLogger(__name__)
+    from bot.jobs import Job
+    from bot.service import Finished
 
 BAR_WIDTH = 16
 EMBED_COLOUR = discord.Colour.from_rgb(88, 101, 242)
@@ -96,309 +90,63 @@ def error_embed(message: str, job_id: int | None = None) -> discord.Embed:
 
 
 # --- buttons --------------------------------------------------------------------------------------
+#
+# Drawn here, answered in the cogs: each button's custom id names its action and job, and the cog
+# that does the action registers a ``DynamicItem`` whose template matches those ids (so a click
+# works after a restart, and the behaviour sits beside the handler it runs).
 
-ButtonHandler = Callable[[discord.Interaction, int], Awaitable[None]]
-
-RESULT_ACTIONS: dict[str, tuple[str, str]] = {
-    "reroll": ("Reroll", "🎲"),
-    "upscale": ("Upscale", "🔍"),
-    "reverse": ("Reverse", "⏪"),
-    "loop": ("Loop", "🔁"),
-    "interpolate": ("Interpolate", "✨"),
+BUTTONS: dict[str, tuple[str, str, discord.ButtonStyle]] = {
+    "reroll": ("Reroll", "🎲", discord.ButtonStyle.secondary),
+    "upscale": ("Upscale", "🔍", discord.ButtonStyle.secondary),
+    "reverse": ("Reverse", "⏪", discord.ButtonStyle.secondary),
+    "loop": ("Loop", "🔁", discord.ButtonStyle.secondary),
+    "interpolate": ("Interpolate", "✨", discord.ButtonStyle.secondary),
+    "cancel": ("Cancel", "✖️", discord.ButtonStyle.danger),
 }
+RESULT_ACTIONS = ("reroll", "upscale", "reverse", "loop", "interpolate")
+"""The buttons under a finished video, in order."""
 
 
-class ResultButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"vb:(?P<action>reroll|upscale|reverse|loop|interpolate):(?P<job_id>[0-9]+)",
-):
-    """A button under a finished video. Its custom id carries the action and the job, so it works
-    after a restart: discord.py rebuilds it from the id (``DynamicItem``)."""
-
-    def __init__(self, action: str, job_id: int) -> None:
-        label, emoji = RESULT_ACTIONS[action]
-        super().__init__(
-            discord.ui.Button(
-                label=label,
-                emoji=emoji,
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"vb:{action}:{job_id}",
-            )
-        )
-        self.action = action
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
-    ) -> ResultButton:
-        return cls(match["action"], int(match["job_id"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await press(interaction, self.action, self.job_id)
+def button_id(action: str, job_id: int) -> str:
+    return f"vb:{action}:{job_id}"
 
 
-class CancelButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"vb:cancel:(?P<job_id>[0-9]+)"
-):
-    def __init__(self, job_id: int) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Cancel",
-                emoji="✖️",
-                style=discord.ButtonStyle.danger,
-                custom_id=f"vb:cancel:{job_id}",
-            )
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
-    ) -> CancelButton:
-        return cls(int(match["job_id"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await press(interaction, "cancel", self.job_id)
+def button_template(*actions: str) -> str:
+    """The ``DynamicItem`` template that matches :func:`button_id` for ``actions``."""
+    return rf"vb:(?P<action>{'|'.join(actions)}):(?P<job_id>[0-9]+)"
 
 
-def button_handlers(client: discord.Client) -> dict[str, ButtonHandler]:
-    """The cogs register what each button does on the client (render.py is below the cogs)."""
-    return getattr(client, "button_handlers", {})
+def job_button(action: str, job_id: int) -> discord.ui.Button[Any]:
+    label, emoji, style = BUTTONS[action]
+    return discord.ui.Button(
+        label=label, emoji=emoji, style=style, custom_id=button_id(action, job_id)
+    )
 
 
-async def press(interaction: discord.Interaction, action: str, job_id: int) -> None:
-    """Run a button's handler. discord.py only logs what a ``DynamicItem`` callback raises, so
-    here any failure goes to the member through the one failure path."""
-    handler = button_handlers(interaction.client).get(action)
-    try:
-        if handler is None:
-            raise VideoBotError("this button is not available any more")
-        await handler(interaction, job_id)
-    except Exception as exc:
-        await report_failure(interaction, exc)
+def drawn_view(buttons: list[discord.ui.Button[Any]]) -> discord.ui.View:
+    """Buttons as drawn. Clicks reach the cogs' ``DynamicItem`` by custom id, so the view is
+    finished before it is sent: discord.py then sends it without keeping one view per message in
+    its store for ever."""
+    view = discord.ui.View(timeout=None)
+    for button in buttons:
+        view.add_item(button)
+    view.stop()
+    return view
 
 
 def result_view(job_id: int) -> discord.ui.View:
-    view = discord.ui.View(timeout=None)
-    for action in RESULT_ACTIONS:
-        view.add_item(ResultButton(action, job_id))
-    return view
+    return drawn_view([job_button(action, job_id) for action in RESULT_ACTIONS])
 
 
 def cancel_view(job_id: int) -> discord.ui.View:
-    view = discord.ui.View(timeout=None)
-    view.add_item(CancelButton(job_id))
-    return view
+    return drawn_view([job_button("cancel", job_id)])
 
 
-# --- where a job's status and result are shown ----------------------------------------------------
+def video_file(path: Path) -> discord.File:
+    return discord.File(path, filename="video.mp4")
 
 
-class Reply(Protocol):
-    """A message the bot keeps editing while a job runs: an interaction's response or a reply to a
-    member's message."""
-
-    max_bytes: int
-
-    async def show(
-        self,
-        content: str | None,
-        *,
-        embed: discord.Embed | None = None,
-        file: Path | None = None,
-        view: discord.ui.View | None = None,
-    ) -> discord.Message | None: ...
-
-
-def video_files(file: Path | None) -> list[discord.File]:
-    return [discord.File(file, filename="video.mp4")] if file else []
-
-
-class SentReply:
-    """A message the bot sends on the first ``show`` and edits on every later one."""
-
-    allowed_mentions: discord.AllowedMentions | None = None
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._message: discord.Message | None = None
-
-    async def show(
-        self,
-        content: str | None,
-        *,
-        embed: discord.Embed | None = None,
-        file: Path | None = None,
-        view: discord.ui.View | None = None,
-    ) -> discord.Message | None:
-        content = self.text(content)
-        if self._message is None:
-            self._message = await self.send(
-                content,
-                embed=embed or discord.utils.MISSING,
-                files=video_files(file),
-                view=view or discord.utils.MISSING,
-            )
-        else:
-            self._message = await self._message.edit(
-                content=content,
-                embed=embed,
-                attachments=video_files(file),
-                view=view,
-                allowed_mentions=self.allowed_mentions,
-            )
-        return self._message
-
-    def text(self, content: str | None) -> str | None:
-        return content
-
-    async def send(self, content: str | None, **fields: Any) -> discord.Message:
-        raise NotImplementedError
-
-
-class MessageReply(SentReply):
-    """A reply to a member's message (reply-to-video commands)."""
-
-    def __init__(self, message: discord.Message) -> None:
-        super().__init__(message.guild.filesize_limit if message.guild else 10 * 1024 * 1024)
-        self.message = message
-
-    async def send(self, content: str | None, **fields: Any) -> discord.Message:
-        return await self.message.reply(content, mention_author=False, **fields)
-
-
-class ChannelReply(SentReply):
-    """A channel message that mentions the member: for jobs resumed after a restart, and for
-    results whose interaction token (valid 15 minutes) has expired."""
-
-    def __init__(self, channel: discord.abc.Messageable, user_id: int, max_bytes: int) -> None:
-        super().__init__(max_bytes)
-        self.channel = channel
-        self.user_id = user_id
-        self.allowed_mentions = discord.AllowedMentions(users=[discord.Object(user_id)])
-
-    def text(self, content: str | None) -> str:
-        return f"<@{self.user_id}> {content or ''}".strip()
-
-    async def send(self, content: str | None, **fields: Any) -> discord.Message:
-        mentions = self.allowed_mentions or discord.AllowedMentions.none()
-        return await self.channel.send(content, allowed_mentions=mentions, **fields)
-
-
-class InteractionReply:
-    """Edits the interaction's deferred response; once Discord's 15-minute token has expired,
-    continues as a channel message that mentions the member."""
-
-    def __init__(self, interaction: discord.Interaction) -> None:
-        self.interaction = interaction
-        self.max_bytes = interaction.filesize_limit
-        self._fallback: ChannelReply | None = None
-
-    async def show(
-        self,
-        content: str | None,
-        *,
-        embed: discord.Embed | None = None,
-        file: Path | None = None,
-        view: discord.ui.View | None = None,
-    ) -> discord.Message | None:
-        if self._fallback is None:
-            try:
-                return await self.interaction.edit_original_response(
-                    content=content, embed=embed, attachments=video_files(file), view=view
-                )
-            except discord.NotFound:
-                log.info("interaction token of %s expired; falling back", self.interaction.id)
-            except discord.HTTPException as exc:
-                if exc.status != 401:
-                    raise
-            channel = self.interaction.channel
-            assert isinstance(channel, discord.abc.Messageable)
-            self._fallback = ChannelReply(channel, self.interaction.user.id, self.max_bytes)
-        return await self._fallback.show(content, embed=embed, file=file, view=view)
-
-
-async def follow_job(
-    reply: Reply, service: VideoService, job: Job, *, interval_s: float
-) -> Finished:
-    """Keep ``reply`` showing the job's queue position and progress (at most one edit per
-    ``interval_s``: Discord rate-limits edits), then show the result."""
-    last_text = ""
-    last_edit = 0.0
-    finishing = asyncio.ensure_future(service.outcome(job))
-    current = asyncio.current_task()
-    if current is not None:  # the bot waits for result posts before it closes
-        service.presenting.add(current)
-    try:
-        while not finishing.done():
-            text = status_text(job, service.wait_text(job))
-            if text != last_text and time.monotonic() - last_edit >= interval_s:
-                try:
-                    await reply.show(text, view=cancel_view(job.id))
-                except discord.HTTPException as exc:
-                    log.warning("progress edit of job %s failed: %s", job.id, exc)
-                last_text, last_edit = text, time.monotonic()
-            job.changed.clear()
-            changed = asyncio.ensure_future(job.changed.wait())
-            try:
-                await asyncio.wait(
-                    [finishing, changed],
-                    timeout=max(interval_s - (time.monotonic() - last_edit), 0.05),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-            finally:
-                changed.cancel()
-        finished = finishing.result()
-        await show_finished(reply, service, finished)
-        return finished
-    finally:
-        if not finishing.done():
-            finishing.cancel()
-        if current is not None:
-            service.presenting.discard(current)
-
-
-async def show_finished(reply: Reply, service: VideoService, finished: Finished) -> None:
-    if finished.ok:
-        await _upload_result(reply, service, finished)
-    elif finished.result.cancelled:
-        await reply.show(f"✖️ Job #{finished.job_id} was cancelled.", view=None)
-    else:
-        await reply.show(
-            None, embed=error_embed(finished.error or "failed", finished.job_id), view=None
-        )
-
-
-UPLOAD_ATTEMPTS = 3
-
-
-async def _upload_result(reply: Reply, service: VideoService, finished: Finished) -> None:
-    """Upload the mp4 within the limit Discord announced; if Discord still answers 413 (a smaller
-    limit than announced, or the rest of the request counted), re-encode at half and retry."""
-    assert finished.path is not None
-    budget = reply.max_bytes
-    for attempt in range(1, UPLOAD_ATTEMPTS + 1):
-        path = await service.upload_copy(finished, budget)
-        try:
-            message = await reply.show(
-                None, embed=result_embed(finished), file=path, view=result_view(finished.job_id)
-            )
-        except discord.HTTPException as exc:
-            if exc.status != 413 or attempt == UPLOAD_ATTEMPTS:
-                raise
-            budget = path.stat().st_size // 2
-            log.info(
-                "upload of job %s was too large; retrying under %d bytes", finished.job_id, budget
-            )
-            continue
-        finally:
-            if path != finished.path:  # a smaller copy made for this upload only
-                path.unlink(missing_ok=True)
-        if message is not None:
-            await service.store.set_message(finished.job_id, message.channel.id, message.id)
-        return
-
+# --- reading the bot's and members' messages ------------------------------------------------------
 
 _JOB_BUTTON = re.compile(r"vb:[a-z]+:([0-9]+)")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".mkv", ".gif", ".m4v")

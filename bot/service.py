@@ -566,18 +566,6 @@ class VideoService:
             log.info("disk budget: deleted the videos of jobs %s", pruned)
         return pruned
 
-    async def upload_copy(self, finished: Finished, max_bytes: int) -> Path:
-        """The finished mp4, or a smaller re-encode of it when it exceeds ``max_bytes``."""
-        assert finished.path is not None
-        if finished.path.stat().st_size <= max_bytes:
-            return finished.path
-        smaller = finished.path.with_suffix(".upload.mp4")
-        result = finished.result
-        await asyncio.to_thread(
-            media.encode_within, result.images, smaller, result.frame_rate, max_bytes
-        )
-        return smaller
-
     def wait_text(self, job: Job) -> str:
         return describe_wait(self.executor.estimated_wait_s(job.position))
 

@@ -4,8 +4,9 @@ message menu and the Upscale/Reverse/Loop/Interpolate buttons."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import discord
 from discord import app_commands
@@ -14,23 +15,22 @@ from discord.ext import commands
 from bot.admission import Requester
 from bot.core.errors import MediaError, VideoBotError
 from bot.core.rules import INTERPOLATE_FACTOR, LOOPS, SPEED
+from bot.delivery import InteractionReply, MessageReply, Reply, follow_job, show_finished
 from bot.interactions import (
     AnsweringModal,
     answer_reply_failure,
     check_channel_permissions,
     message_requester,
+    press,
     refuse,
     requester,
 )
 from bot.render import (
     PICTURE_EXTENSIONS,
-    InteractionReply,
-    MessageReply,
-    Reply,
-    follow_job,
+    button_template,
+    job_button,
     job_id_of,
     picture_attachment,
-    show_finished,
     video_attachment,
 )
 from bot.service import SourceVideo
@@ -89,12 +89,11 @@ class EditCog(commands.Cog):
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.menu)
-        self.bot.button_handlers.update(
-            {"upscale": self.upscale_button, **{op: self.edit_button for op in BUTTON_EDITS}}
-        )
+        self.bot.add_dynamic_items(EditButton)
 
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+        self.bot.remove_dynamic_items(EditButton)
 
     # --- slash commands ------------------------------------------------------------------------
 
@@ -301,10 +300,8 @@ class EditCog(commands.Cog):
             ReplyCommand("upscale"),
         )
 
-    async def edit_button(self, interaction: discord.Interaction, job_id: int) -> None:
+    async def edit_button(self, interaction: discord.Interaction, job_id: int, action: str) -> None:
         """Reverse, Loop (x2) and Interpolate (x2) under a result."""
-        assert interaction.data is not None
-        action = str(interaction.data.get("custom_id", "")).split(":")[1]
         await self.respond(
             interaction,
             lambda: self.bot.service.source_from_job(requester(interaction), job_id),
@@ -323,6 +320,37 @@ class EditCog(commands.Cog):
         check_channel_permissions(interaction)
         source = await load_source()
         await self.perform(InteractionReply(interaction), requester(interaction), source, command)
+
+
+class EditButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=button_template("upscale", *BUTTON_EDITS),
+):
+    """Upscale, Reverse, Loop and Interpolate under a result; rebuilt from its custom id after a
+    restart like every button of the bot."""
+
+    def __init__(self, action: str, job_id: int) -> None:
+        super().__init__(job_button(action, job_id))
+        self.action = action
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> EditButton:
+        return cls(match["action"], int(match["job_id"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await press(interaction, lambda: self.run(interaction))
+
+    async def run(self, interaction: discord.Interaction) -> None:
+        cog = cast("VideoBot", interaction.client).get_cog(EditCog.__cog_name__)
+        if not isinstance(cog, EditCog):
+            raise VideoBotError("this button is not available any more")
+        if self.action == "upscale":
+            await cog.upscale_button(interaction, self.job_id)
+        else:
+            await cog.edit_button(interaction, self.job_id, self.action)
 
 
 async def setup(bot: VideoBot) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import discord
 from discord import app_commands
@@ -14,8 +15,9 @@ from bot.core.errors import InvalidParameterError, VideoBotError
 from bot.core.params import GenerationParams
 from bot.core.registry import REGISTRY, generator_bounds, get_spec
 from bot.core.rules import FPS, INTERPOLATE, PROMPT_MAX_CHARS, SCHEDULERS, SEED
-from bot.interactions import check_channel_permissions, is_moderator, requester
-from bot.render import PICTURE_EXTENSIONS, InteractionReply, follow_job, is_picture
+from bot.delivery import InteractionReply, follow_job
+from bot.interactions import check_channel_permissions, is_moderator, press, requester
+from bot.render import PICTURE_EXTENSIONS, button_template, is_picture, job_button
 from bot.textcommands import parse_prompt_flags
 
 if TYPE_CHECKING:
@@ -123,7 +125,10 @@ class VideoCog(commands.Cog):
         ]
 
     async def cog_load(self) -> None:
-        self.bot.button_handlers.update({"reroll": self.reroll, "cancel": self.cancel})
+        self.bot.add_dynamic_items(VideoButton)
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(VideoButton)
 
     @app_commands.command(name="video")
     @app_commands.describe(
@@ -187,7 +192,7 @@ class VideoCog(commands.Cog):
 
     # --- buttons -------------------------------------------------------------------------------
 
-    # Button handlers raise on refusal: ``bot.render.press`` answers the member privately.
+    # Button handlers raise on refusal: ``VideoButton`` answers the member privately.
 
     async def reroll(self, interaction: discord.Interaction, job_id: int) -> None:
         """Same parameters, new seed; the new video is the presser's."""
@@ -209,6 +214,35 @@ class VideoCog(commands.Cog):
                 {"owner": job.user_id},
             )
         await interaction.response.send_message(f"Cancelling job #{job_id}…", ephemeral=True)
+
+
+class VideoButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=button_template("reroll", "cancel"),
+):
+    """Reroll under a result, Cancel under a running job. The custom id carries the action and
+    the job, so the button works after a restart: discord.py rebuilds it from the id."""
+
+    def __init__(self, action: str, job_id: int) -> None:
+        super().__init__(job_button(action, job_id))
+        self.action = action
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> VideoButton:
+        return cls(match["action"], int(match["job_id"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await press(interaction, lambda: self.run(interaction))
+
+    async def run(self, interaction: discord.Interaction) -> None:
+        cog = cast("VideoBot", interaction.client).get_cog(VideoCog.__cog_name__)
+        if not isinstance(cog, VideoCog):
+            raise VideoBotError("this button is not available any more")
+        handler = {"reroll": cog.reroll, "cancel": cog.cancel}[self.action]
+        await handler(interaction, self.job_id)
 
 
 async def setup(bot: VideoBot) -> None:
