@@ -99,6 +99,9 @@ class DiscordSettings(Section):
     """Ask Discord for the privileged Message Content intent (enable it in the developer portal
     first). Off, the bot still serves slash commands, buttons, the message menu, DMs and reply
     commands that mention it; on, plain prefix replies (``!trim 5 20``) work too."""
+    live_previews: bool = True
+    """Show a small moving preview of the forming video in a running job's message, replaced at
+    the progress cadence and by the video at the end. Off: the progress bar only."""
 
 
 _ManagerKeys = section_of(ManagerOptions, "_ManagerKeys", leave_out=("speed",))
