@@ -1044,7 +1044,9 @@ class RestApi:
         keep_flags: bool = False,
     ) -> StoredMessage | web.Response:
         channel = self.server.channels[message.channel_id]
-        attachments = self._attachments(channel, data, record, existing=message.attachments)
+        attachments = self._attachments(
+            channel, data, record, existing=message.attachments, editing=True
+        )
         if isinstance(attachments, web.Response):
             return attachments
         self.server._snapshot(message)
@@ -1080,12 +1082,17 @@ class RestApi:
         record: RecordedRequest,
         *,
         existing: list[StoredAttachment],
+        editing: bool = False,
     ) -> list[StoredAttachment] | web.Response:
         """Resolve the ``attachments`` array: keep listed existing ones, add new uploads.
 
         discord.py lists new files as ``{"id": <index>}`` matching ``files[<index>]`` and keeps
         old attachments by their snowflake; without an ``attachments`` key everything old is
-        kept and new files are appended (Discord's documented behaviour).
+        kept and new files are appended. With the key, an edit (``PATCH``) leaves exactly what it
+        lists: old attachments it leaves out are removed, and new files it leaves out are not
+        attached (Discord's docs, "Editing Message Attachments": "only files listed in the
+        attachments parameter will be appended to the message. Any previously-added files that
+        aren't included will be removed"; API v10 changelog). A new message keeps every file.
         """
         by_index = {_file_index(f, i): f for i, f in enumerate(record.files)}
         old = {a.id: a for a in existing}
@@ -1107,7 +1114,8 @@ class RestApi:
                     "ATTACHMENT_NOT_FOUND",
                     "Attachment data not found",
                 )
-        result += [self._store(channel, f, {}) for i, f in by_index.items() if i not in used]
+        if not editing:
+            result += [self._store(channel, f, {}) for i, f in by_index.items() if i not in used]
         return result
 
     def _store(
