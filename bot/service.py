@@ -183,9 +183,17 @@ class VideoService:
             ticket.release()
             raise
 
-    async def rerun(self, who: Requester, job_id: int, *, same_seed: bool) -> Job:
-        """``/rerun`` (same seed) and the Reroll button (a new seed) of a video job ``who`` may
-        reach; the new job is ``who``'s, in ``who``'s server."""
+    async def rerun(
+        self,
+        who: Requester,
+        job_id: int,
+        *,
+        same_seed: bool,
+        changes: dict[str, Any] | None = None,
+    ) -> Job:
+        """``/rerun`` (same seed), the Reroll button (a new seed) and Refine (same seed, with
+        ``changes``: full quality) of a video job ``who`` may reach; the new job is ``who``'s, in
+        ``who``'s server."""
         record = await self.reachable_job(who, job_id)
         if record.kind is not JobKind.GENERATE:
             raise RequestRefused(
@@ -196,7 +204,7 @@ class VideoService:
             if same_seed
             else None
         )
-        params = GenerationParams(**{**record.params, "seed": seed})
+        params = GenerationParams(**{**record.params, "seed": seed, **(changes or {})})
         if params.image is not None and not Path(params.image).is_file():
             raise RequestRefused(
                 f"the picture of job #{job_id} is gone, so it cannot be animated again"
