@@ -74,6 +74,10 @@ def invalid_parameter_from(exc: ValidationError) -> InvalidParameterError:
     return error
 
 
+QUALITIES: tuple[str, ...] = ("full", "draft")
+"""``GenerationParams.quality``'s values: the full render, or the model's quick draft recipe."""
+
+
 class GenerationParams(_Validated):
     """What to generate. The seed's fields and defaults, plus frame interpolation, looping and an
     optional model key (``None``: the model loaded last).
@@ -100,6 +104,11 @@ class GenerationParams(_Validated):
 
     image: str | None = None
     """A picture to animate (a file path): routed to the model's image-to-video pipeline."""
+
+    quality: Literal["full", "draft"] = "full"
+    """``"draft"`` runs the model's draft recipe (its step-distilled partner when one is
+    registered, else fewer steps with a feature cache) for a quick look; ``"full"`` runs the
+    options as given. A draft's seed re-rendered at ``"full"`` gives the full render (Refine)."""
 
     _int_fields: ClassVar[dict[str, Range]] = {"fps": FPS, "interpolate": INTERPOLATE}
 
@@ -168,6 +177,17 @@ class GenerationParams(_Validated):
         if not value.strip():
             raise InvalidParameterError("image", "must be the path of a picture, not empty")
         return value
+
+    @field_validator("quality", mode="before")
+    @classmethod
+    def _quality(cls, value: Any) -> Any:
+        """Names are matched without case or spaces; anything else gets the allowed names."""
+        name = value.strip().lower() if isinstance(value, str) else value
+        if name not in QUALITIES:
+            raise InvalidParameterError(
+                "quality", f"must be one of {', '.join(QUALITIES)} (got {display(value)})"
+            )
+        return name
 
     @field_validator("seed")
     @classmethod
