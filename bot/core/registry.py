@@ -122,6 +122,20 @@ class ModelSpec:
     ``None``: bf16 from compute capability 8.0, else fp16."""
     image_vram_gb: float = 0.0
     """GPU memory the separate image-to-video weights add once a picture is animated."""
+    cache_default: str = "off"
+    """The feature cache ``[speed] cache = "auto"`` runs on this model (``bot.core.caches``): off
+    unless its card or diffusers' docs show no visible loss."""
+    cache_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-cache tuned settings (``{"first_block": {"threshold": 0.08}}``), over the defaults of
+    ``bot.core.caches.DEFAULT_SETTINGS``; MagCache's checkpoint-specific ``mag_ratios`` live here."""
+    draft_model: str | None = None
+    """The step-distilled partner a draft (``quality="draft"``) runs on (AnimateDiff ->
+    AnimateDiff-Lightning); ``None``: the draft runs this model with fewer steps and a cache."""
+    draft_steps: int | None = None
+    """A draft's steps without a partner; ``None``: a quarter of the job's steps, at least the
+    model's minimum."""
+    draft_cache: str = "first_block"
+    """The cache a draft without a partner runs with, where the model takes it."""
     speed: str = ""
     """Time per video on a GPU, for the README's model table."""
     memory_advice: str = ""
@@ -208,6 +222,13 @@ class ModelSpec:
         unknown = [name for name in self.schedulers if name not in SCHEDULERS]
         if unknown or self.default_scheduler not in self.schedulers:
             raise ValueError(f"{self.key}: bad schedulers {self.schedulers}")
+        from bot.core.caches import CACHE_CHOICES, CACHE_NAMES
+
+        caches = [self.cache_default, self.draft_cache, *self.cache_settings]
+        if any(c not in CACHE_CHOICES or c == "auto" for c in caches) or any(
+            name not in CACHE_NAMES for name in self.cache_settings
+        ):
+            raise ValueError(f"{self.key}: bad cache names {caches}")
 
 
 _SD_SCHEDULER = {"clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1}
@@ -277,6 +298,24 @@ _LIGHTNING_RULES: dict[str, Any] = {
     "scheduler_config": _LIGHTNING_SCHEDULER,
 }
 
+# MagCache's magnitude ratios of the tiny models, measured with diffusers' calibration mode
+# (``MagCacheConfig(calibrate=True)``, 8 steps at the native size): MagCache reads them per step.
+_TINY_LTX_MAG = (1.0, 1.00005, 1.02141, 0.98097, 0.96798, 1.01142, 0.99296, 1.01119)
+_TINY_WAN_MAG = (1.0, 0.99013, 1.00732, 0.99261, 0.98936, 0.99469, 0.99817, 0.9985)
+_TINY_COGVIDEOX_MAG = (1.0, 1.00014, 1.01123, 1.03572, 0.89693, 1.00445, 1.17636, 0.85164)
+
+# LTX-Video 0.9.7 distilled's recipe (its card and diffusers' LTX docs): 8 steps without guidance;
+# its VAE decodes with timestep conditioning (decode timestep 0.05, noise 0.025).
+_LTX_DISTILLED_CALL: dict[str, Any] = {"decode_timestep": 0.05, "decode_noise_scale": 0.025}
+_LTX_DISTILLED: dict[str, Any] = {
+    **_LTX_RULES,
+    "call_options": _LTX_DISTILLED_CALL,
+    "default_steps": 8,
+    "default_guidance": 1.0,
+    "draft_steps": 4,
+    "draft_cache": "off",
+}
+
 REGISTRY: dict[str, ModelSpec] = {
     spec.key: spec
     for spec in (
@@ -291,6 +330,7 @@ REGISTRY: dict[str, ModelSpec] = {
             vram_gb=6,
             upscaler="zeroscope_v2_xl",
             scheduler_config=_ANIMATEDIFF_SCHEDULER,
+            draft_model="animatediff_lightning",
             description="Basic video generation, good for simple animations and character moves.",
         ),
         ModelSpec(
@@ -353,6 +393,24 @@ REGISTRY: dict[str, ModelSpec] = {
             memory_advice="8-12 GB: cpu_offload (or group_offload) plus vae_tiling; "
             "layerwise_casting keeps the transformer in fp8",
             description="Fast DiT video model: 768x512 at 24 fps, text or image to video.",
+        ),
+        ModelSpec(
+            **_LTX_DISTILLED,
+            key="ltx_video_distilled",
+            name="LTX-Video 0.9.7 distilled (13B, 8 steps)",
+            source="Lightricks/LTX-Video-0.9.7-distilled",
+            native_width=768,
+            native_height=512,
+            min_size=256,
+            max_size=1280,
+            frames=FrameRule(9, 257, step=8, offset=1),
+            steps=Range(2, 16),
+            default_frames=121,
+            vram_gb=32,
+            speed="step-distilled: 8 steps without guidance instead of 40 with it",
+            memory_advice="24 GB: cpu_offload plus vae_tiling; 12 GB: group_offload and "
+            "layerwise_casting",
+            description="Step-distilled LTX-Video 13B: 8 steps, no guidance, text or image to video.",
         ),
         ModelSpec(
             **_WAN_RULES,
@@ -483,6 +541,7 @@ REGISTRY: dict[str, ModelSpec] = {
             vram_gb=0,
             upscaler="tiny_v2v",
             scheduler_config=_ANIMATEDIFF_SCHEDULER,
+            draft_model="tiny_lightning",
             tiny=True,
             description="AnimateDiffPipeline + MotionAdapter with tiny random weights.",
         ),
@@ -519,7 +578,25 @@ REGISTRY: dict[str, ModelSpec] = {
             upscaler="tiny_v2v",
             vram_gb=0,
             tiny=True,
+            cache_settings={"mag": {"mag_ratios": _TINY_LTX_MAG}},
             description="LTXPipeline with tiny random weights (text and image to video).",
+        ),
+        ModelSpec(
+            **_LTX_DISTILLED,
+            key="tiny_ltx_distilled",
+            name="Tiny LTX-Video distilled (offline, random weights)",
+            source="tiny_ltx_distilled",
+            native_width=64,
+            native_height=64,
+            min_size=32,
+            max_size=256,
+            frames=FrameRule(9, 65, step=8, offset=1),
+            steps=Range(1, 16),
+            default_frames=9,
+            upscaler="tiny_v2v",
+            vram_gb=0,
+            tiny=True,
+            description="LTX-Video 0.9.7-style pipeline (timestep-conditioned VAE), tiny weights.",
         ),
         ModelSpec(
             **_WAN22_RULES,
@@ -538,6 +615,7 @@ REGISTRY: dict[str, ModelSpec] = {
             upscaler="tiny_v2v",
             vram_gb=0,
             tiny=True,
+            cache_settings={"mag": {"mag_ratios": _TINY_WAN_MAG}},
             description="WanPipeline with tiny random weights (text and image to video).",
         ),
         ModelSpec(
@@ -559,6 +637,7 @@ REGISTRY: dict[str, ModelSpec] = {
             upscaler="tiny_v2v",
             vram_gb=0,
             tiny=True,
+            cache_settings={"mag": {"mag_ratios": _TINY_COGVIDEOX_MAG}},
             description="CogVideoXPipeline (+ image-to-video) with tiny random weights.",
         ),
         ModelSpec(

@@ -27,6 +27,7 @@ from bot.core.tiny.dit import (
     build_tiny_cogvideox,
     build_tiny_lightning,
     build_tiny_ltx,
+    build_tiny_ltx_distilled,
     build_tiny_wan,
 )
 from bot.core.tiny.unet import _build_tiny_animatediff, _build_tiny_t2v, _build_tiny_v2v
@@ -94,6 +95,7 @@ _BUILDERS: dict[str, Callable[[Path], None]] = {
     "tiny_animatediff": _build_tiny_animatediff,
     "tiny_v2v": _build_tiny_v2v,
     "tiny_ltx": build_tiny_ltx,
+    "tiny_ltx_distilled": build_tiny_ltx_distilled,
     "tiny_wan": build_tiny_wan,
     "tiny_cogvideox": build_tiny_cogvideox,
     "tiny_lightning": build_tiny_lightning,

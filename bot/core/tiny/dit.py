@@ -107,7 +107,7 @@ def _umt5_text_components(max_length: int) -> dict[str, Any]:
 # --- LTX-Video -------------------------------------------------------------------------------------
 
 
-def _ltx_vae():  # type: ignore[no-untyped-def]
+def _ltx_vae(timestep_conditioning: bool = False):  # type: ignore[no-untyped-def]
     """LTX-Video's VAE shape: 4x4 pixel patches then three space-time downsamples, so 32x spatial and
     8x temporal compression into 128 latent channels, causal encoder, no decoder timestep
     conditioning (the 0.9.0 layout of the ``Lightricks/LTX-Video`` diffusers folder)."""
@@ -128,7 +128,7 @@ def _ltx_vae():  # type: ignore[no-untyped-def]
         patch_size_t=1,
         encoder_causal=True,
         decoder_causal=False,
-        timestep_conditioning=False,
+        timestep_conditioning=timestep_conditioning,
     )
 
 
@@ -146,7 +146,7 @@ def _ltx_transformer():  # type: ignore[no-untyped-def]
         num_attention_heads=2,
         attention_head_dim=8,
         cross_attention_dim=16,
-        num_layers=1,
+        num_layers=2,  # a head and a tail block: what the cache hooks split (bot.core.caches)
         caption_channels=_T5_DIM,
         qk_norm="rms_norm_across_heads",
     )
@@ -176,6 +176,21 @@ def build_tiny_ltx(target: Path) -> None:
 
     pipe = LTXPipeline(
         vae=_ltx_vae(),
+        transformer=_ltx_transformer(),
+        scheduler=_ltx_scheduler(),
+        **_t5_text_components(_LTX_TEXT_LEN),
+    )
+    pipe.save_pretrained(target)  # type: ignore[attr-defined]
+
+
+def build_tiny_ltx_distilled(target: Path) -> None:
+    """Like ``Lightricks/LTX-Video-0.9.7-distilled``: the same five components, with a VAE that
+    decodes with timestep conditioning (the 0.9.1+ VAEs: decode timestep and noise), which is
+    what the distilled recipe's ``decode_timestep=0.05`` drives."""
+    from diffusers import LTXPipeline
+
+    pipe = LTXPipeline(
+        vae=_ltx_vae(timestep_conditioning=True),
         transformer=_ltx_transformer(),
         scheduler=_ltx_scheduler(),
         **_t5_text_components(_LTX_TEXT_LEN),
@@ -229,7 +244,7 @@ def _wan_transformer():  # type: ignore[no-untyped-def]
         text_dim=_T5_DIM,
         freq_dim=32,
         ffn_dim=32,
-        num_layers=1,
+        num_layers=2,  # a head and a tail block: what the cache hooks split (bot.core.caches)
         cross_attn_norm=True,
         qk_norm="rms_norm_across_heads",
         eps=1e-6,
@@ -309,7 +324,7 @@ def _cogvideox_transformer(in_channels: int):  # type: ignore[no-untyped-def]
         out_channels=_COGVIDEOX_LATENT,
         time_embed_dim=16,
         text_embed_dim=_T5_DIM,
-        num_layers=1,
+        num_layers=2,  # a head and a tail block: what the cache hooks split (bot.core.caches)
         patch_size=2,
         temporal_compression_ratio=4,
         max_text_seq_length=_COGVIDEOX_TEXT_LEN,
