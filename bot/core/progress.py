@@ -3,10 +3,15 @@
 A :class:`JobControl` is created by the caller (the CLI, the bot's executor), handed to the engine and
 read by the per-family pipeline adapters at every denoising step. It is safe to call ``cancel`` from
 any thread while the job runs in another.
+
+With ``previews=True`` the reports also carry a small animated :class:`Preview` of the latents
+(built by :mod:`bot.core.previews`), refreshed at most once per ``previews_every_s``. Progress and
+Preview are plain frozen data, so they pickle: a backend in another process can send them on.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -14,15 +19,34 @@ from dataclasses import dataclass
 
 from bot.core.errors import GenerationCancelled, GenerationTimedOut
 
+log = logging.getLogger(__name__)
+
+DEFAULT_PREVIEWS_EVERY_S = 2.0
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A small looping picture of the video as it forms: the encoded file (``data``), the name to
+    attach it under (``preview.gif``) and the denoising step it shows."""
+
+    data: bytes
+    filename: str
+    step: int
+
+
+PreviewBuilder = Callable[[], Preview]
+
 
 @dataclass(frozen=True)
 class Progress:
-    """Step ``step`` of ``total`` of one stage of a job, with the time since the job started."""
+    """Step ``step`` of ``total`` of one stage of a job, with the time since the job started, and
+    the newest preview of this stage when previews are on."""
 
     stage: str
     step: int
     total: int
     elapsed_s: float
+    preview: Preview | None = None
 
     @property
     def fraction(self) -> float:
@@ -43,17 +67,41 @@ class JobControl:
     """Carries progress reports out of a job and a cancel request into it."""
 
     def __init__(
-        self, on_progress: ProgressCallback | None = None, *, time_limit_s: float | None = None
+        self,
+        on_progress: ProgressCallback | None = None,
+        *,
+        time_limit_s: float | None = None,
+        previews: bool = False,
+        previews_every_s: float = DEFAULT_PREVIEWS_EVERY_S,
     ) -> None:
         self._on_progress = on_progress
         self._cancel = threading.Event()
         self._started = time.monotonic()
         self.time_limit_s = time_limit_s
         self.last: Progress | None = None
+        self.previews = previews
+        """Whether the adapters build previews at all: off, no previewer exists and no latent is
+        ever projected."""
+        self.previews_every_s = previews_every_s
+        self.preview: Preview | None = None
+        self._preview_at: float | None = None
+        self._preview_stage: str | None = None
 
     def restart_clock(self) -> None:
         """Start the time limit and the elapsed time now: called when a queued job starts."""
         self._started = time.monotonic()
+
+    def preview_due(self, stage: str, step: int, total: int, now: float) -> bool:
+        """Whether a preview should be built at this step: once ``previews_every_s`` has passed
+        since the last one (or since the start), and in any case at mid-run when the stage has
+        none yet, so a job of few fast steps still shows one before it ends."""
+        if not self.previews:
+            return False
+        fresh_stage = stage != self._preview_stage
+        since = self._started if fresh_stage or self._preview_at is None else self._preview_at
+        if now - since >= self.previews_every_s:
+            return True
+        return (fresh_stage or self.preview is None) and total > 0 and 2 * step >= total
 
     def cancel(self) -> None:
         """Ask the job to stop; it raises :class:`GenerationCancelled` at its next step."""
@@ -72,9 +120,27 @@ class JobControl:
                 f"the job ran longer than its limit of {self.time_limit_s:g} s and was stopped"
             )
 
-    def step(self, stage: str, step: int, total: int) -> None:
-        """Report that ``step`` of ``total`` is done, then stop here if a cancel arrived."""
-        self.last = Progress(stage, step, total, time.monotonic() - self._started)
+    def step(
+        self, stage: str, step: int, total: int, preview: PreviewBuilder | None = None
+    ) -> None:
+        """Report that ``step`` of ``total`` is done, then stop here if a cancel arrived.
+
+        ``preview`` builds a preview of this step; it is called only when one is due. A preview
+        that fails is logged once and previews stop for this job: a picture must never cost a
+        member the video."""
+        now = time.monotonic()
+        if self._preview_stage is not None and stage != self._preview_stage:
+            self.preview = None  # a new stage (an upscale after a render) starts afresh
+        if preview is not None and self.preview_due(stage, step, total, now):
+            try:
+                self.preview = preview()
+            except Exception:
+                log.warning("preview failed; previews are off for this job", exc_info=True)
+                self.previews = False
+            else:
+                self._preview_at = now
+                self._preview_stage = stage
+        self.last = Progress(stage, step, total, now - self._started, self.preview)
         if self._on_progress is not None:
             self._on_progress(self.last)
         self.check()

@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bot.core.pipelines.base import (
+    STEP_TENSORS,
     DenoiseRequest,
     LoadRequest,
     NoImagePipeline,
     StepEndCallback,
+    previewer_for,
     to_uint8_frames,
 )
 
@@ -52,7 +54,13 @@ class AnimateDiffAdapter(NoImagePipeline):
             guidance_scale=request.guidance_scale,
             generator=request.generator,
             output_type="np",
-            callback_on_step_end=StepEndCallback(control, self.stage, request.num_inference_steps),
+            callback_on_step_end=StepEndCallback(
+                control,
+                self.stage,
+                request.num_inference_steps,
+                previewer_for(control, "animatediff", request),
+            ),
+            callback_on_step_end_tensor_inputs=STEP_TENSORS,
         )
         return to_uint8_frames(output.frames)
 

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
+    from bot.core.previews import LatentPreviewer
     from bot.core.progress import JobControl
 
 
@@ -81,21 +82,66 @@ def denoiser_of(pipe: Any) -> Any:
 
 
 class StepEndCallback:
-    """Progress and cancel for pipelines with ``callback_on_step_end``.
+    """Progress, cancel and previews for pipelines with ``callback_on_step_end``.
 
     Their ``interrupt`` flag only skips the remaining steps and still decodes; raising from the
     callback (``JobControl.step`` raises ``GenerationCancelled``) stops at once and produces nothing,
-    as a cancel must.
+    as a cancel must. With a ``previewer``, the pipeline is asked for ``latents`` at each step end
+    (:data:`STEP_TENSORS`) and the previewer turns them into a picture when ``JobControl`` says one
+    is due.
     """
 
-    def __init__(self, control: JobControl, stage: str, total: int) -> None:
+    def __init__(
+        self,
+        control: JobControl,
+        stage: str,
+        total: int,
+        previewer: LatentPreviewer | None = None,
+    ) -> None:
         self._control = control
         self._stage = stage
         self._total = total
+        self._previewer = previewer
 
     def __call__(self, _pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> Any:
-        self._control.step(self._stage, min(step + 1, self._total), self._total)
+        done = min(step + 1, self._total)
+        self._control.step(
+            self._stage,
+            done,
+            self._total,
+            preview_of(self._previewer, tensors.get("latents"), done),
+        )
         return tensors
+
+
+STEP_TENSORS = ["latents"]
+"""``callback_on_step_end_tensor_inputs``: every family's ``_callback_tensor_inputs`` has it."""
+
+
+def preview_of(previewer: LatentPreviewer | None, latents: Any, step: int) -> Any:
+    """A builder for ``JobControl.step``: called only when a preview is due, so a step that shows
+    none costs nothing."""
+    if previewer is None or latents is None:
+        return None
+    return lambda: previewer(latents, step)
+
+
+def previewer_for(
+    control: JobControl, family: str, request: DenoiseRequest, **options: Any
+) -> LatentPreviewer | None:
+    """The job's previewer, or ``None`` with previews off (then nothing is ever projected)."""
+    if not control.previews:
+        return None
+    from bot.core.previews import LatentPreviewer
+
+    return LatentPreviewer(
+        family,
+        width=request.width,
+        height=request.height,
+        num_frames=request.num_frames,
+        fps=request.fps,
+        **options,
+    )
 
 
 class NoImagePipeline:
@@ -114,18 +160,30 @@ def to_uint8_frames(frames: Any) -> np.ndarray:
 
 
 class LegacyStepCallback:
-    """Progress and cancel for pipelines that only know ``callback``/``callback_steps``.
+    """Progress, cancel and previews for pipelines that only know ``callback``/``callback_steps``
+    (ModelScope/Zeroscope's deprecated pipelines take no ``callback_on_step_end``; their legacy
+    callback is handed the latents, which is all a preview needs).
 
     They have no ``interrupt``: the only way to stop them mid-loop is to raise from the callback,
     which :meth:`JobControl.step` does with ``GenerationCancelled``.
     """
 
-    def __init__(self, control: JobControl, stage: str, total: int) -> None:
+    def __init__(
+        self,
+        control: JobControl,
+        stage: str,
+        total: int,
+        previewer: LatentPreviewer | None = None,
+    ) -> None:
         self._control = control
         self._stage = stage
         self._total = total
         self._done = 0
+        self._previewer = previewer
 
     def __call__(self, step: int, timestep: Any, latents: Any) -> None:
         self._done += 1
-        self._control.step(self._stage, min(self._done, self._total), self._total)
+        done = min(self._done, self._total)
+        self._control.step(
+            self._stage, done, self._total, preview_of(self._previewer, latents, done)
+        )

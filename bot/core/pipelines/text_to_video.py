@@ -11,6 +11,7 @@ from bot.core.pipelines.base import (
     LegacyStepCallback,
     LoadRequest,
     NoImagePipeline,
+    previewer_for,
     to_uint8_frames,
 )
 
@@ -30,7 +31,12 @@ class TextToVideoAdapter(NoImagePipeline):
 
     def run(self, pipe: Any, request: DenoiseRequest, control: JobControl) -> np.ndarray:
         control.check()
-        callback = LegacyStepCallback(control, self.stage, request.num_inference_steps)
+        callback = LegacyStepCallback(
+            control,
+            self.stage,
+            request.num_inference_steps,
+            previewer_for(control, "text_to_video", request),
+        )
         output = pipe(
             prompt=request.prompt,
             negative_prompt=request.negative_prompt or None,

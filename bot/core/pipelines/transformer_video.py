@@ -12,9 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bot.core.pipelines.base import DenoiseRequest, LoadRequest, StepEndCallback, to_uint8_frames
+from bot.core.pipelines.base import (
+    STEP_TENSORS,
+    DenoiseRequest,
+    LoadRequest,
+    StepEndCallback,
+    previewer_for,
+    to_uint8_frames,
+)
 
 if TYPE_CHECKING:
+    from bot.core.previews import LatentPreviewer, Layout
     from bot.core.progress import JobControl
 
 
@@ -26,6 +34,10 @@ class TransformerVideoAdapter:
     image_class: str
     takes_frame_rate: bool = False
     """LTX-Video conditions on the frame rate; Wan and CogVideoX do not take one."""
+    family: str = ""
+    """The registry family, which names its latent space for previews."""
+    latent_layout: Layout = "BCFHW"
+    """How the pipeline holds its latents in the loop (see :data:`bot.core.previews.Layout`)."""
     stage: str = "denoise"
 
     def load(self, request: LoadRequest) -> Any:
@@ -75,8 +87,12 @@ class TransformerVideoAdapter:
             "generator": request.generator,
             "output_type": "np",
             "callback_on_step_end": StepEndCallback(
-                control, self.stage, request.num_inference_steps
+                control,
+                self.stage,
+                request.num_inference_steps,
+                self._previewer(pipe, request, control),
             ),
+            "callback_on_step_end_tensor_inputs": STEP_TENSORS,
             **request.call_options,
         }
         if self.takes_frame_rate:
@@ -86,7 +102,32 @@ class TransformerVideoAdapter:
         output = pipe(**arguments)
         return to_uint8_frames(output.frames)
 
+    def _previewer(
+        self, pipe: Any, request: DenoiseRequest, control: JobControl
+    ) -> LatentPreviewer | None:
+        """LTX-Video's latents are packed into tokens during the loop: they are unpacked with the
+        pipeline's own ``_unpack_latents`` at this job's latent geometry."""
+        if not control.previews:
+            return None
+        unpack = None
+        if self.latent_layout == "packed":
+            from bot.core.previews import packed_unpacker
 
-LTX_ADAPTER = TransformerVideoAdapter("LTXPipeline", "LTXImageToVideoPipeline", True)
-WAN_ADAPTER = TransformerVideoAdapter("WanPipeline", "WanImageToVideoPipeline")
-COGVIDEOX_ADAPTER = TransformerVideoAdapter("CogVideoXPipeline", "CogVideoXImageToVideoPipeline")
+            unpack = packed_unpacker(pipe, request.num_frames, request.height, request.width)
+        return previewer_for(
+            control, self.family, request, layout=self.latent_layout, unpack=unpack
+        )
+
+
+LTX_ADAPTER = TransformerVideoAdapter(
+    "LTXPipeline",
+    "LTXImageToVideoPipeline",
+    takes_frame_rate=True,
+    family="ltx",
+    latent_layout="packed",
+)
+WAN_ADAPTER = TransformerVideoAdapter("WanPipeline", "WanImageToVideoPipeline", family="wan")
+# CogVideoX keeps frames before channels: [batch, frames, channels, height, width].
+COGVIDEOX_ADAPTER = TransformerVideoAdapter(
+    "CogVideoXPipeline", "CogVideoXImageToVideoPipeline", family="cogvideox", latent_layout="BFCHW"
+)

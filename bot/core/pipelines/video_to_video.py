@@ -11,6 +11,7 @@ from bot.core.pipelines.base import (
     LegacyStepCallback,
     LoadRequest,
     NoImagePipeline,
+    previewer_for,
     to_uint8_frames,
 )
 
@@ -36,7 +37,9 @@ class VideoToVideoAdapter(NoImagePipeline):
         steps = min(
             int(request.num_inference_steps * request.strength), request.num_inference_steps
         )
-        callback = LegacyStepCallback(control, self.stage, max(steps, 1))
+        callback = LegacyStepCallback(
+            control, self.stage, max(steps, 1), previewer_for(control, "video_to_video", request)
+        )
         output = pipe(
             prompt=request.prompt,
             negative_prompt=request.negative_prompt or None,
