@@ -111,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="multiply the frame rate by N (2-4) with motion interpolation; N defaults to 2",
     )
     generate.add_argument("--loop", action="store_true", help="play forward then back, seamlessly")
+    generate.add_argument(
+        "--previews",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write the live previews of the forming video there, as DIR/step-NNN.gif",
+    )
     _add_output(generate)
 
     edit = commands.add_parser("edit", help="trim, speed up, reverse, loop or interpolate a video")
@@ -241,10 +248,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         model=get_spec(args.model).key if args.model else "animatediff",
         **{name: value for name, value in given.items() if value is not None},
     )
+    previews = _preview_folder(args.previews)
     _configure_manager(args)
     with _output_folder(args.output):
         _load(params.model or "animatediff")
-        with _ProgressBar() as bar:
+        with _ProgressBar(previews) as bar:
             result = get_generation_engine().generate_video(params, bar.control)
         if result.error:
             raise VideoBotError(result.error)
@@ -382,8 +390,26 @@ def _load(key: str) -> None:
         raise VideoBotError(load_failure_message(spec.key, manager.source_of(spec), exc)) from exc
 
 
+def _preview_folder(folder: Path | None) -> Path | None:
+    """``--previews DIR``, made now (with its parents) so a bad path fails before any rendering."""
+    if folder is None:
+        return None
+    if folder.exists() and not folder.is_dir():
+        raise InvalidParameterError("--previews", f"{folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidParameterError("--previews", f"cannot make {folder}: {exc.strerror}") from exc
+    return folder
+
+
 class _ProgressBar:
-    """A tqdm bar over denoising steps, fed by the engine's progress reports."""
+    """A tqdm bar over denoising steps, fed by the engine's progress reports; with a previews
+    folder, each new live preview is written there as ``step-NNN.gif``."""
+
+    def __init__(self, previews: Path | None = None) -> None:
+        self._previews = previews
+        self._written: Any = None
 
     def __enter__(self) -> _ProgressBar:
         from tqdm import tqdm
@@ -392,10 +418,14 @@ class _ProgressBar:
 
         self._bar: Any = None
         self._tqdm = tqdm
-        self.control = JobControl(on_progress=self._update)
+        self.control = JobControl(on_progress=self._update, previews=self._previews is not None)
         return self
 
     def _update(self, progress: Any) -> None:
+        preview = progress.preview
+        if self._previews is not None and preview is not None and preview is not self._written:
+            (self._previews / f"step-{preview.step:03d}.gif").write_bytes(preview.data)
+            self._written = preview
         if self._bar is None or self._bar.desc != progress.stage:
             if self._bar is not None:
                 self._bar.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import itertools
 import pickle
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -313,3 +314,47 @@ def test_a_failing_preview_never_fails_the_job(
     control, seen = collect()
     assert engine.generate_video(job("tiny_t2v", 8, 64, 64), control).ok
     assert all(p.preview is None for p in seen) and not control.previews
+
+
+# --- the CLI ----------------------------------------------------------------------------------
+
+
+def run_cli(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    """``videobot ARGS`` through ``bot.cli.main`` in this process (the command's own code)."""
+    from bot.cli import main
+
+    monkeypatch.chdir(cwd)
+    return main(args)
+
+
+def test_the_cli_writes_each_preview_to_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tiny = ["--model", "tiny_t2v", "--num-frames", "8", "--steps", "10", "--seed", "3"]
+    code = run_cli(
+        ["generate", "a cat surfing", *tiny, "--previews", "previews/cat", "-o", "cat.mp4"],
+        tmp_path,
+        monkeypatch,
+    )
+    assert code == 0
+    written = sorted((tmp_path / "previews" / "cat").iterdir())
+    # A short run (well under the 2 s interval) still gets its mid-run preview.
+    assert [path.name for path in written][:1] == ["step-005.gif"]
+    assert all(path.name.startswith("step-") and path.suffix == ".gif" for path in written)
+    for path in written:
+        frames = decode(Preview(path.read_bytes(), path.name, 0))
+        assert len(frames) == 8 and frames[0].size == (PREVIEW_LONGEST_SIDE, PREVIEW_LONGEST_SIDE)
+
+
+def test_the_cli_refuses_a_previews_path_that_is_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "taken").write_text("not a folder")
+    code = run_cli(
+        ["generate", "a cat", "--model", "tiny_t2v", "--previews", "taken", "-o", "cat.mp4"],
+        tmp_path,
+        monkeypatch,
+    )
+    assert code == 2
+    assert "--previews: taken is a file, not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "cat.mp4").exists()

@@ -84,24 +84,24 @@ class JobControl:
         ever projected."""
         self.previews_every_s = previews_every_s
         self.preview: Preview | None = None
-        self._preview_at: float | None = None
+        self._preview_at = 0.0
+        """When the last preview was built, or when the stage's first step ended."""
         self._preview_stage: str | None = None
 
     def restart_clock(self) -> None:
         """Start the time limit and the elapsed time now: called when a queued job starts."""
         self._started = time.monotonic()
 
-    def preview_due(self, stage: str, step: int, total: int, now: float) -> bool:
+    def preview_due(self, step: int, total: int, now: float) -> bool:
         """Whether a preview should be built at this step: once ``previews_every_s`` has passed
-        since the last one (or since the start), and in any case at mid-run when the stage has
-        none yet, so a job of few fast steps still shows one before it ends."""
+        since the last one (the first: since the stage's first step, so it shows more than the
+        starting noise), and in any case at mid-run when the stage has none yet, so a job of few
+        fast steps still shows one before it ends."""
         if not self.previews:
             return False
-        fresh_stage = stage != self._preview_stage
-        since = self._started if fresh_stage or self._preview_at is None else self._preview_at
-        if now - since >= self.previews_every_s:
+        if now - self._preview_at >= self.previews_every_s:
             return True
-        return (fresh_stage or self.preview is None) and total > 0 and 2 * step >= total
+        return self.preview is None and total > 0 and 2 * step >= total
 
     def cancel(self) -> None:
         """Ask the job to stop; it raises :class:`GenerationCancelled` at its next step."""
@@ -129,9 +129,11 @@ class JobControl:
         that fails is logged once and previews stop for this job: a picture must never cost a
         member the video."""
         now = time.monotonic()
-        if self._preview_stage is not None and stage != self._preview_stage:
-            self.preview = None  # a new stage (an upscale after a render) starts afresh
-        if preview is not None and self.preview_due(stage, step, total, now):
+        if stage != self._preview_stage:  # a new stage (an upscale after a render) starts afresh
+            self._preview_stage = stage
+            self._preview_at = now
+            self.preview = None
+        if preview is not None and self.preview_due(step, total, now):
             try:
                 self.preview = preview()
             except Exception:
@@ -139,7 +141,6 @@ class JobControl:
                 self.previews = False
             else:
                 self._preview_at = now
-                self._preview_stage = stage
         self.last = Progress(stage, step, total, now - self._started, self.preview)
         if self._on_progress is not None:
             self._on_progress(self.last)
