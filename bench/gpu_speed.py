@@ -23,6 +23,8 @@ Not a test: timings depend on the machine. Usage::
     python bench/gpu_speed.py --models zeroscope_v2_576w,animatediff --runs 5
     python bench/gpu_speed.py --flops-only            # FLOP floors only (no GPU needed)
     python bench/gpu_speed.py --speed compile=off     # measure one switch (bot.core.speed)
+    python bench/gpu_speed.py --caches --models wan2_1_1_3b   # each cache, regional vs full
+                                                      # compile and the draft, against ours
     python bench/gpu_speed.py --tiny --models zeroscope_v2_576w   # the whole harness, CPU, seconds
 """
 
@@ -208,6 +210,7 @@ class Job:
     fps: int
     upscale: bool = False
     source_size: tuple[int, int] = (0, 0)
+    quality: str = "full"
 
     @property
     def label(self) -> str:
@@ -229,6 +232,7 @@ class Job:
             scheduler=self.scheduler,
             fps=self.fps,
             seed=SEED,
+            quality=self.quality,
         )
 
 
@@ -800,6 +804,8 @@ class Row:
     ours_dtype: str = ""
     notes: list[str] = field(default_factory=list)
     ablations: dict[str, float] = field(default_factory=dict)
+    variants: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """``--caches``: seconds per video and mean difference (8-bit levels) from ours, per variant."""
 
 
 def time_model(
@@ -815,6 +821,7 @@ def time_model(
     card: bool,
     budget_s: float = 300.0,
     ablate: bool = False,
+    caches: bool = False,
 ) -> Row:
     spec = REGISTRY[key]
     job = native_job(spec, tiny=tiny, scale=scale)
@@ -881,6 +888,21 @@ def time_model(
             )
             row.ablations[switch] = without["seconds"]
             release(device)
+    if caches:
+        for label, options, quality in variants(spec, speed):
+            other = run_ours(
+                replace(job, quality=quality),
+                device=device,
+                speed=options,
+                runs=runs,
+                warmup=warmup,
+                tiny=tiny,
+                budget_s=budget_s,
+            )
+            levels = np.abs(other["frames"].astype(np.int16) - ours["frames"].astype(np.int16))
+            row.variants[label] = (other["seconds"], float(levels.mean()))
+            row.notes.append(f"{label}: first run {other['first']:.3f} s")
+            release(device)
     return row
 
 
@@ -922,6 +944,24 @@ def timed_runs(
         if sum(seconds) > budget_s:
             break
     return Timing(statistics.median(seconds), first, peak_memory_gb(device), last)
+
+
+def variants(spec: ModelSpec, speed: SpeedOptions) -> list[tuple[str, SpeedOptions, str]]:
+    """``--caches``: what to time besides ours, as (label, speed options, quality): each cache the
+    model takes (``bot.core.caches``), the whole-denoiser compile where ours compiles regionally
+    (compile time shows in the first run), and the draft where it runs on the same model (a
+    distilled partner would be another pipeline, timed as its own registry row)."""
+    from bot.core.caches import supported_caches
+    from bot.core.engine import draft_recipe
+
+    out = [(f"cache={name}", replace(speed, cache=name), "full") for name in supported_caches(spec)]
+    if spec.family in ("ltx", "wan") and speed.compile != "off":
+        out.append(("compile_scope=full", replace(speed, compile_scope="full"), "full"))
+    if spec.role == "generator":
+        recipe = draft_recipe(native_job(spec).params().model_copy(update={"quality": "draft"}))
+        if recipe is not None and recipe.kind == "fewer_steps":
+            out.append((f"draft ({recipe.note})", speed, "draft"))
+    return out
 
 
 def _vae_dtype(spec: ModelSpec, dtype: str) -> torch.dtype | None:
@@ -1124,6 +1164,23 @@ def print_ablations(rows: list[Row]) -> None:
     print()
 
 
+def print_variants(rows: list[Row]) -> None:
+    """``--caches``: seconds per video of each variant, its speed-up over ours and how far its
+    frames are from ours (mean 8-bit levels; a cache trades some of this for speed)."""
+    rows = [r for r in rows if r.variants]
+    if not rows:
+        return
+    print("| model | ours s | variant | s/video | speed-up | mean diff |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        for label, (seconds, diff) in row.variants.items():
+            print(
+                f"| {row.key} | {row.ours_s:.3f} | {label} | {seconds:.3f} | "
+                f"{row.ours_s / seconds:.2f}x | {diff:.2f} |"
+            )
+    print()
+
+
 def print_flops(jobs: list[Job], tiny: bool) -> list[dict[str, Any]]:
     print(
         f"| model | job | denoiser TFLOP | text TFLOP | VAE TFLOP | total TFLOP | "
@@ -1210,6 +1267,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ablate", action="store_true", help="also time ours with each switch off in turn"
     )
+    parser.add_argument(
+        "--caches",
+        action="store_true",
+        help="also time each cache the model takes, whole-denoiser compile and the draft",
+    )
     args = parser.parse_args(argv)
     quiet_libraries()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -1273,6 +1335,7 @@ def run(args: argparse.Namespace, keys: list[str]) -> int:
             card=not args.no_card,
             budget_s=args.budget_s,
             ablate=args.ablate,
+            caches=args.caches,
         )
         row.notes.append(f"harness time {time.perf_counter() - started:.1f} s")
         rows.append(row)
@@ -1280,6 +1343,7 @@ def run(args: argparse.Namespace, keys: list[str]) -> int:
     print_table(rows)
     print()
     print_ablations(rows)
+    print_variants(rows)
     if args.tiny:
         print("--tiny: toy components on the CPU; the H100 targets do not apply")
     else:

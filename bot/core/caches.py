@@ -205,14 +205,32 @@ def cache_applied(pipe: Any, plan: CachePlan, steps: int) -> Iterator[list[str]]
         for name, module in denoisers(pipe):
             if not hasattr(module, "enable_cache"):
                 continue
-            if module.is_cache_enabled:  # left by a process that died mid-job: start clean
+            if module.is_cache_enabled:  # left by a job that died mid-run: start clean
                 module.disable_cache()
-            module.enable_cache(build_config(plan, pipe, steps))
+            try:
+                module.enable_cache(build_config(plan, pipe, steps))
+            except Exception as exc:  # a speed-up must never fail a job: run without it
+                log.warning("%s cache not applied to %s: %s", plan.name, name, exc)
+                _remove_partial(module)
+                continue
             enabled.append((name, module))
         yield [name for name, _ in enabled]
     finally:
         for _, module in enabled:
             module.disable_cache()
+
+
+def _remove_partial(module: Any) -> None:
+    """Take off whatever hooks a failed ``enable_cache`` left on ``module`` before it raised (it
+    registers block by block and records the config only at the end)."""
+    from diffusers.hooks import HookRegistry
+
+    for sub in module.modules():
+        registry = getattr(sub, "_diffusers_hook", None)
+        if isinstance(registry, HookRegistry):
+            for name in list(registry.hooks):
+                if name.startswith("fbc_") or "cache" in name or "broadcast" in name:
+                    registry.remove_hook(name, recurse=False)
 
 
 def _tuples(settings: dict[str, Any]) -> dict[str, Any]:

@@ -80,12 +80,13 @@ class GenerationEngine:
         picture = load_image(params.image) if params.image is not None else None
         seed = params.seed if params.seed is not None else secrets.randbelow(2**32)
         timings: dict[str, float] = {}
+        cached_modules: list[str] = []
         try:
             loaded = self._timed(timings, "load", lambda: self._load(run_spec))
             frames = self._timed(
                 timings,
                 "denoise",
-                lambda: self._denoise(loaded, run, seed, control, picture, cache),
+                lambda: self._denoise(loaded, run, seed, control, picture, cache, cached_modules),
             )
             images, fps = self._timed(
                 timings, "postprocess", lambda: self._postprocess(frames, run, control)
@@ -95,6 +96,8 @@ class GenerationEngine:
         metadata = self._metadata(loaded, run, len(frames))
         metadata["quality"] = params.quality
         metadata["cache"] = cache.as_metadata()
+        if cache.name is not None and not cached_modules:
+            metadata["cache"]["note"] = f"off: {cache.name} could not be applied (see the log)"
         if recipe is not None:
             metadata["draft"] = recipe.as_metadata()
         return GenerationResult(
@@ -136,6 +139,7 @@ class GenerationEngine:
         control: JobControl,
         picture: Any = None,
         cache: CachePlan | None = None,
+        cached_modules: list[str] | None = None,
     ) -> Any:
         import torch
 
@@ -160,9 +164,10 @@ class GenerationEngine:
                 params.scheduler,
                 loaded.spec.scheduler_config_for(params.width, params.height),
             )
-            with cache_applied(
-                pipe, cache or plan_cache("off", loaded.spec), request.num_inference_steps
-            ):
+            plan = cache or plan_cache("off", loaded.spec)
+            with cache_applied(pipe, plan, request.num_inference_steps) as applied:
+                if cached_modules is not None:
+                    cached_modules.extend(applied)
                 return loaded.adapter.run(pipe, request, control)
 
     def _postprocess(
