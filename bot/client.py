@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import datetime
 import logging
-from functools import partial
 from typing import Any
 
 import discord
@@ -16,10 +15,12 @@ from discord.ext import commands
 
 from bot.config import Settings
 from bot.core.engine import GenerationEngine
+from bot.core.errors import VideoBotError
 from bot.core.manager import ModelManager, get_model_manager
 from bot.delivery import ChannelReply, follow_job
+from bot.executors import make_executor
 from bot.interactions import report_failure
-from bot.jobs import GpuExecutor, Job, JobExecutor
+from bot.jobs import Job, JobExecutor
 from bot.lifecycle import JobStatus
 from bot.render import error_embed
 from bot.service import VideoService
@@ -78,11 +79,11 @@ class VideoBot(commands.Bot):
     async def setup_hook(self) -> None:
         self.configure_models()
         self.store = await Store.open(self.settings.storage.database)
-        self.executor = self._executor or GpuExecutor(max_queue=self.settings.limits.max_queue)
+        engine = GenerationEngine(self.manager)
+        # [executor] backend: the local GPU thread (default) or the workers of a Ray cluster.
+        self.executor = self._executor or make_executor(self.settings, engine)
         await self.executor.start()
-        self.service = VideoService(
-            self.settings, self.store, self.executor, GenerationEngine(self.manager)
-        )
+        self.service = VideoService(self.settings, self.store, self.executor, engine)
         resumed, failed = await self.service.recover()
         if resumed or failed:
             log.info("resuming %d job(s); %d could not be resumed", len(resumed), len(failed))
@@ -90,9 +91,11 @@ class VideoBot(commands.Bot):
         for extension in COGS:
             await self.load_extension(extension)
         for key in self.settings.models.preload:
-            # Loaded and, where the denoiser is compiled, compiled for each shape bucket, before
-            # the first member waits on it.
-            await self.executor.run_on_gpu_thread(partial(self.service.engine.warm_up, key))
+            # Loaded on every worker and, where the denoiser is compiled, compiled for each shape
+            # bucket, before the first member waits on it.
+            for report in await self.executor.load_model(key):
+                if not report.ok:
+                    raise VideoBotError(f"preloading {key} on {report.worker}: {report.error}")
         if self.settings.discord.sync_commands_on_start:
             await self.sync_commands()
         models = self.settings.models

@@ -221,6 +221,28 @@ class SpeedSettings(section_of(SpeedOptions, "_SpeedKeys")):  # type: ignore[mis
         return SpeedOptions(**self.model_dump())
 
 
+class ExecutorSettings(Section):
+    """``[executor]``: where GPU jobs run. ``local`` (the default): one GPU thread in the bot's
+    process, Ray never imported. ``ray``: one worker per GPU of a Ray cluster, each keeping its
+    models loaded; the bot keeps the queue, its fairness and the database."""
+
+    backend: typing.Literal["local", "ray"] = "local"
+    address: str = ""
+    """The Ray cluster: empty starts one inside the bot's process on this host; ``auto`` joins the
+    one ``ray start`` runs here; ``host:6379`` joins the head node there."""
+    resource: str = Field(default="GPU", min_length=1)
+    """Each worker takes one unit of it: ``GPU``, or a custom resource hosts declare (``ray start
+    --resources='{"videobot": 2}'``), for CPU-only hosts and tests."""
+    workers: int = Field(default=0, ge=0, le=1024)
+    """How many workers the bot starts; 0: one per unit of ``resource`` in the cluster."""
+    workers_per_host: int = Field(default=0, ge=0, le=64)
+    """Units of ``resource`` a host offers (``videobot worker`` and the in-process cluster); 0:
+    one per GPU the host has."""
+    namespace: str = Field(default="videobot", min_length=1)
+    """The Ray namespace of the workers (named and detached: a restarted bot finds them, models
+    still loaded). Two bots sharing a cluster need different namespaces."""
+
+
 class Settings(BaseSettings):
     """All settings. Precedence: environment over ``config.toml`` over the defaults here."""
 
@@ -234,6 +256,7 @@ class Settings(BaseSettings):
     moderation: ModerationSettings = Field(default_factory=ModerationSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     speed: SpeedSettings = Field(default_factory=SpeedSettings)
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,12 +1,15 @@
-"""Jobs, the fair queue and the single GPU executor.
+"""Jobs, the fair queue and the local executor (the default: one GPU thread in this process).
 
 The executor sits behind a small interface (:class:`JobExecutor`: submit, cancel, positions, a
-snapshot, and running a function on the GPU thread) so that a backend spreading jobs over several
-GPUs or hosts can replace :class:`GpuExecutor` without touching the cogs.
+snapshot, the workers and their models) so that the Ray backend (:mod:`bot.executors.ray`),
+spreading jobs over the GPUs of a cluster, replaces :class:`GpuExecutor` without touching the cogs.
+A job carries a :class:`~bot.jobspec.JobSpec` (data), run by the one :class:`~bot.worker.Worker`
+both backends share.
 
-Threads: the event loop owns the queue and every ``Job`` field; the GPU thread only runs
-``job.work``. Progress crosses back with ``loop.call_soon_threadsafe``; cancel crosses in through
-the job's :class:`~bot.core.progress.JobControl`, which the pipelines check at every step.
+Threads: the event loop owns the queue and every ``Job`` field; the GPU thread only runs the
+job's spec (or, for tests and tools, ``job.work``). Progress crosses back with
+``loop.call_soon_threadsafe``; cancel crosses in through the job's
+:class:`~bot.core.progress.JobControl`, which the pipelines check at every step.
 """
 
 from __future__ import annotations
@@ -19,13 +22,18 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from functools import partial
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from bot.core.engine import CANCELLED_MESSAGE
-from bot.core.errors import GenerationCancelled
+from bot.core.errors import GenerationCancelled, VideoBotError
 from bot.core.progress import JobControl, Progress
 from bot.core.result import GenerationResult
-from bot.lifecycle import JobKind, JobStatus
+from bot.jobspec import JobSpec, ModelReport, WorkerState
+from bot.lifecycle import DEFAULT_RETRY_POLICY, JobKind, JobStatus, RetryPolicy
+from bot.worker import Worker, cancelled_result, failed_result
+
+if TYPE_CHECKING:
+    from bot.core.engine import GenerationEngine
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +57,10 @@ class Job:
     channel_id: int
     model: str | None
     prompt: str
-    work: Work
+    work: Work | None = None
+    """A function to run instead of a spec: tests and tools on the local executor only."""
+    spec: JobSpec | None = None
+    """The job as data: what every backend runs (see :mod:`bot.jobspec`)."""
     time_limit_s: float | None = None
     on_start: Callable[[Job], Awaitable[None]] | None = None
     """Awaited on the event loop just before the job runs (the service records it as running)."""
@@ -60,6 +71,14 @@ class Job:
     queued_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
     result: GenerationResult | None = None
+    attempts: int = 0
+    """Starts so far, counting those before a restart (the store's count) and those lost with a
+    worker: :class:`~bot.lifecycle.RetryPolicy` caps them."""
+    lost_runs: int = 0
+    """Starts lost with a worker that died mid-job (Ray backend); the store is told it is queued
+    again before the next start."""
+    worker: str | None = None
+    """The worker running (or last running) the job."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -90,18 +109,6 @@ class Job:
         return self.result
 
 
-def cancelled_result() -> GenerationResult:
-    return GenerationResult(
-        images=[],
-        metadata={},
-        generation_time=0.0,
-        seed_used=0,
-        params=None,
-        error=CANCELLED_MESSAGE,
-        cancelled=True,
-    )
-
-
 class FairQueue:
     """Round-robin across members, first-in first-out within a member: a member with five jobs
     waits behind a member with one, not the other way round."""
@@ -114,6 +121,12 @@ class FairQueue:
 
     def push(self, job: Job) -> None:
         self._by_user.setdefault(job.user_id, deque()).append(job)
+
+    def push_front(self, job: Job) -> None:
+        """Put back a job whose worker was lost: first in its member's lane, its member first in
+        the rotation, so it runs next as it would have."""
+        self._by_user.setdefault(job.user_id, deque()).appendleft(job)
+        self._by_user.move_to_end(job.user_id, last=False)
 
     def pop(self) -> Job | None:
         if not self._by_user:
@@ -153,15 +166,30 @@ class JobExecutor(Protocol):
     def cancel(self, job_id: int) -> bool: ...
     def get(self, job_id: int) -> Job | None: ...
     def snapshot(self) -> list[Job]: ...
-    async def run_on_gpu_thread(self, fn: Callable[[], T]) -> T: ...
     def estimated_wait_s(self, position: int | None = None) -> float: ...
+    async def workers(self) -> list[WorkerState]:
+        """Each worker: where it runs, what it holds, whether it is idle, busy or down."""
+        ...
+
+    async def load_model(self, key: str, worker: str | None = None) -> list[ModelReport]:
+        """Load ``key`` on every worker, or on the one named ``worker``, after its running job."""
+        ...
+
+    async def unload_model(self, key: str, worker: str | None = None) -> list[ModelReport]: ...
 
 
 class GpuExecutor:
     """A dispatcher task feeding one worker thread, so the GPU runs one job at a time and the event
-    loop never blocks on it."""
+    loop never blocks on it. Specs run on one :class:`~bot.worker.Worker` named ``local``."""
 
-    def __init__(self, *, max_queue: int = 100) -> None:
+    def __init__(
+        self,
+        *,
+        max_queue: int = 100,
+        engine: GenerationEngine | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY_POLICY,
+    ) -> None:
+        self._worker = Worker("local", engine, retry=retry) if engine is not None else None
         self._queue = FairQueue()
         self._max_queue = max_queue
         self._wakeup = asyncio.Event()
@@ -245,6 +273,31 @@ class GpuExecutor:
         """Run ``fn`` on the GPU thread (model loads): it waits for the running job."""
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
 
+    async def workers(self) -> list[WorkerState]:
+        if self._worker is None:
+            return []
+        running = self._running
+        return [
+            self._worker.state(
+                "busy" if running else "idle", running.id if running is not None else None
+            )
+        ]
+
+    async def load_model(self, key: str, worker: str | None = None) -> list[ModelReport]:
+        target = self._local_worker(worker)
+        return [await self.run_on_gpu_thread(partial(target.load, key))]
+
+    async def unload_model(self, key: str, worker: str | None = None) -> list[ModelReport]:
+        target = self._local_worker(worker)
+        return [await self.run_on_gpu_thread(partial(target.unload, key))]
+
+    def _local_worker(self, name: str | None) -> Worker:
+        if self._worker is None:
+            raise VideoBotError("this executor has no engine to load models on")
+        if name not in (None, self._worker.name):
+            raise VideoBotError(f"there is no worker {name!r}; this bot has one: local")
+        return self._worker
+
     # --- internals -----------------------------------------------------------------------------
 
     async def _dispatch(self) -> None:
@@ -257,6 +310,8 @@ class GpuExecutor:
                 continue
             self._renumber()
             self._running = job
+            job.attempts += 1
+            job.worker = self._worker.name if self._worker is not None else None
             if job.on_start is not None:
                 try:
                     await job.on_start(job)
@@ -266,7 +321,7 @@ class GpuExecutor:
             job.started_at = time.monotonic()
             job.touch()
             try:
-                result = await loop.run_in_executor(self._thread, _run_safely, job)
+                result = await loop.run_in_executor(self._thread, self._run_safely, job)
             finally:
                 self._running = None
             self._recent_durations.append(time.monotonic() - job.started_at)
@@ -283,24 +338,23 @@ class GpuExecutor:
                 job.position = index
                 job.touch()
 
-
-def _run_safely(job: Job) -> GenerationResult:
-    """The GPU thread's loop body: whatever a job raises, the thread lives on."""
-    job.control.restart_clock()
-    try:
-        return job.work(job.control)
-    except GenerationCancelled:
-        return cancelled_result()
-    except Exception as exc:  # one job's bug must not kill the executor
-        log.exception("job %s failed", job.id)
-        return GenerationResult(
-            images=[],
-            metadata={},
-            generation_time=0.0,
-            seed_used=0,
-            params=None,
-            error=f"The job failed: {type(exc).__name__}: {exc}",
-        )
+    def _run_safely(self, job: Job) -> GenerationResult:
+        """The GPU thread's loop body: whatever a job raises, the thread lives on. A spec runs on
+        the worker (which catches its own failures); ``job.work`` is caught here."""
+        if job.spec is not None:
+            if self._worker is None:
+                return failed_result("The job failed: this executor has no engine")
+            return self._worker.run(job.spec, job.control)
+        if job.work is None:
+            return failed_result("The job failed: it has nothing to run")
+        job.control.restart_clock()
+        try:
+            return job.work(job.control)
+        except GenerationCancelled:
+            return cancelled_result()
+        except Exception as exc:  # one job's bug must not kill the executor
+            log.exception("job %s failed", job.id)
+            return failed_result(f"The job failed: {type(exc).__name__}: {exc}")
 
 
 def describe_wait(seconds: float) -> str:

@@ -71,6 +71,14 @@ class RetryPolicy:
             return f"the bot stopped {times} while this job ran, so it was not tried again"
         return None
 
+    def retry_after_worker_lost(self, attempts: int) -> str | None:
+        """A worker (a Ray actor, its host) died while running the job: None when the job should
+        be queued again, else the reason it is failed instead. The same cap as a restart."""
+        if attempts >= self.max_attempts:
+            times = "twice" if self.max_attempts == 2 else f"{self.max_attempts} times"
+            return f"the worker running this job stopped {times}, so it was not tried again"
+        return None
+
 
 DEFAULT_RETRY_POLICY = RetryPolicy()
 

@@ -26,13 +26,14 @@ from bot.core.engine import GenerationEngine
 from bot.core.errors import MediaError, VideoBotError
 from bot.core.images import ImageLimits, fit_image, load_image, save_image
 from bot.core.params import GenerationParams, validate_edit
-from bot.core.progress import JobControl
 from bot.core.registry import REGISTRY, get_spec
 from bot.core.result import GenerationResult
 from bot.jobs import Job, JobExecutor, QueueFull, describe_wait
-from bot.lifecycle import DEFAULT_RETRY_POLICY, MEMORY_SAVERS, JobKind, JobStatus, RetryPolicy
+from bot.jobspec import JobSpec, MediaBudget
+from bot.lifecycle import DEFAULT_RETRY_POLICY, JobKind, JobStatus, RetryPolicy
 from bot.store import StoreError
 from bot.visibility import can_reach, may_cancel, not_found
+from bot.worker import generate_with_oom_retry
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -49,6 +50,9 @@ class SourceVideo:
     job_id: int | None
     prompt: str
     model: str | None
+    data: bytes | None = field(default=None, repr=False)
+    """The video as its mp4 bytes (the stored output or the upload): what an upscale job sends to
+    its worker, wherever the worker runs."""
 
 
 @dataclass
@@ -175,9 +179,9 @@ class VideoService:
                 parent_id,
             )
             ticket.recorded = True
-            work = self._generation_work(params)
+            spec = await self._generation_spec(params, model)
             return await self._queue(
-                record, who, JobKind.GENERATE, model, params.prompt, work, ticket
+                record, who, JobKind.GENERATE, model, params.prompt, spec, ticket
             )
         except BaseException:
             ticket.release()
@@ -211,13 +215,23 @@ class VideoService:
             )
         return await self.submit_generation(who, params, parent_id=record.id)
 
-    def _generation_work(self, params: GenerationParams) -> Any:
-        engine, policy = self.engine, self.retry
-
-        def work(control: JobControl) -> GenerationResult:
-            return generate_with_oom_retry(engine, params, control, policy)
-
-        return work
+    async def _generation_spec(self, params: GenerationParams, model: str) -> JobSpec:
+        """The generation as data: its parameters as JSON and its picture as bytes, so any
+        worker on any host can run it."""
+        picture = (
+            await asyncio.to_thread(Path(params.image).read_bytes)
+            if params.image is not None
+            else None
+        )
+        return JobSpec(
+            kind=JobKind.GENERATE,
+            model=model,
+            params=params.model_dump(mode="json"),
+            prompt=params.prompt,
+            media=picture,
+            previews=self.settings.discord.live_previews,
+            time_limit_s=self.settings.limits.job_time_limit_s,
+        )
 
     async def submit_upscale(self, who: Requester, source: SourceVideo) -> Job:
         upscaler = get_spec(source.model).upscaler if source.model else None
@@ -229,23 +243,35 @@ class VideoService:
                 who, JobKind.UPSCALE, {"upscaler": upscaler}, source.prompt, upscaler, source.job_id
             )
             ticket.recorded = True
-            work = self._upscale_work(source, upscaler)
+            spec = await self._upscale_spec(source, upscaler)
             return await self._queue(
-                record, who, JobKind.UPSCALE, upscaler, source.prompt, work, ticket
+                record, who, JobKind.UPSCALE, upscaler, source.prompt, spec, ticket
             )
         except BaseException:
             ticket.release()
             raise
 
-    def _upscale_work(self, source: SourceVideo, upscaler: str) -> Any:
-        engine = self.engine
-
-        def work(control: JobControl) -> GenerationResult:
-            return engine.upscale(
-                source.result, upscaler=upscaler, prompt=source.prompt, control=control
-            )
-
-        return work
+    async def _upscale_spec(self, source: SourceVideo, upscaler: str) -> JobSpec:
+        """The upscale as data: the source video travels as its mp4 bytes (encoded here when the
+        source has none) and is decoded on the worker under the bot's upload limits."""
+        data = source.data
+        if data is None:
+            data = await asyncio.to_thread(_encoded, source.result, self.settings.speed.encoder)
+        limits = self.upload_limits()
+        return JobSpec(
+            kind=JobKind.UPSCALE,
+            model=upscaler,
+            params={"upscaler": upscaler},
+            prompt=source.prompt,
+            media=data,
+            media_budget=MediaBudget(
+                max_bytes=max(limits.max_bytes, len(data)),
+                max_frames=limits.max_frames,
+                max_duration_s=limits.max_duration_s,
+            ),
+            previews=self.settings.discord.live_previews,
+            time_limit_s=self.settings.limits.job_time_limit_s,
+        )
 
     async def _record_request(
         self,
@@ -284,7 +310,7 @@ class VideoService:
         kind: JobKind,
         model: str,
         prompt: str,
-        work: Any,
+        spec: JobSpec,
         ticket: Ticket,
     ) -> Job:
         """Hand a recorded job to the executor; ``ticket`` is released when the job ends."""
@@ -297,7 +323,8 @@ class VideoService:
             channel_id=who.channel_id,
             model=model,
             prompt=prompt,
-            work=work,
+            spec=spec,
+            attempts=record.attempts,
             on_start=self._on_start,
             time_limit_s=self.settings.limits.job_time_limit_s,
         )
@@ -315,6 +342,8 @@ class VideoService:
         return job
 
     async def _on_start(self, job: Job) -> None:
+        if job.lost_runs:  # its worker died mid-job: the store saw it running, not queued
+            await self.store.requeue(job.id)
         await self.store.mark_running(job.id)
 
     async def _complete(self, job: Job, future: asyncio.Future[Finished]) -> None:
@@ -423,18 +452,18 @@ class VideoService:
             if record.kind is JobKind.GENERATE:
                 params = GenerationParams(**record.params)
                 model = params.model or self.settings.models.default_model
-                work = self._generation_work(params)
+                spec = await self._generation_spec(params, model)
                 return await self._queue(
-                    record, who, JobKind.GENERATE, model, params.prompt, work, ticket
+                    record, who, JobKind.GENERATE, model, params.prompt, spec, ticket
                 )
             parent = await self.store.get_job(record.parent_id) if record.parent_id else None
             if parent is None:
                 raise VideoBotError("the video to upscale is gone")
             source = await self._source_from_record(parent)
             upscaler = str(record.params.get("upscaler") or record.model)
-            work = self._upscale_work(source, upscaler)
+            spec = await self._upscale_spec(source, upscaler)
             return await self._queue(
-                record, who, JobKind.UPSCALE, upscaler, source.prompt, work, ticket
+                record, who, JobKind.UPSCALE, upscaler, source.prompt, spec, ticket
             )
         except BaseException:
             ticket.release()
@@ -505,7 +534,8 @@ class VideoService:
         result = await asyncio.to_thread(
             GenerationResult.from_video_file, record.output_path, self.upload_limits()
         )
-        return SourceVideo(result, record.id, record.prompt or "", record.model)
+        data = await asyncio.to_thread(Path(record.output_path).read_bytes)
+        return SourceVideo(result, record.id, record.prompt or "", record.model, data)
 
     async def source_from_upload(self, filename: str, data: bytes) -> SourceVideo:
         """A member's upload: size checked before writing, limits checked before decoding."""
@@ -520,7 +550,7 @@ class VideoService:
             path.write_bytes(data)
             result = await asyncio.to_thread(GenerationResult.from_video_file, path, limits)
         result.metadata["source"] = filename[:100]
-        return SourceVideo(result, None, "", None)
+        return SourceVideo(result, None, "", None, data)
 
     def upload_limits(self) -> media.MediaLimits:
         limits = self.settings.limits
@@ -583,30 +613,6 @@ class VideoService:
         task.add_done_callback(self._tasks.discard)
 
 
-def generate_with_oom_retry(
-    engine: GenerationEngine,
-    params: GenerationParams,
-    control: JobControl,
-    policy: RetryPolicy = DEFAULT_RETRY_POLICY,
-) -> GenerationResult:
-    """Out of GPU memory: retry once with the memory savers on for this job's model only (the
-    engine has already freed the cache); the manager's options never change. Runs on the GPU
-    thread."""
-    result = engine.generate_video(params, control)
-    if not result.metadata.get("out_of_memory") or not policy.retry_out_of_memory:
-        return result
-    model = params.model or result.metadata.get("model")
-    if not model:
-        return result
-    with engine.manager.memory_savers_for(str(model), MEMORY_SAVERS) as switched:
-        if not switched:
-            return result  # not loaded, or the savers were already on: nothing left to try
-        log.warning("job ran out of memory; retrying with the memory savers on")
-        retried = engine.generate_video(params, control)
-    retried.metadata["retried_with_memory_savers"] = True
-    return retried
-
-
 def _oldest_over_budget(folder: Path, budget: int, keep: Path | None) -> list[Path]:
     files = sorted(
         (p for p in folder.glob("*.mp4") if p.is_file()), key=lambda p: p.stat().st_mtime
@@ -621,6 +627,14 @@ def _oldest_over_budget(folder: Path, budget: int, keep: Path | None) -> list[Pa
         victims.append(path)
         total -= path.stat().st_size
     return victims
+
+
+def _encoded(result: GenerationResult, encoder: str) -> bytes:
+    """A decoded source as mp4 bytes, for a worker that only takes data."""
+    with tempfile.TemporaryDirectory(prefix="videobot-source-") as folder:
+        path = Path(folder) / "source.mp4"
+        result.save_as_video(path, encoder=encoder)
+        return path.read_bytes()
 
 
 def _failed(message: str) -> GenerationResult:

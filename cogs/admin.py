@@ -4,7 +4,6 @@ moderator action is recorded in the audit table."""
 
 from __future__ import annotations
 
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -43,15 +42,27 @@ class AdminCog(commands.Cog):
     @models.command(name="list")
     @moderator_only()
     async def models_list(self, interaction: discord.Interaction) -> None:
-        """Which models are enabled and loaded, and the memory they use or need."""
+        """Which models are enabled, where they are loaded, and each worker's state."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
         default = await self.bot.service.default_model(interaction.guild_id)
+        workers = await self.bot.executor.workers()
         rows = {row.key: row for row in self.bot.manager.list_models()}
         lines = []
         for key in self.bot.settings.models.enabled:
             row = rows[key]
-            state = (
-                f"loaded, {row.memory_mb:.0f} MB" if row.loaded and row.memory_mb else "not loaded"
-            )
+            holders = [
+                (worker.name, model.memory_mb)
+                for worker in workers
+                for model in worker.loaded
+                if model.key == key
+            ]
+            if not holders:
+                state = "not loaded"
+            elif len(workers) == 1:
+                memory = holders[0][1]
+                state = f"loaded, {memory:.0f} MB" if memory else "loaded"
+            else:
+                state = "loaded on " + ", ".join(name for name, _ in holders)
             marks = " · default" if key == default else ""
             spec = REGISTRY[key]
             if spec.image_to_video:
@@ -61,45 +72,83 @@ class AdminCog(commands.Cog):
                 f"**{key}** ({row.role}) · {state} · needs {row.vram_gb:g} GB VRAM · "
                 f"native {row.native_size[0]}x{row.native_size[1]}{marks}{advice}"
             )
-        embed = discord.Embed(title="Models", description="\n".join(lines), colour=EMBED_COLOUR)
-        await interaction.response.send_message(embed=embed, ephemeral=True)
+        lines.append("")
+        lines.append(f"**Workers** ({len(workers)})" if workers else "**Workers**: none reachable")
+        for worker in workers:
+            doing = f"running #{worker.job_id}" if worker.job_id is not None else worker.status
+            holds = ", ".join(model.key for model in worker.loaded) or "no model loaded"
+            lines.append(f"`{worker.name}` · {worker.node} · {worker.device} · {doing} · {holds}")
+        embed = discord.Embed(
+            title="Models", description="\n".join(lines)[:4096], colour=EMBED_COLOUR
+        )
+        await interaction.followup.send(embed=embed, ephemeral=True)
 
     @models.command(name="load")
     @moderator_only()
-    @app_commands.describe(model="Model key")
-    async def models_load(self, interaction: discord.Interaction, model: str) -> None:
-        """Load a model now (runs on the GPU thread after the current job)."""
+    @app_commands.describe(model="Model key", worker="One worker by name (default: every worker)")
+    async def models_load(
+        self, interaction: discord.Interaction, model: str, worker: str | None = None
+    ) -> None:
+        """Load a model now on every worker or one (each after its current job)."""
         key = self.enabled_key(model)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        loaded = await self.bot.executor.run_on_gpu_thread(
-            partial(self.bot.manager.load_model, key)
-        )
-        # Where the denoiser is compiled (CUDA), compile each shape bucket now rather than
-        # during some member's first job.
-        warmed = await self.bot.executor.run_on_gpu_thread(
-            partial(self.bot.service.engine.warm_up, key)
-        )
-        await self.audit(interaction, "models.load", key)
-        compiled = f" Compiled for {len(warmed)} job sizes." if warmed else ""
+        reports = await self.bot.executor.load_model(key, worker)
+        await self.audit(interaction, "models.load", key, worker=worker)
+        lines = []
+        for report in reports:
+            where = f"`{report.worker}`: " if len(reports) > 1 else ""
+            if not report.ok:
+                lines.append(f"{where}could not load **{key}**: {report.error}")
+                continue
+            # Where the denoiser is compiled (CUDA), each shape bucket was compiled at load.
+            compiled = f" Compiled for {report.warmed} job sizes." if report.warmed else ""
+            lines.append(
+                f"{where}Loaded **{key}** in {report.load_time_s:.1f} s on {report.device} "
+                f"({report.dtype}).{compiled}"
+            )
         await interaction.followup.send(
-            f"Loaded **{key}** in {loaded.load_time_s:.1f} s on {loaded.device} ({loaded.dtype})."
-            + compiled,
-            ephemeral=True,
+            "\n".join(lines) or "No worker is reachable.", ephemeral=True
         )
 
     @models.command(name="unload")
     @moderator_only()
-    @app_commands.describe(model="Model key")
-    async def models_unload(self, interaction: discord.Interaction, model: str) -> None:
-        """Free a model's memory (after the current job)."""
+    @app_commands.describe(model="Model key", worker="One worker by name (default: every worker)")
+    async def models_unload(
+        self, interaction: discord.Interaction, model: str, worker: str | None = None
+    ) -> None:
+        """Free a model's memory on every worker or one (each after its current job)."""
         key = self.enabled_key(model)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        was_loaded = await self.bot.executor.run_on_gpu_thread(
-            partial(self.bot.manager.unload_model, key)
+        reports = await self.bot.executor.unload_model(key, worker)
+        await self.audit(
+            interaction,
+            "models.unload",
+            key,
+            worker=worker,
+            was_loaded=any(report.changed for report in reports),
         )
-        await self.audit(interaction, "models.unload", key, was_loaded=was_loaded)
-        text = f"Unloaded **{key}**." if was_loaded else f"**{key}** was not loaded."
-        await interaction.followup.send(text, ephemeral=True)
+        lines = []
+        for report in reports:
+            where = f"`{report.worker}`: " if len(reports) > 1 else ""
+            if not report.ok:
+                lines.append(f"{where}could not unload **{key}**: {report.error}")
+            else:
+                done = f"Unloaded **{key}**." if report.changed else f"**{key}** was not loaded."
+                lines.append(where + done)
+        await interaction.followup.send(
+            "\n".join(lines) or "No worker is reachable.", ephemeral=True
+        )
+
+    @models_load.autocomplete("worker")
+    @models_unload.autocomplete("worker")
+    async def worker_names(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return [
+            app_commands.Choice(name=worker.name, value=worker.name)
+            for worker in await self.bot.executor.workers()
+            if current.lower() in worker.name.lower()
+        ][:25]
 
     @models.command(name="default")
     @moderator_only()

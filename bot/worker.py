@@ -1,0 +1,209 @@
+"""The one worker: what runs a :class:`~bot.jobspec.JobSpec` on a GPU, in the bot's own process
+(the local executor's thread) or in a Ray actor on any host of a cluster.
+
+A :class:`Worker` owns an engine and its model manager, so models loaded for one job stay loaded
+for the next. Jobs, loads and unloads take turns on its GPU (``gpu_lock``): a model is never loaded
+beside a running job that might need the memory. Every exception a job raises becomes a failed
+result here, so no executor's thread or actor dies of one job's bug.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import tempfile
+from pathlib import Path
+from threading import Lock
+
+from bot.core import media
+from bot.core.engine import CANCELLED_MESSAGE, GenerationEngine
+from bot.core.errors import GenerationCancelled, VideoBotError
+from bot.core.params import GenerationParams
+from bot.core.progress import JobControl
+from bot.core.registry import get_spec
+from bot.core.result import GenerationResult
+from bot.jobspec import JobSpec, LoadedModelState, ModelReport, WorkerState
+from bot.lifecycle import DEFAULT_RETRY_POLICY, MEMORY_SAVERS, JobKind, RetryPolicy
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """One GPU's worth of work: the engine, its loaded models and the job specs it runs."""
+
+    def __init__(
+        self,
+        name: str,
+        engine: GenerationEngine,
+        *,
+        retry: RetryPolicy = DEFAULT_RETRY_POLICY,
+        node: str | None = None,
+    ) -> None:
+        self.name = name
+        self.engine = engine
+        self.retry = retry
+        self.node = node or socket.gethostname()
+        self.gpu_lock = Lock()
+
+    # --- jobs ----------------------------------------------------------------------------------
+
+    def run(self, spec: JobSpec, control: JobControl) -> GenerationResult:
+        """Run one job to its end: a result, a cancelled result or a failed one, never a raise."""
+        with self.gpu_lock:
+            control.restart_clock()  # the time limit counts from the start, not from the queue
+            try:
+                result = self._run(spec, control)
+            except GenerationCancelled:
+                result = cancelled_result()
+            except Exception as exc:  # one job's bug must not kill the worker
+                log.exception("a %s job on %s failed", spec.kind.value, self.name)
+                result = failed_result(f"The job failed: {type(exc).__name__}: {exc}")
+        result.metadata["worker"] = self.name
+        return result
+
+    def _run(self, spec: JobSpec, control: JobControl) -> GenerationResult:
+        with tempfile.TemporaryDirectory(prefix="videobot-job-") as folder:
+            if spec.kind is JobKind.GENERATE:
+                params = GenerationParams(**spec.params)
+                if spec.media is not None:  # the member's picture, sent as bytes
+                    picture = Path(folder) / "picture.png"
+                    picture.write_bytes(spec.media)
+                    params = params.model_copy(update={"image": str(picture)})
+                return generate_with_oom_retry(self.engine, params, control, self.retry)
+            if spec.kind is JobKind.UPSCALE:
+                if spec.media is None:
+                    raise VideoBotError("the video to upscale did not arrive")
+                source_path = Path(folder) / "source.mp4"
+                source_path.write_bytes(spec.media)
+                budget = spec.media_budget
+                limits = (
+                    media.MediaLimits(
+                        max_bytes=budget.max_bytes,
+                        max_frames=budget.max_frames,
+                        max_duration_s=budget.max_duration_s,
+                    )
+                    if budget is not None
+                    else None
+                )
+                source = GenerationResult.from_video_file(source_path, limits)
+                upscaler = str(spec.params.get("upscaler") or spec.model)
+                return self.engine.upscale(
+                    source, upscaler=upscaler, prompt=spec.prompt, control=control
+                )
+        raise VideoBotError(f"a {spec.kind.value} job does not run on a GPU worker")
+
+    # --- models --------------------------------------------------------------------------------
+
+    def load(self, key: str) -> ModelReport:
+        """Load ``key`` (after the running job) and compile it where that applies."""
+        with self.gpu_lock:
+            manager = self.engine.manager
+            try:
+                already = manager.is_loaded(key)
+                loaded = manager.load_model(key)
+                warmed = self.engine.warm_up(key)
+            except Exception as exc:
+                return ModelReport(self.name, key, ok=False, error=_one_line(exc))
+            return ModelReport(
+                self.name,
+                key,
+                ok=True,
+                changed=not already,
+                load_time_s=loaded.load_time_s,
+                device=loaded.device,
+                dtype=loaded.dtype,
+                warmed=len(warmed),
+            )
+
+    def unload(self, key: str) -> ModelReport:
+        """Free ``key``'s memory (after the running job)."""
+        with self.gpu_lock:
+            try:
+                was_loaded = self.engine.manager.unload_model(key)
+            except Exception as exc:
+                return ModelReport(self.name, key, ok=False, error=_one_line(exc))
+            return ModelReport(self.name, key, ok=True, changed=was_loaded)
+
+    def state(self, status: str = "idle", job_id: int | None = None) -> WorkerState:
+        """What this worker holds; safe while a job runs (the manager has its own lock)."""
+        loaded = tuple(
+            LoadedModelState(row.key, row.memory_mb)
+            for row in self.engine.manager.list_models()
+            if row.loaded
+        )
+        return WorkerState(
+            name=self.name,
+            node=self.node,
+            device=self.device(),
+            loaded=loaded,
+            status=status,
+            job_id=job_id,
+        )
+
+    def device(self) -> str:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name()
+        return "cpu"
+
+
+def generate_with_oom_retry(
+    engine: GenerationEngine,
+    params: GenerationParams,
+    control: JobControl,
+    policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+) -> GenerationResult:
+    """Out of GPU memory: retry once with the memory savers on for this job's model only (the
+    engine has already freed the cache); the manager's options never change. Runs on the GPU
+    thread."""
+    result = engine.generate_video(params, control)
+    if not result.metadata.get("out_of_memory") or not policy.retry_out_of_memory:
+        return result
+    model = params.model or result.metadata.get("model")
+    if not model:
+        return result
+    with engine.manager.memory_savers_for(str(model), MEMORY_SAVERS) as switched:
+        if not switched:
+            return result  # not loaded, or the savers were already on: nothing left to try
+        log.warning("job ran out of memory; retrying with the memory savers on")
+        retried = engine.generate_video(params, control)
+    retried.metadata["retried_with_memory_savers"] = True
+    return retried
+
+
+def cancelled_result() -> GenerationResult:
+    return GenerationResult(
+        images=[],
+        metadata={},
+        generation_time=0.0,
+        seed_used=0,
+        params=None,
+        error=CANCELLED_MESSAGE,
+        cancelled=True,
+    )
+
+
+def failed_result(message: str) -> GenerationResult:
+    return GenerationResult(
+        images=[], metadata={}, generation_time=0.0, seed_used=0, params=None, error=message
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, VideoBotError):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def model_key(name: str) -> str:
+    """The registry's key for ``name`` (aliases included)."""
+    return get_spec(name).key
+
+
+__all__ = [
+    "Worker",
+    "cancelled_result",
+    "failed_result",
+    "generate_with_oom_retry",
+]
