@@ -19,6 +19,7 @@ from bot.core import GenerationParams
 from bot.core import previews as previews_module
 from bot.core.engine import GenerationEngine
 from bot.core.previews import (
+    PREVIEW_FRAMES,
     PREVIEW_LONGEST_SIDE,
     PROJECTIONS,
     LatentPreviewer,
@@ -188,7 +189,7 @@ def test_a_preview_is_a_small_looping_gif_of_the_video_shape() -> None:
     preview = LatentPreviewer("wan", width=832, height=480, num_frames=49, fps=16)(latents, 7)
     assert preview.filename == "preview.gif" and preview.step == 7
     frames = decode(preview)
-    assert len(frames) == 8  # 13 latent frames, 8 shown
+    assert len(frames) == PREVIEW_FRAMES  # 13 latent frames, 6 shown
     assert frames[0].size == preview_size(480, 832) == (PREVIEW_LONGEST_SIDE, 74)
     assert len(preview.data) < 64 * 1024  # a few tens of KB even for pure noise
     assert pickle.loads(pickle.dumps(Progress("denoise", 7, 50, 1.0, preview))).preview == preview
@@ -343,7 +344,10 @@ def test_the_cli_writes_each_preview_to_the_folder(
     assert all(path.name.startswith("step-") and path.suffix == ".gif" for path in written)
     for path in written:
         frames = decode(Preview(path.read_bytes(), path.name, 0))
-        assert len(frames) == 8 and frames[0].size == (PREVIEW_LONGEST_SIDE, PREVIEW_LONGEST_SIDE)
+        assert len(frames) == PREVIEW_FRAMES and frames[0].size == (
+            PREVIEW_LONGEST_SIDE,
+            PREVIEW_LONGEST_SIDE,
+        )
 
 
 def test_the_cli_refuses_a_previews_path_that_is_a_file(

@@ -347,6 +347,10 @@ def projection_for(family: str, channels: int) -> LatentProjection | None:
 
 # --- latents -> RGB frames ---------------------------------------------------------------------
 
+PREVIEW_FRAMES = 6
+"""Frames in a preview, evenly spread over the clip: enough to see the motion, few enough that
+even the pure noise of the first steps stays a few tens of KB."""
+
 Layout = Literal["BCFHW", "BFCHW", "packed"]
 """How a pipeline holds its latents during the loop: the UNet families and Wan as
 ``[batch, channels, frames, height, width]``, CogVideoX as ``[batch, frames, channels, H, W]``,
@@ -354,7 +358,7 @@ LTX-Video packed into tokens ``[batch, frames*height*width, channels]``."""
 
 
 def project(
-    video: torch.Tensor, projection: LatentProjection | None, max_frames: int = 8
+    video: torch.Tensor, projection: LatentProjection | None, max_frames: int = PREVIEW_FRAMES
 ) -> np.ndarray:
     """One video's latents ``[channels, frames, height, width]`` as uint8 RGB frames
     ``[frames, height, width, 3]``, at most ``max_frames`` of them, evenly spread.
@@ -401,8 +405,8 @@ def to_channels_first(
 
 PREVIEW_LONGEST_SIDE = 128
 """Pixels on the preview's longest side: big enough to see the composition forming in a Discord
-message, small enough to stay a few tens of KB (about 50 KB for 8 frames of pure noise, the first
-steps of a flow-matching model; about 20 KB once shapes form)."""
+message, small enough to stay a few tens of KB (at most about 55 KB for 6 frames of pure noise,
+the first steps of a model; far less once shapes form)."""
 PREVIEW_COLOURS = 32
 
 
@@ -466,7 +470,7 @@ class LatentPreviewer:
         fps: float,
         layout: Layout = "BCFHW",
         unpack: Callable[[Any], Any] | None = None,
-        max_frames: int = 8,
+        max_frames: int = PREVIEW_FRAMES,
         longest_side: int = PREVIEW_LONGEST_SIDE,
     ) -> None:
         self.family = family
