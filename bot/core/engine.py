@@ -376,6 +376,8 @@ class GenerationEngine:
             generator=torch.Generator(device="cpu").manual_seed(seed),
             video=resized,
             strength=strength,
+            # Only the live previews read it: they play at the video's own pace.
+            fps=max(1, round(result.frame_rate)),
         )
         with loaded.lock, torch.inference_mode():
             return loaded.adapter.run(loaded.pipeline, request, control)
