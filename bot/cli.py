@@ -148,6 +148,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="register the slash commands with Discord on start (after adding or changing them)",
     )
 
+    worker = commands.add_parser(
+        "worker",
+        help="join this host's GPUs to the bot's Ray cluster ([executor] backend = \"ray\")",
+        description="Runs `ray start` for this host (in the foreground: Ctrl-C leaves the "
+        "cluster): --head on the first host, --address=HEAD:6379 on the others. Each GPU (or "
+        "each unit of [executor] resource) becomes one worker of the bot.",
+    )
+    place = worker.add_mutually_exclusive_group()
+    place.add_argument("--head", action="store_true", help="start the cluster's head node here")
+    place.add_argument("--address", help="the head node to join, HOST:PORT ([executor] address)")
+    worker.add_argument("--port", type=int, default=6379, help="the head node's port (--head)")
+    worker.add_argument(
+        "--workers", type=int, help="workers on this host ([executor] workers_per_host; 0: GPUs)"
+    )
+    worker.add_argument("--resource", help="the resource each worker takes ([executor] resource)")
+    worker.add_argument(
+        "--dry-run", action="store_true", help="print the `ray start` command instead of running it"
+    )
+
     for sub in (generate, upscale):
         for option in MANAGER_FLAGS:
             flag, text = f"--{option.name.replace('_', '-')}", option.metadata["help"]
@@ -507,8 +526,56 @@ async def _serve(bot: Any, token: str) -> None:
         await bot.start(token)
 
 
+def _cmd_worker(args: argparse.Namespace) -> int:
+    """``ray start`` for a GPU host of the bot's cluster, from ``[executor]`` and the flags."""
+    import json
+    import shlex
+    import shutil
+
+    from bot.config import ConfigError, load_settings
+
+    try:
+        section = load_settings().executor
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(f"videobot worker: error: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    address = args.address or (section.address if section.address not in ("", "auto") else "")
+    if not args.head and not address:
+        return _usage_error(
+            "worker",
+            "give --head (the first host) or --address=HEAD:6379 (the others), or set "
+            "[executor] address",
+        )
+    workers = section.workers_per_host if args.workers is None else args.workers
+    if workers < 0:
+        return _usage_error("worker", f"--workers must be 0 or more (got {workers})")
+    resource = args.resource or section.resource
+    command = ["ray", "start", "--block", "--disable-usage-stats"]
+    command += [f"--port={args.port}"] if args.head else [f"--address={address}"]
+    if resource == "GPU":
+        if workers:
+            command.append(f"--num-gpus={workers}")
+    else:
+        command.append(f"--resources={json.dumps({resource: workers or 1})}")
+    if args.dry_run:
+        print(shlex.join(command))
+        return 0
+    ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
+    if ray is None:
+        print(
+            "videobot worker: error: Ray is not installed: pip install 'videobot[ray]'",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    print(f"videobot worker: {shlex.join(command)}", file=sys.stderr)
+    os.execv(ray, [ray, *command[1:]])
+    return EXIT_FAILED  # not reached: execv replaced this process
+
+
 _COMMANDS = {
     "run": _cmd_run,
+    "worker": _cmd_worker,
     "generate": _cmd_generate,
     "edit": _cmd_edit,
     "upscale": _cmd_upscale,
