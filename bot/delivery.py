@@ -2,7 +2,7 @@
 
 ``render`` decides what a message looks like; this module sends it and keeps it up to date: it
 follows a job from the queue to its end (at most one edit per progress interval, since Discord
-rate-limits edits), fits the finished video to the upload limit
+rate-limits edits), swaps the live preview in place, fits the finished video to the upload limit
 (re-encoding when it is over, and again at half the size if Discord still answers 413), and records
 which message holds the result so its buttons, replies and ``/history`` links find the job later.
 
@@ -25,6 +25,8 @@ from bot.core import media
 from bot.render import (
     cancel_view,
     error_embed,
+    is_draft,
+    preview_file,
     result_embed,
     result_view,
     status_text,
@@ -32,6 +34,7 @@ from bot.render import (
 )
 
 if TYPE_CHECKING:
+    from bot.core.progress import Preview
     from bot.jobs import Job
     from bot.service import Finished, VideoService
 
@@ -53,7 +56,11 @@ def upload_limit(channel: Any) -> int:
 
 class Reply(Protocol):
     """A message the bot keeps editing while a job runs: an interaction's response or a reply to a
-    member's message. ``show`` replaces the message's attachments with ``file`` (none: removed)."""
+    member's message.
+
+    ``show`` replaces the message's attachments with the video or the preview given; with neither
+    the attachments are removed, unless ``keep_attachments`` (a progress edit that leaves the
+    current preview where it is: Discord keeps attachments an edit does not mention)."""
 
     max_bytes: int
 
@@ -63,13 +70,21 @@ class Reply(Protocol):
         *,
         embed: discord.Embed | None = None,
         file: Path | None = None,
+        preview: Preview | None = None,
+        keep_attachments: bool = False,
         view: discord.ui.View | None = None,
     ) -> discord.Message | None: ...
 
 
-def attachments(file: Path | None) -> list[discord.File]:
-    """The ``attachments`` of an edit: every attachment the message keeps (none but the video)."""
-    return [video_file(file)] if file is not None else []
+def attachments(file: Path | None, preview: Preview | None, keep: bool) -> list[discord.File] | Any:
+    """The ``attachments`` of an edit: the new files (each edit lists every attachment the
+    message keeps, so the old preview goes), or ``MISSING`` to leave them as they are."""
+    if keep and file is None and preview is None:
+        return discord.utils.MISSING
+    files = [video_file(file)] if file is not None else []
+    if preview is not None:
+        files.append(preview_file(preview))
+    return files
 
 
 class SentReply:
@@ -87,10 +102,12 @@ class SentReply:
         *,
         embed: discord.Embed | None = None,
         file: Path | None = None,
+        preview: Preview | None = None,
+        keep_attachments: bool = False,
         view: discord.ui.View | None = None,
     ) -> discord.Message | None:
         content = self.text(content)
-        files = attachments(file)
+        files = attachments(file, preview, keep_attachments)
         if self._message is None:
             self._message = await self.send(
                 content,
@@ -163,6 +180,8 @@ class InteractionReply:
         *,
         embed: discord.Embed | None = None,
         file: Path | None = None,
+        preview: Preview | None = None,
+        keep_attachments: bool = False,
         view: discord.ui.View | None = None,
     ) -> discord.Message | None:
         if self._fallback is None:
@@ -170,7 +189,7 @@ class InteractionReply:
                 return await self.interaction.edit_original_response(
                     content=content,
                     embed=embed,
-                    attachments=attachments(file),
+                    attachments=attachments(file, preview, keep_attachments),
                     view=view,
                 )
             except discord.NotFound:
@@ -185,11 +204,19 @@ class InteractionReply:
             content,
             embed=embed,
             file=file,
+            preview=preview,
+            keep_attachments=keep_attachments,
             view=view,
         )
 
 
 # --- following a job ------------------------------------------------------------------------------
+
+
+def newest_preview(job: Job) -> Preview | None:
+    """The job's latest live preview, when its engine made one (``JobControl(previews=True)``)."""
+    progress = job.progress
+    return getattr(progress, "preview", None) if progress is not None else None
 
 
 async def follow_job(
@@ -198,10 +225,17 @@ async def follow_job(
     job: Job,
     *,
     interval_s: float,
+    previews: bool | None = None,
+    note: str = "",
 ) -> Finished:
     """Keep ``reply`` showing the job's queue position and progress (at most one edit per
-    ``interval_s``: Discord rate-limits edits), then show the result."""
+    ``interval_s``: Discord rate-limits edits), with the newest live preview attached when
+    ``previews`` is on (default: ``[discord] live_previews``; replaced in place, never piled
+    up), then show the result. ``note`` is a line kept above the status until the end."""
+    if previews is None:
+        previews = service.settings.discord.live_previews
     last_text = ""
+    last_preview: Preview | None = None
     last_edit = 0.0
     finishing = asyncio.ensure_future(service.outcome(job))
     current = asyncio.current_task()
@@ -210,12 +244,28 @@ async def follow_job(
     try:
         while not finishing.done():
             text = status_text(job, service.wait_text(job))
-            if text != last_text and time.monotonic() - last_edit >= interval_s:
+            text = f"{note}\n{text}" if note else text
+            preview = newest_preview(job) if previews else None
+            # By value: a preview that crossed a process boundary is a new object each time.
+            fresh = preview is not None and preview != last_preview
+            if fresh and preview is not None and len(preview.data) > reply.max_bytes:
+                fresh = False  # over the upload limit: the progress bar alone
+            due = time.monotonic() - last_edit >= interval_s
+            if (text != last_text or fresh) and due:
                 try:
-                    await reply.show(text, view=cancel_view(job.id))
+                    await reply.show(
+                        text,
+                        preview=preview if fresh else None,
+                        keep_attachments=not fresh,
+                        view=cancel_view(job.id),
+                    )
                 except discord.HTTPException as exc:
                     log.warning("progress edit of job %s failed: %s", job.id, exc)
+                    if fresh and exc.status == 413:
+                        previews = False  # Discord takes less than it announced: stop trying
                 last_text, last_edit = text, time.monotonic()
+                if fresh:
+                    last_preview = preview
             job.changed.clear()
             changed = asyncio.ensure_future(job.changed.wait())
             try:
@@ -237,7 +287,7 @@ async def follow_job(
 
 
 async def show_finished(reply: Reply, service: VideoService, finished: Finished) -> None:
-    """The job's end replaces whatever the message showed."""
+    """The job's end replaces whatever the message showed (the preview included)."""
     if finished.ok:
         await upload_result(reply, service, finished)
     elif finished.result.cancelled:
@@ -279,7 +329,7 @@ async def upload_result(reply: Reply, service: VideoService, finished: Finished)
                 None,
                 embed=result_embed(finished),
                 file=path,
-                view=result_view(finished.job_id),
+                view=result_view(finished.job_id, draft=is_draft(finished)),
             )
         except discord.HTTPException as exc:
             if exc.status != 413 or attempt == UPLOAD_ATTEMPTS:

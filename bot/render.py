@@ -7,17 +7,20 @@ are shown with markdown escaped.
 
 from __future__ import annotations
 
+import io
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import discord
 
 from bot.interactions import error_text
-from bot.lifecycle import JobStatus
+from bot.lifecycle import JobKind, JobStatus
 
 if TYPE_CHECKING:
+    from bot.core.progress import Preview
     from bot.jobs import Job
     from bot.service import Finished
 
@@ -72,6 +75,8 @@ def result_embed(finished: Finished) -> discord.Embed:
         embed.add_field(name="Model", value=f"{model}{from_picture}")
     if result.params is not None:
         embed.add_field(name="Seed", value=str(result.seed_used))
+    if is_draft(finished):
+        embed.add_field(name="Quality", value="draft: press Refine for the full video")
     embed.add_field(name="Size", value=f"{width}x{height}")
     embed.add_field(name="Frames", value=f"{len(result.images)} at {result.frame_rate:g} fps")
     embed.add_field(name="Time", value=f"{result.generation_time:.1f} s")
@@ -80,6 +85,42 @@ def result_embed(finished: Finished) -> discord.Embed:
         embed.add_field(name="Edits", value=clean(", ".join(e["operation"] for e in edits), 100))
     embed.set_footer(text=f"job #{finished.job_id} · {finished.kind.value}")
     return embed
+
+
+def is_draft(finished: Finished) -> bool:
+    """A generated draft (``quality:draft``): its result gets the Refine button. An edit or an
+    upscale of a draft is a result of its own, without one."""
+    params = finished.result.params
+    if finished.kind is not JobKind.GENERATE or params is None:
+        return False
+    return getattr(params, "quality", "full") == "draft"
+
+
+@dataclass(frozen=True)
+class RefineEstimate:
+    """What refining a draft costs: the full render's steps, the draft's (when known) and the
+    expected rendering time in seconds (when the draft's pace is known)."""
+
+    full_steps: int
+    draft_steps: int | None
+    seconds: float | None
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    return f"{round(seconds / 60)} min"
+
+
+def refine_note(draft_id: int, estimate: RefineEstimate) -> str:
+    """The line above a refine's progress: what it does and how long it should take."""
+    steps = f"{estimate.full_steps} steps"
+    if estimate.draft_steps:
+        steps += f" instead of the draft's {estimate.draft_steps}"
+    when = ""
+    if estimate.seconds is not None:
+        when = f", about {duration(estimate.seconds)} of rendering once it starts"
+    return f"💎 Refining draft #{draft_id} at full quality: {steps}{when}."
 
 
 def error_embed(message: str, job_id: int | None = None) -> discord.Embed:
@@ -102,6 +143,7 @@ BUTTONS: dict[str, tuple[str, str, discord.ButtonStyle]] = {
     "loop": ("Loop", "🔁", discord.ButtonStyle.secondary),
     "interpolate": ("Interpolate", "✨", discord.ButtonStyle.secondary),
     "cancel": ("Cancel", "✖️", discord.ButtonStyle.danger),
+    "refine": ("Refine", "💎", discord.ButtonStyle.primary),
 }
 RESULT_ACTIONS = ("reroll", "upscale", "reverse", "loop", "interpolate")
 """The buttons under a finished video, in order."""
@@ -134,8 +176,10 @@ def drawn_view(buttons: list[discord.ui.Button[Any]]) -> discord.ui.View:
     return view
 
 
-def result_view(job_id: int) -> discord.ui.View:
-    return drawn_view([job_button(action, job_id) for action in RESULT_ACTIONS])
+def result_view(job_id: int, *, draft: bool = False) -> discord.ui.View:
+    """The buttons under a result; a draft's first is Refine (the same video at full quality)."""
+    actions = ("refine", *RESULT_ACTIONS) if draft else RESULT_ACTIONS
+    return drawn_view([job_button(action, job_id) for action in actions])
 
 
 def cancel_view(job_id: int) -> discord.ui.View:
@@ -144,6 +188,16 @@ def cancel_view(job_id: int) -> discord.ui.View:
 
 def video_file(path: Path) -> discord.File:
     return discord.File(path, filename="video.mp4")
+
+
+def preview_file(preview: Preview) -> discord.File:
+    """A running job's live preview (a small looping picture Discord plays inline), attached
+    under the progress line; its description says which step it shows."""
+    return discord.File(
+        io.BytesIO(preview.data),
+        filename=preview.filename,
+        description=f"preview at step {preview.step}",
+    )
 
 
 # --- reading the bot's and members' messages ------------------------------------------------------

@@ -150,6 +150,9 @@ class _Flag:
     fields: tuple[str, ...]
     kind: FlagKind
     example: str
+    on_off: tuple[object, object] | None = None
+    """For a switch that sets a field to one of two values (``--draft``: quality "draft" or
+    "full") rather than to True or False."""
 
     @property
     def label(self) -> str:
@@ -166,6 +169,8 @@ class _Flag:
             raise InvalidParameterError(
                 self.label, f"takes {takes} (got {_shorten(value)!r}){hint}"
             )
+        if self.on_off is not None:
+            converted = self.on_off[0] if converted else self.on_off[1]
         values = converted if isinstance(converted, tuple) else (converted,)
         return dict(zip(self.fields, values, strict=True))
 
@@ -222,6 +227,8 @@ _FLAGS: dict[str, _Flag] = {
         _Flag("scheduler", ("scheduler",), "word", "euler_a"),
         _Flag("interpolate", ("interpolate",), "int", "2"),
         _Flag("loop", ("loop",), "switch", ""),
+        _Flag("draft", ("quality",), "switch", "", on_off=("draft", "full")),
+        _Flag("quality", ("quality",), "word", "draft"),
     )
 }
 # Names other generation bots and the CLI use for the same options.

@@ -1,4 +1,4 @@
-"""``/video``: generate a video; the Reroll and Cancel buttons."""
+"""``/video``: generate a video (or a quick draft); the Reroll, Refine and Cancel buttons."""
 
 from __future__ import annotations
 
@@ -10,19 +10,28 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.admission import Requester
+from bot.admission import Requester, RequestRefused
 from bot.core.errors import InvalidParameterError, VideoBotError
 from bot.core.params import GenerationParams
-from bot.core.registry import REGISTRY, generator_bounds, get_spec
+from bot.core.registry import REGISTRY, ModelSpec, generator_bounds, get_spec
 from bot.core.rules import FPS, INTERPOLATE, PROMPT_MAX_CHARS, SCHEDULERS, SEED
 from bot.delivery import InteractionReply, follow_job
 from bot.interactions import check_channel_permissions, is_moderator, press, requester
-from bot.render import PICTURE_EXTENSIONS, button_template, is_picture, job_button
+from bot.lifecycle import JobKind
+from bot.render import (
+    PICTURE_EXTENSIONS,
+    RefineEstimate,
+    button_template,
+    is_picture,
+    job_button,
+    refine_note,
+)
 from bot.textcommands import parse_prompt_flags
 
 if TYPE_CHECKING:
     from bot.client import VideoBot
     from bot.jobs import Job
+    from bot.store import JobRecord
 
 
 # Discord's own bounds for the options: the widest any model takes (the registry's), and the rules'
@@ -100,14 +109,49 @@ async def submit_generation(bot: VideoBot, who: Requester, params: GenerationPar
         raise
 
 
-async def run_job(bot: VideoBot, interaction: discord.Interaction, job: Job) -> None:
+async def run_job(
+    bot: VideoBot, interaction: discord.Interaction, job: Job, *, note: str = ""
+) -> None:
     """Show a job's queue position and progress on the deferred response, then its result."""
     await follow_job(
         InteractionReply(interaction),
         bot.service,
         job,
         interval_s=bot.settings.limits.progress_interval_s,
+        note=note,
     )
+
+
+def refine_estimate(draft: JobRecord, full: GenerationParams) -> RefineEstimate:
+    """How long the full render should take, from the draft's own pace: its denoising time per
+    denoiser pass times the passes the full render runs (steps, twice with guidance above 1),
+    plus its decoding and encoding. A draft that ran a cache or a distilled model went faster per
+    pass than the full model will, so this leans low."""
+    spec = get_spec(str(full.model))
+    full_steps = full.num_inference_steps or spec.default_steps
+    draft_steps, draft_guidance = draft_run(spec, full_steps, full.guidance_scale)
+    denoise = draft.timings.get("denoise")
+    seconds = None
+    if denoise is not None:
+        ratio = (full_steps * passes(full.guidance_scale)) / (draft_steps * passes(draft_guidance))
+        seconds = denoise * ratio + draft.timings.get("postprocess", 0.0)
+    return RefineEstimate(full_steps, draft_steps, seconds)
+
+
+def draft_run(spec: ModelSpec, full_steps: int, guidance: float) -> tuple[int, float]:
+    """The steps and guidance a draft of ``spec`` ran, per its registry recipe (as
+    ``bot.core.engine.draft_recipe``, which the cogs cannot import: it loads torch): the distilled
+    partner's own, else fewer steps (``draft_steps``, or a quarter) at the same guidance."""
+    if spec.draft_model is not None:
+        partner = get_spec(spec.draft_model)
+        return partner.default_steps, partner.default_guidance
+    wanted = spec.draft_steps or round(full_steps / 4)
+    return max(int(spec.steps.low), min(wanted, full_steps)), guidance
+
+
+def passes(guidance: float) -> int:
+    """Denoiser passes per step: classifier-free guidance above 1 runs two."""
+    return 2 if guidance > 1.0 else 1
 
 
 class VideoCog(commands.Cog):
@@ -146,9 +190,14 @@ class VideoCog(commands.Cog):
         interpolate="Multiply the frame rate with motion interpolation (1-4)",
         loop="Play forward then backward so it loops seamlessly",
         image="A picture to animate (image-to-video models: LTX-Video, Wan 2.2, CogVideoX-5B)",
+        quality="full (default) or draft: a rough version in seconds, with a Refine button",
     )
     @app_commands.choices(
-        scheduler=[app_commands.Choice(name=name, value=name) for name in SCHEDULERS]
+        scheduler=[app_commands.Choice(name=name, value=name) for name in SCHEDULERS],
+        quality=[
+            app_commands.Choice(name="full: the finished video (default)", value="full"),
+            app_commands.Choice(name="draft: a rough version in seconds; Refine it", value="draft"),
+        ],
     )
     async def video(
         self,
@@ -167,6 +216,7 @@ class VideoCog(commands.Cog):
         interpolate: app_commands.Range[int, 1, MAX_INTERPOLATE] | None = None,
         loop: bool | None = None,
         image: discord.Attachment | None = None,
+        quality: str | None = None,
     ) -> None:
         """Generate a short video from a text prompt, or animate a picture."""
         await interaction.response.defer(thinking=True)
@@ -183,6 +233,7 @@ class VideoCog(commands.Cog):
             "scheduler": scheduler,
             "interpolate": interpolate,
             "loop": loop,
+            "quality": quality,
         }
         # Refusals raise: the tree's error handler answers the member privately.
         check_channel_permissions(interaction)
@@ -201,6 +252,24 @@ class VideoCog(commands.Cog):
         job = await self.bot.service.rerun(requester(interaction), job_id, same_seed=False)
         await run_job(self.bot, interaction, job)
 
+    async def refine(self, interaction: discord.Interaction, job_id: int) -> None:
+        """A draft again at full quality: the same prompt, seed and options as a new job of the
+        presser's (a draft they may reach), with how long it should take above its progress."""
+        await interaction.response.defer(thinking=True)
+        check_channel_permissions(interaction)
+        who = requester(interaction)
+        service = self.bot.service
+        draft = await service.reachable_job(who, job_id)
+        if draft.kind is not JobKind.GENERATE or draft.params.get("quality") != "draft":
+            raise RequestRefused(
+                f"job #{job_id} is not a draft, so there is nothing to refine: it is already at "
+                "full quality (Reroll makes another with a new seed)"
+            )
+        job = await service.rerun(who, job_id, same_seed=True, changes={"quality": "full"})
+        full = GenerationParams(**{**draft.params, "quality": "full"})
+        note = refine_note(job_id, refine_estimate(draft, full))
+        await run_job(self.bot, interaction, job, note=note)
+
     async def cancel(self, interaction: discord.Interaction, job_id: int) -> None:
         """The job's member, or a moderator of the job's server."""
         moderator = is_moderator(self.bot.settings, interaction.user)
@@ -218,10 +287,11 @@ class VideoCog(commands.Cog):
 
 class VideoButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=button_template("reroll", "cancel"),
+    template=button_template("reroll", "refine", "cancel"),
 ):
-    """Reroll under a result, Cancel under a running job. The custom id carries the action and
-    the job, so the button works after a restart: discord.py rebuilds it from the id."""
+    """Reroll and Refine (a draft's) under a result, Cancel under a running job. The custom id
+    carries the action and the job, so the button works after a restart: discord.py rebuilds it
+    from the id."""
 
     def __init__(self, action: str, job_id: int) -> None:
         super().__init__(job_button(action, job_id))
@@ -241,7 +311,7 @@ class VideoButton(
         cog = cast("VideoBot", interaction.client).get_cog(VideoCog.__cog_name__)
         if not isinstance(cog, VideoCog):
             raise VideoBotError("this button is not available any more")
-        handler = {"reroll": cog.reroll, "cancel": cog.cancel}[self.action]
+        handler = {"reroll": cog.reroll, "refine": cog.refine, "cancel": cog.cancel}[self.action]
         await handler(interaction, self.job_id)
 
 

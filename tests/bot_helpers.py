@@ -39,11 +39,13 @@ def make_bot(settings: Settings, manager: Any) -> Any:
 
 
 def final_message(fake: FakeDiscord, interaction: Any) -> StoredMessage | None:
-    """The interaction's response once it holds a result (a video or an error embed)."""
+    """The interaction's response once it holds a result (a video or an error embed); a running
+    job's live preview is an attachment too, but not a result."""
     message = fake.original_response(interaction)
     if message is None:
         return None
-    if message.attachments or any("❌" in (e.get("description") or "") for e in message.embeds):
+    results = [a for a in message.attachments if not a.filename.startswith("preview")]
+    if results or any("❌" in (e.get("description") or "") for e in message.embeds):
         return message
     if "cancelled" in message.content:
         return message
