@@ -195,6 +195,39 @@ def test_a_preview_is_a_small_looping_gif_of_the_video_shape() -> None:
     assert pickle.loads(pickle.dumps(Progress("denoise", 7, 50, 1.0, preview))).preview == preview
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "AnimateDiffPipeline",
+        "LTXPipeline",
+        "LTXImageToVideoPipeline",
+        "WanPipeline",
+        "WanImageToVideoPipeline",
+        "CogVideoXPipeline",
+        "CogVideoXImageToVideoPipeline",
+    ],
+)
+def test_every_step_end_pipeline_hands_out_its_latents(name: str) -> None:
+    """What the adapters ask for (``callback_on_step_end_tensor_inputs``) each pipeline allows."""
+    import diffusers
+
+    from bot.core.pipelines.base import STEP_TENSORS
+
+    assert set(STEP_TENSORS) <= set(getattr(diffusers, name)._callback_tensor_inputs)
+
+
+@pytest.mark.parametrize("name", ["TextToVideoSDPipeline", "VideoToVideoSDPipeline"])
+def test_the_legacy_pipelines_pass_latents_to_their_old_callback(name: str) -> None:
+    """ModelScope/Zeroscope's pipelines take no ``callback_on_step_end``: their previews come from
+    the legacy ``callback(step, timestep, latents)``."""
+    import inspect
+
+    import diffusers
+
+    parameters = inspect.signature(getattr(diffusers, name).__call__).parameters
+    assert "callback_on_step_end" not in parameters and "callback" in parameters
+
+
 # --- during real generations ------------------------------------------------------------------
 
 
