@@ -257,9 +257,12 @@ def test_cache_composes_with_whole_denoiser_compilation(runs, monkeypatch) -> No
     assert int(np.abs(eager - compiled).max()) <= 2
 
 
-def test_cache_composes_with_cpu_offload(runs) -> None:
+@pytest.mark.parametrize("saver", ["cpu_offload", "group_offload"])
+def test_cache_composes_with_offload(runs, saver: str) -> None:
+    """Model offload wraps the transformer's forward in accelerate's hooks, group offload puts
+    diffusers' own hooks on every leaf layer; the cache hooks sit on the blocks between them."""
     cached, work = runs("tiny_wan", "first_block")
-    offloaded, work_offloaded = runs("tiny_wan", "first_block", cpu_offload=True)
+    offloaded, work_offloaded = runs("tiny_wan", "first_block", **{saver: True})
     assert work_offloaded == work
     assert np.array_equal(offloaded, cached)
 
