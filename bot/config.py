@@ -242,6 +242,16 @@ class ExecutorSettings(Section):
     """The Ray namespace of the workers (named and detached: a restarted bot finds them, models
     still loaded). Two bots sharing a cluster need different namespaces."""
 
+    @field_validator("backend")
+    @classmethod
+    def _ray_installed(cls, backend: str) -> str:
+        """Say so at start, not at the first job, when Ray is chosen but not installed."""
+        import importlib.util
+
+        if backend == "ray" and importlib.util.find_spec("ray") is None:
+            raise ValueError("\"ray\" needs Ray installed: pip install 'videobot[ray]'")
+        return backend
+
 
 class Settings(BaseSettings):
     """All settings. Precedence: environment over ``config.toml`` over the defaults here."""
