@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import itertools
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +227,30 @@ def test_the_legacy_pipelines_pass_latents_to_their_old_callback(name: str) -> N
 
     parameters = inspect.signature(getattr(diffusers, name).__call__).parameters
     assert "callback_on_step_end" not in parameters and "callback" in parameters
+
+
+def test_each_stage_starts_without_the_previous_stages_preview() -> None:
+    """One control over a render then an upscale: the render's picture is not shown as the
+    upscale's, and each stage gets its own mid-run preview."""
+    seen: list[Progress] = []
+    made: list[tuple[str, int]] = []
+    control = JobControl(on_progress=seen.append, previews=True, previews_every_s=3600.0)
+
+    def builder(stage: str, step: int) -> Callable[[], Preview]:
+        def build() -> Preview:
+            made.append((stage, step))
+            return Preview(data=f"{stage}-{step}".encode(), filename="preview.gif", step=step)
+
+        return build
+
+    for stage, total in (("denoise", 4), ("upscale", 6)):
+        for step in range(1, total + 1):
+            control.step(stage, step, total, builder(stage, step))
+    assert made == [("denoise", 2), ("upscale", 3)]
+    shown = [(p.stage, p.step, p.preview.data if p.preview else None) for p in seen]
+    assert shown[3] == ("denoise", 4, b"denoise-2")
+    assert shown[4] == ("upscale", 1, None)
+    assert shown[-1] == ("upscale", 6, b"upscale-3")
 
 
 # --- during real generations ------------------------------------------------------------------
