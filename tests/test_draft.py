@@ -13,14 +13,14 @@ import pytest
 import torch
 
 from bot.core import GenerationParams
-from bot.core.engine import (
-    GenerationEngine,
+from bot.core.drafts import (
     denoiser_calls,
     draft_recipe,
     draft_steps,
     estimate_refine_seconds,
     estimate_steps,
 )
+from bot.core.engine import GenerationEngine
 from bot.core.errors import InvalidParameterError
 from bot.core.registry import REGISTRY
 
