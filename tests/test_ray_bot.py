@@ -1,8 +1,8 @@
 """The same Discord-level behaviour on both backends: the real discord.py bot against the fake
 Discord, its jobs run by the local GPU thread or by the two workers of the session's Ray cluster
-(two nodes on this machine). Progress reaches the member's message, the Cancel button stops a job
-running in another process, an upscale's source video and a result's frames cross the object
-store, and ``/models`` manages each worker."""
+(two nodes on this machine). Progress and live previews reach the member's message, the Cancel
+button stops a job running in another process, an upscale's source video and a result's frames
+cross the object store, and ``/models`` manages each worker."""
 
 from __future__ import annotations
 
@@ -93,15 +93,21 @@ async def test_cancel_button_stops_a_running_job_on_each_backend(
     async with fake.run_bot(bot):
         slow = {"prompt": "slow --seed 1 --frames 16 --steps 50", "width": 128, "height": 128}
         first = await fake.run_slash_command("video", slow)
+        # A live preview (bytes inside the progress report) crosses from the worker intact.
         running = await fake.wait_until(
-            lambda: next((j for j in bot.executor.snapshot() if j.progress), None), timeout=300
+            lambda: next(
+                (j for j in bot.executor.snapshot() if j.progress and j.progress.preview), None
+            ),
+            timeout=300,
         )
         progress = await fake.wait_until(
             lambda: (
                 (m := fake.original_response(first))
                 and f"vb:cancel:{running.id}" in custom_ids(m)
+                and any(a.filename.startswith("preview") for a in m.attachments)
                 and m
-            )
+            ),
+            timeout=120,
         )
         await fake.click_button(progress, f"vb:cancel:{running.id}")
         cancelled = await wait_for_result(fake, first, timeout=120)

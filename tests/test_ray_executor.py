@@ -244,3 +244,30 @@ asyncio.run(main())
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["ok", "GpuExecutor", "no", "ray"]
+
+
+async def test_with_no_worker_in_reach_jobs_stay_queued_and_the_log_says_why(
+    ray_settings: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    from bot.executors.ray import RayExecutor
+
+    # A resource no host of the cluster offers: no worker can start (as when the GPU hosts left).
+    settings = ExecutorSettings(**{**ray_settings, "resource": "videobot_absent", "workers": 0})
+    executor = RayExecutor(settings, ManagerOptions())
+    await executor.start()
+    try:
+        job = spec_job(51, 1)
+        assert executor.submit(job) == 1
+        await asyncio.wait_for(executor.connected.wait(), 60)
+        await asyncio.sleep(0.5)
+        assert job.state.value == "queued" and job.position == 1 and not job.done.is_set()
+        assert executor.snapshot() == [job]
+        assert any(
+            "no 'videobot_absent' resource" in r.getMessage()
+            and "jobs stay queued" in r.getMessage()
+            for r in caplog.records
+        )
+        assert await executor.workers() == []
+    finally:
+        executor.cancel(51)
+        await executor.stop()
