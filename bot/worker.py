@@ -20,7 +20,6 @@ from bot.core.engine import CANCELLED_MESSAGE, GenerationEngine
 from bot.core.errors import GenerationCancelled, VideoBotError
 from bot.core.params import GenerationParams
 from bot.core.progress import JobControl
-from bot.core.registry import get_spec
 from bot.core.result import GenerationResult
 from bot.jobspec import JobSpec, LoadedModelState, ModelReport, WorkerState
 from bot.lifecycle import DEFAULT_RETRY_POLICY, MEMORY_SAVERS, JobKind, RetryPolicy
@@ -194,11 +193,6 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, VideoBotError):
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
-
-
-def model_key(name: str) -> str:
-    """The registry's key for ``name`` (aliases included)."""
-    return get_spec(name).key
 
 
 __all__ = [
