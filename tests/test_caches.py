@@ -200,6 +200,10 @@ def test_magcache_needs_calibrated_ratios() -> None:
     assert plan.name is None and "calibrated magnitude ratios" in plan.note
     assert "mag" not in supported_caches(REGISTRY["ltx_video"])
     assert plan_cache("mag", REGISTRY["tiny_ltx"]).name == "mag"
+    # Wan 2.1 1.3B carries MagCache's published ratios (50 steps), stretched to any step count.
+    wan = plan_cache("mag", REGISTRY["wan2_1_1_3b"])
+    assert wan.name == "mag" and len(wan.settings["mag_ratios"]) == 50
+    assert wan.note == "mag (threshold=0.12, max_skip_steps=2, retention_ratio=0.2)"
 
 
 def test_the_switch_is_validated() -> None:

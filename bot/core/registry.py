@@ -306,6 +306,64 @@ _TINY_LTX_MAG = (1.0, 1.00005, 1.02141, 0.98097, 0.96798, 1.01142, 0.99296, 1.01
 _TINY_WAN_MAG = (1.0, 0.99013, 1.00732, 0.99261, 0.98936, 0.99469, 0.99817, 0.9985)
 _TINY_COGVIDEOX_MAG = (1.0, 1.00014, 1.01123, 1.03572, 0.89693, 1.00445, 1.17636, 0.85164)
 
+# MagCache's ratios for Wan 2.1 T2V 1.3B, from MagCache's own Wan 2.1 script (``magcache_generate.py``
+# in Zehong-Ma/MagCache: 50 steps, 480p, calibrated with SDPA): that list interleaves the
+# conditional and unconditional passes, which diffusers' MagCache keeps apart (one state per
+# ``cache_context``); the conditional ones are kept here (the two differ in the fourth decimal).
+# The same script's settings: threshold 0.12, at most 2 skipped steps in a row, 20 % kept.
+_WAN21_1_3B_MAG = (
+    1.0,
+    1.0124,
+    1.00166,
+    0.99791,
+    0.99682,
+    0.99634,
+    0.99567,
+    0.99416,
+    0.99578,
+    0.9957,
+    0.99511,
+    0.99535,
+    0.99552,
+    0.99541,
+    0.9954,
+    0.99489,
+    0.99518,
+    0.99484,
+    0.99481,
+    0.99415,
+    0.99419,
+    0.99396,
+    0.99388,
+    0.99349,
+    0.99309,
+    0.9927,
+    0.99228,
+    0.99171,
+    0.99137,
+    0.99068,
+    0.99005,
+    0.98944,
+    0.98849,
+    0.98758,
+    0.98644,
+    0.98504,
+    0.9836,
+    0.98202,
+    0.97977,
+    0.97717,
+    0.9741,
+    0.97003,
+    0.96538,
+    0.9593,
+    0.95086,
+    0.94013,
+    0.92402,
+    0.90241,
+    0.86821,
+    0.81838,
+)
+
 # LTX-Video 0.9.7 distilled's recipe (its card and diffusers' LTX docs): 8 steps without guidance;
 # its VAE decodes with timestep conditioning (decode timestep 0.05, noise 0.025).
 _LTX_DISTILLED_CALL: dict[str, Any] = {"decode_timestep": 0.05, "decode_noise_scale": 0.025}
@@ -432,6 +490,9 @@ REGISTRY: dict[str, ModelSpec] = {
             # diffusers' Wan doc: flow_shift 5.0 for 720p, 3.0 for 480p.
             scheduler_config={"flow_shift": 3.0},
             flow_shifts=((0, 3.0), (720, 5.0)),
+            cache_settings={
+                "mag": {"mag_ratios": _WAN21_1_3B_MAG, "threshold": 0.12, "max_skip_steps": 2}
+            },
             vram_gb=16,
             speed="about 4 min per 5 s 480p clip on an RTX 4090 unoptimised (card)",
             memory_advice="8 GB: cpu_offload (about 8.2 GB peak, card) or group_offload, "
