@@ -149,3 +149,31 @@ async def test_models_commands_reach_each_worker(
     assert f"`{target}`" in text
     shown = refused.content or refused.embeds[0].get("description", "")
     assert "no worker 'nowhere'" in shown and "Traceback" not in shown
+
+
+async def test_a_worker_killed_mid_job_posts_one_result_from_the_other_worker(
+    fake_discord: Any, manager: Any, tmp_path: Path, ray_settings: dict[str, Any]
+) -> None:
+    import ray
+
+    fake = fake_discord
+    bot = make_bot(settings_for(tmp_path, ray_settings), manager)
+    async with fake.run_bot(bot):
+        interaction = await fake.run_slash_command(
+            "video", {"prompt": "a lighthouse --seed 3 --frames 8 --steps 40", "width": 64}
+        )
+        running = await fake.wait_until(
+            lambda: next((j for j in bot.executor.snapshot() if j.progress), None), timeout=300
+        )
+        killed = running.worker
+        ray.kill(ray.get_actor(killed, namespace=ray_settings["namespace"]))
+        message = await wait_for_result(fake, interaction, timeout=300)
+        record = await bot.store.get_job(running.id)
+        await asyncio.sleep(0)
+
+    assert running.worker != killed and running.lost_runs == 1
+    assert record is not None and record.status == "done" and record.attempts == 2
+    results = [
+        m for m in fake.messages.values() if any(a.filename.endswith(".mp4") for a in m.attachments)
+    ]
+    assert results == [message]  # one result, posted once
