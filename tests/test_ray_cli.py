@@ -1,9 +1,10 @@
 """``videobot worker``: the ``ray start`` a GPU host runs to join the bot's cluster, built from
 ``[executor]`` and the flags (printed with ``--dry-run``), a clear refusal without a place, and the
-real command joining the session's cluster as a third node."""
+real command joining the session's cluster as a third node that a running bot then uses."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -51,16 +52,32 @@ def test_worker_without_a_head_says_what_to_give(
     assert "Traceback" not in error
 
 
-def test_videobot_worker_joins_a_running_cluster_as_another_host(
-    ray_cluster: Any, tmp_path: Path
+async def test_a_host_joining_with_videobot_worker_gets_workers_and_runs_jobs(
+    ray_settings: dict[str, Any], tmp_path: Path
 ) -> None:
     """The real ``videobot worker --address=…`` (``ray start --address``) adds a node offering its
-    resource; stopping it takes the node away again."""
+    resource; a bot already running on the cluster starts workers there and runs a job on one;
+    stopping the host takes the node away again."""
     import ray
+
+    from bot.config import ExecutorSettings
+    from bot.core.manager import ManagerOptions
+    from bot.core.params import GenerationParams
+    from bot.executors.ray import RayExecutor
+    from bot.jobs import Job
+    from bot.jobspec import JobSpec
+    from bot.lifecycle import JobKind
 
     def offered() -> float:
         return float(ray.cluster_resources().get("videobot_joined", 0))
 
+    before = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+    # The bot runs first, with workers on a resource no host offers yet: none start.
+    section = {**ray_settings, "resource": "videobot_joined", "workers": 0}
+    executor = RayExecutor(
+        ExecutorSettings(**{**section, "namespace": "videobot-joined"}), ManagerOptions()
+    )
+    await executor.start()
     log = (tmp_path / "worker.log").open("w")
     config = tmp_path / "config.toml"
     config.write_text("")
@@ -70,7 +87,7 @@ def test_videobot_worker_joins_a_running_cluster_as_another_host(
             "-m",
             "bot",
             "worker",
-            f"--address={ray_cluster.address}",
+            f"--address={ray.get_runtime_context().gcs_address}",
             "--resource=videobot_joined",
             "--workers=2",
         ],
@@ -84,10 +101,38 @@ def test_videobot_worker_joins_a_running_cluster_as_another_host(
         while offered() != 2:
             assert process.poll() is None, (tmp_path / "worker.log").read_text()[-2000:]
             assert time.monotonic() < deadline, "the worker host never joined"
-            time.sleep(0.5)
-        alive = [node for node in ray.nodes() if node["Alive"]]
-        assert len(alive) == 3  # the session's two nodes and this one
+            await asyncio.sleep(0.5)
+        [joined] = [n["NodeID"] for n in ray.nodes() if n["Alive"] and n["NodeID"] not in before]
+
+        await executor.wait_for_workers(2, timeout=300)  # found by the bot's periodic check
+        states = await executor.workers()
+        assert [state.node.split("/")[1] for state in states] == [joined[:8], joined[:8]]
+        params = GenerationParams(
+            prompt="joined",
+            model="tiny_t2v",
+            width=64,
+            height=64,
+            num_frames=8,
+            num_inference_steps=10,
+            seed=1,
+        )
+        job = Job(
+            id=61,
+            kind=JobKind.GENERATE,
+            user_id=1,
+            user_name="a",
+            guild_id=1,
+            channel_id=1,
+            model="tiny_t2v",
+            prompt="joined",
+            spec=JobSpec(JobKind.GENERATE, "tiny_t2v", params.model_dump(mode="json")),
+        )
+        executor.submit(job)
+        result = await asyncio.wait_for(job.wait(), 300)
+        assert result.ok and result.metadata["worker"] in {state.name for state in states}
     finally:
+        await executor.stop()
+        await executor.shutdown_workers()
         os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(60)
@@ -98,4 +143,4 @@ def test_videobot_worker_joins_a_running_cluster_as_another_host(
     deadline = time.monotonic() + 120
     while offered():
         assert time.monotonic() < deadline, "the stopped host still offers its resource"
-        time.sleep(0.5)
+        await asyncio.sleep(0.5)
