@@ -42,6 +42,8 @@ class JobSpec:
     media: bytes | None = field(default=None, repr=False)
     media_budget: MediaBudget | None = None
     previews: bool = False
+    previews_every_s: float = 2.0
+    """How often a new preview is built (the bot's progress cadence)."""
     time_limit_s: float | None = None
 
     def without_media(self) -> JobSpec:

@@ -91,7 +91,12 @@ class RayWorker:
         """Run one job, yielding its progress as it comes (the newest only, when several queued
         up while the bot was reading) and then a :class:`RunEnd`."""
         updates: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        control = JobControl(updates.put, time_limit_s=spec.time_limit_s, previews=spec.previews)
+        control = JobControl(
+            updates.put,
+            time_limit_s=spec.time_limit_s,
+            previews=spec.previews,
+            previews_every_s=spec.previews_every_s,
+        )
         with self._lock:
             self._controls[job_id] = control
             if job_id in self._cancelled:  # the cancel came before the job did
@@ -453,9 +458,12 @@ class RayExecutor:
         lost: BaseException | None = None
         try:
             assert job.spec is not None
-            spec = job.spec
-            if job.control.previews and not spec.previews:
-                spec = replace(spec, previews=True)
+            # The service sets the job's previews and their cadence on its control after submit.
+            spec = replace(
+                job.spec,
+                previews=job.control.previews or job.spec.previews,
+                previews_every_s=job.control.previews_every_s,
+            )
             if job.control.cancelled:  # cancelled between the queue and the worker
                 end = RunEnd(cancelled_result(), worker.state)
             else:
