@@ -213,9 +213,7 @@ def test_engine_options_are_declared_once_and_reach_the_manager(monkeypatch) -> 
 
 
 def test_the_options_own_checks_name_the_key(tmp_path: Path, monkeypatch) -> None:
-    (tmp_path / "config.toml").write_text(
-        '[models]\ndtype = "float8"\n[speed]\nencoder = "vp9"\n'
-    )
+    (tmp_path / "config.toml").write_text('[models]\ndtype = "float8"\n[speed]\nencoder = "vp9"\n')
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError) as caught:
         load_settings()
