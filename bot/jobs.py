@@ -26,7 +26,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from bot.core.errors import GenerationCancelled, VideoBotError
-from bot.core.progress import JobControl, Progress
+from bot.core.progress import DEFAULT_PREVIEWS_EVERY_S, JobControl, Progress
 from bot.core.result import GenerationResult
 from bot.jobspec import JobSpec, ModelReport, WorkerState
 from bot.lifecycle import DEFAULT_RETRY_POLICY, JobKind, JobStatus, RetryPolicy
@@ -231,7 +231,15 @@ class GpuExecutor:
         def report(progress: Progress) -> None:  # on the GPU thread
             loop.call_soon_threadsafe(self._progress, job, progress)
 
-        job.control = JobControl(on_progress=report, time_limit_s=job.time_limit_s)
+        spec = job.spec
+        job.control = JobControl(
+            on_progress=report,
+            time_limit_s=job.time_limit_s,
+            previews=spec is not None and spec.previews,
+            previews_every_s=spec.previews_every_s
+            if spec is not None
+            else DEFAULT_PREVIEWS_EVERY_S,
+        )
         self._queue.push(job)
         self._renumber()
         self._wakeup.set()

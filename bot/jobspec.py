@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bot.core.progress import DEFAULT_PREVIEWS_EVERY_S
 from bot.lifecycle import JobKind
 
 
@@ -42,7 +43,7 @@ class JobSpec:
     media: bytes | None = field(default=None, repr=False)
     media_budget: MediaBudget | None = None
     previews: bool = False
-    previews_every_s: float = 2.0
+    previews_every_s: float = DEFAULT_PREVIEWS_EVERY_S
     """How often a new preview is built (the bot's progress cadence)."""
     time_limit_s: float | None = None
 

@@ -230,6 +230,7 @@ class VideoService:
             prompt=params.prompt,
             media=picture,
             previews=self.settings.discord.live_previews,
+            previews_every_s=self.settings.limits.progress_interval_s,
             time_limit_s=self.settings.limits.job_time_limit_s,
         )
 
@@ -270,6 +271,7 @@ class VideoService:
                 max_duration_s=limits.max_duration_s,
             ),
             previews=self.settings.discord.live_previews,
+            previews_every_s=self.settings.limits.progress_interval_s,
             time_limit_s=self.settings.limits.job_time_limit_s,
         )
 
@@ -333,11 +335,6 @@ class VideoService:
         except QueueFull as exc:
             await self.store.mark_failed(record.id, str(exc))
             raise RequestRefused(str(exc)) from None
-        # Live previews for the job's message, refreshed as often as the message is edited. The
-        # executor made the job's control in submit; the job has not started (the dispatcher
-        # runs on this loop). The Ray backend also reads ``spec.previews``.
-        job.control.previews = spec.previews
-        job.control.previews_every_s = self.settings.limits.progress_interval_s
         self._tickets[job.id] = ticket
         future: asyncio.Future[Finished] = asyncio.get_running_loop().create_future()
         self._outcomes[job.id] = future

@@ -11,9 +11,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.admission import Requester, RequestRefused
+from bot.core.drafts import denoiser_calls, estimate_steps
 from bot.core.errors import InvalidParameterError, VideoBotError
 from bot.core.params import GenerationParams
-from bot.core.registry import REGISTRY, ModelSpec, generator_bounds, get_spec
+from bot.core.registry import REGISTRY, generator_bounds, get_spec
 from bot.core.rules import FPS, INTERPOLATE, PROMPT_MAX_CHARS, SCHEDULERS, SEED
 from bot.delivery import InteractionReply, follow_job
 from bot.interactions import check_channel_permissions, is_moderator, press, requester
@@ -124,34 +125,16 @@ async def run_job(
 
 def refine_estimate(draft: JobRecord, full: GenerationParams) -> RefineEstimate:
     """How long the full render should take, from the draft's own pace: its denoising time per
-    denoiser pass times the passes the full render runs (steps, twice with guidance above 1),
+    denoiser pass times the passes the full render runs (the recipe in ``bot.core.drafts``),
     plus its decoding and encoding. A draft that ran a cache or a distilled model went faster per
     pass than the full model will, so this leans low."""
-    spec = get_spec(str(full.model))
-    full_steps = full.num_inference_steps or spec.default_steps
-    draft_steps, draft_guidance = draft_run(spec, full_steps, full.guidance_scale)
+    drafted = full.model_copy(update={"quality": "draft"})
     denoise = draft.timings.get("denoise")
     seconds = None
     if denoise is not None:
-        ratio = (full_steps * passes(full.guidance_scale)) / (draft_steps * passes(draft_guidance))
+        ratio = denoiser_calls(full) / max(denoiser_calls(drafted), 1)
         seconds = denoise * ratio + draft.timings.get("postprocess", 0.0)
-    return RefineEstimate(full_steps, draft_steps, seconds)
-
-
-def draft_run(spec: ModelSpec, full_steps: int, guidance: float) -> tuple[int, float]:
-    """The steps and guidance a draft of ``spec`` ran, per its registry recipe (as
-    ``bot.core.engine.draft_recipe``, which the cogs cannot import: it loads torch): the distilled
-    partner's own, else fewer steps (``draft_steps``, or a quarter) at the same guidance."""
-    if spec.draft_model is not None:
-        partner = get_spec(spec.draft_model)
-        return partner.default_steps, partner.default_guidance
-    wanted = spec.draft_steps or round(full_steps / 4)
-    return max(int(spec.steps.low), min(wanted, full_steps)), guidance
-
-
-def passes(guidance: float) -> int:
-    """Denoiser passes per step: classifier-free guidance above 1 runs two."""
-    return 2 if guidance > 1.0 else 1
+    return RefineEstimate(estimate_steps(full), estimate_steps(drafted), seconds)
 
 
 class VideoCog(commands.Cog):

@@ -151,3 +151,21 @@ async def test_model_loads_wait_for_the_running_job() -> None:
     assert await asyncio.wait_for(load, 5) == "loaded"
     assert order == ["job", "load"]
     await executor.stop()
+
+
+async def test_a_spec_job_builds_previews_at_the_cadence_its_spec_carries() -> None:
+    """The spec is the one place a job's preview setting travels: the local executor's control
+    and a Ray worker's are both built from it."""
+    from bot.jobspec import JobSpec
+
+    executor = GpuExecutor()
+    wanted = job(1, 10)
+    wanted.spec = JobSpec(
+        kind=JobKind.GENERATE, model="tiny_t2v", params={}, previews=True, previews_every_s=0.7
+    )
+    plain = job(2, 10)
+    plain.spec = JobSpec(kind=JobKind.GENERATE, model="tiny_t2v", params={})
+    executor.submit(wanted)
+    executor.submit(plain)
+    assert (wanted.control.previews, wanted.control.previews_every_s) == (True, 0.7)
+    assert plain.control.previews is False

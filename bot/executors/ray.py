@@ -458,12 +458,7 @@ class RayExecutor:
         lost: BaseException | None = None
         try:
             assert job.spec is not None
-            # The service sets the job's previews and their cadence on its control after submit.
-            spec = replace(
-                job.spec,
-                previews=job.control.previews or job.spec.previews,
-                previews_every_s=job.control.previews_every_s,
-            )
+            spec = job.spec
             if job.control.cancelled:  # cancelled between the queue and the worker
                 end = RunEnd(cancelled_result(), worker.state)
             else:
