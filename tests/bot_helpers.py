@@ -38,6 +38,12 @@ def make_bot(settings: Settings, manager: Any) -> Any:
     return VideoBot(settings, manager=manager, intents=default_intents(), **FAST_CLIENT_OPTIONS)
 
 
+def has_video(message: StoredMessage) -> bool:
+    """Whether a message carries a result video; a running job's live preview (a GIF) does not
+    count."""
+    return any(a.filename.endswith(".mp4") for a in message.attachments)
+
+
 def final_message(fake: FakeDiscord, interaction: Any) -> StoredMessage | None:
     """The interaction's response once it holds a result (a video or an error embed); a running
     job's live preview is an attachment too, but not a result."""

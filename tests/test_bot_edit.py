@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from bot_helpers import custom_ids, decode_attachment, make_bot, make_settings, wait_for_result
+from bot_helpers import (
+    custom_ids,
+    decode_attachment,
+    has_video,
+    make_bot,
+    make_settings,
+    wait_for_result,
+)
 from fake_discord import Upload
 from fake_discord.gateway import MESSAGE_CONTENT
 
@@ -116,7 +123,7 @@ async def test_reply_to_a_video_with_text_commands(fake_discord, manager, tmp_pa
         await fake.send_message("!trim 2 8", reply_to=upload)
         reply = await fake.wait_until(
             lambda: next(
-                (m for m in fake.messages_by_bot() if m.attachments and m.message_reference), None
+                (m for m in fake.messages_by_bot() if has_video(m) and m.message_reference), None
             ),
             timeout=60,
         )
@@ -125,7 +132,7 @@ async def test_reply_to_a_video_with_text_commands(fake_discord, manager, tmp_pa
         # mention form, on the bot's own result
         await fake.send_message("reverse", reply_to=reply, mentions=[fake.bot_user])
         second = await fake.wait_until(
-            lambda: [m for m in fake.messages_by_bot() if m.attachments][1:] or None, timeout=60
+            lambda: [m for m in fake.messages_by_bot() if has_video(m)][1:] or None, timeout=60
         )
         assert decode_attachment(second[0], tmp_path)[0].shape[0] == 6
         # bad input: a clear reply, nothing recorded

@@ -3,7 +3,7 @@ websocket drop mid-job, and a channel where the bot may not attach files."""
 
 from __future__ import annotations
 
-from bot_helpers import make_bot, make_settings, wait_for_result
+from bot_helpers import has_video, make_bot, make_settings, wait_for_result
 
 pytest_plugins = ("fake_discord.fixtures",)
 
@@ -51,7 +51,7 @@ async def test_expired_token_falls_back_to_a_channel_message(
         fake.expire_interaction(interaction)  # as if the job outlived Discord's 15 minutes
         message = await fake.wait_until(
             lambda: next(
-                (m for m in fake.messages_by_bot() if m.attachments and m.interaction_id is None),
+                (m for m in fake.messages_by_bot() if has_video(m) and m.interaction_id is None),
                 None,
             ),
             timeout=60,

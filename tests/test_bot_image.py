@@ -7,7 +7,14 @@ import io
 from pathlib import Path
 
 import numpy as np
-from bot_helpers import TINY_MODELS, decode_attachment, make_bot, make_settings, wait_for_result
+from bot_helpers import (
+    TINY_MODELS,
+    decode_attachment,
+    has_video,
+    make_bot,
+    make_settings,
+    wait_for_result,
+)
 from fake_discord import Upload
 from fake_discord.gateway import MESSAGE_CONTENT
 from PIL import Image
@@ -138,7 +145,7 @@ async def test_reply_animate_to_a_picture(fake_discord, manager, tmp_path) -> No
         )
         reply = await fake.wait_until(
             lambda: next(
-                (m for m in fake.messages_by_bot() if m.attachments and m.message_reference), None
+                (m for m in fake.messages_by_bot() if has_video(m) and m.message_reference), None
             ),
             timeout=60,
         )

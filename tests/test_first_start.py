@@ -24,7 +24,14 @@ from typing import Any
 
 import discord
 import pytest
-from bot_helpers import TINY_MODELS, decode_attachment, make_bot, make_settings, wait_for_result
+from bot_helpers import (
+    TINY_MODELS,
+    decode_attachment,
+    has_video,
+    make_bot,
+    make_settings,
+    wait_for_result,
+)
 from fake_discord import FakeDiscord, Upload
 from fake_discord.gateway import MESSAGE_CONTENT, strip_message_content
 from process_helpers import environment, start, write_config
@@ -124,7 +131,7 @@ async def test_without_the_intent_mentions_and_dms_still_work(
         await fake.send_message("!reverse", reply_to=result)
         reversed_ = await fake.wait_until(
             lambda: next(
-                (m for m in fake.messages_by_bot() if m.attachments and m.type == 19), None
+                (m for m in fake.messages_by_bot() if has_video(m) and m.type == 19), None
             ),
             timeout=240,
             what="the reversed video",
@@ -159,7 +166,7 @@ async def test_without_the_intent_mentions_and_dms_still_work(
         )
         await fake.send_message("!trim 2 8", channel=dm, reply_to=posted)
         trimmed = await fake.wait_until(
-            lambda: next((m for m in fake.messages_in(dm) if m.author.bot and m.attachments), None),
+            lambda: next((m for m in fake.messages_in(dm) if m.author.bot and has_video(m)), None),
             timeout=240,
             what="the trimmed video in the DM",
         )
