@@ -29,9 +29,11 @@ demo: $(VENV)/.stamp-run
 run: $(VENV)/.stamp-run
 	$(BIN)/videobot run $(if $(SYNC),--sync-commands) $(ARGS)
 
+# Two pytest-xdist workers (the Ray tests share one, and one cluster); TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 test: $(VENV)/.stamp-dev
 	$(BIN)/ruff check bot cogs tests bench
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check bot cogs tests bench

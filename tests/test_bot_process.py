@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 from fake_discord import (
     FakeDiscord,
     FakeInteraction,
@@ -50,6 +51,7 @@ SLOW = {"frames": 8, "steps": 40, "width": 32, "height": 32}
 QUICK = {"frames": 8, "steps": 10, "width": 32, "height": 32}
 
 
+@pytest.mark.slow
 async def test_sigterm_drains_sigkill_retries_and_every_job_ends_once(
     fake_discord: FakeDiscord, model_cache: Path, tmp_path: Path
 ) -> None:

@@ -76,6 +76,7 @@ def _row(report: dict[str, Any], key: str, dtype: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("key", REAL_KEYS)
+@pytest.mark.slow
 def test_every_registry_model_renders_from_its_real_repo(
     hub_report: dict[str, Any], key: str, dtype: str
 ) -> None:

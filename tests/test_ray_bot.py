@@ -18,6 +18,8 @@ from bot.core import GenerationParams, media
 from bot.core.engine import GenerationEngine
 
 pytest_plugins = ("fake_discord.fixtures", "ray_fixtures")
+# One Ray cluster per session: on two test workers, every Ray test runs on the same one.
+pytestmark = pytest.mark.xdist_group("ray")
 
 
 @pytest.fixture(params=["local", "ray"])

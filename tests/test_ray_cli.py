@@ -18,6 +18,8 @@ import pytest
 from bot.cli import main
 
 pytest_plugins = ("ray_fixtures",)
+# One Ray cluster per session: on two test workers, every Ray test runs on the same one.
+pytestmark = pytest.mark.xdist_group("ray")
 
 
 def test_worker_joins_the_configured_head_with_its_resource(

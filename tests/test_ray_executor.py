@@ -25,6 +25,8 @@ from bot.jobspec import JobSpec
 from bot.lifecycle import JobKind
 
 pytest_plugins = ("ray_fixtures",)
+# One Ray cluster per session: on two test workers, every Ray test runs on the same one.
+pytestmark = pytest.mark.xdist_group("ray")
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -40,6 +40,7 @@ def seed_world(tmp_path: Path, model_cache: Path):  # type: ignore[no-untyped-de
     manager.configure(**previous.__dict__)
 
 
+@pytest.mark.slow
 def test_seed_examples_run_as_written(seed_world: Path) -> None:
     # --- Basic Video Generation ---
     from bot.core import GenerationParams, get_generation_engine, get_model_manager

@@ -532,6 +532,7 @@ def test_every_registry_model_has_configs(bench) -> None:
     }  # every generator and upscaler of the registry is timed
 
 
+@pytest.mark.slow
 def test_harness_runs_end_to_end_on_the_cpu(bench, capsys) -> None:
     models = ["zeroscope_v2_576w", "zeroscope_v2_xl", "animatediff", "wan2_2_ti2v_5b"]
     before = dict(REGISTRY)
