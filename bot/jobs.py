@@ -178,7 +178,73 @@ class JobExecutor(Protocol):
     async def unload_model(self, key: str, worker: str | None = None) -> list[ModelReport]: ...
 
 
-class GpuExecutor:
+class QueueingExecutor:
+    """What every executor keeps on the bot's side, whatever runs the jobs: the fair queue with
+    its cap, the drain switch, queue positions, and the recent durations the wait estimate uses.
+    :class:`GpuExecutor` and the Ray backend differ only in where a popped job runs."""
+
+    def __init__(self, max_queue: int) -> None:
+        self._queue = FairQueue()
+        self._max_queue = max_queue
+        self._wakeup = asyncio.Event()
+        self._recent_durations: deque[float] = deque(maxlen=20)
+        self._accepting = True
+
+    def _check_room(self) -> None:
+        """Refuse a job while draining or when the queue is full, saying when to try again."""
+        if not self._accepting:
+            raise QueueFull("the bot is shutting down; try again in a minute")
+        if len(self._queue) >= self._max_queue:
+            minutes = max(1, round(self.estimated_wait_s() / 60))
+            raise QueueFull(
+                f"the queue is full ({self._max_queue} jobs); try again in ~{minutes} min"
+            )
+
+    def _enqueue(self, job: Job) -> int:
+        """Queue ``job`` (its control already made); returns its 1-based position."""
+        self._queue.push(job)
+        self._renumber()
+        self._wakeup.set()
+        return job.position or 1
+
+    def _stop_accepting(self) -> None:
+        """Take no new jobs and forget the queued ones: the store keeps them queued, and the next
+        start resumes them."""
+        self._accepting = False
+        self._queue = FairQueue()
+
+    def _cancel_queued(self, job_id: int) -> bool:
+        job = self._queue.remove(job_id)
+        if job is None:
+            return False
+        job.finish(cancelled_result())
+        self._renumber()
+        return True
+
+    def _queued(self, job_id: int) -> Job | None:
+        return next((job for job in self._queue.ordered() if job.id == job_id), None)
+
+    def _wait_s(self, position: int | None, running: int, workers: int = 1) -> float:
+        """Jobs ahead (and running) times the recent average duration, over ``workers``."""
+        average = (
+            sum(self._recent_durations) / len(self._recent_durations)
+            if self._recent_durations
+            else 30.0
+        )
+        ahead = len(self._queue) if position is None else position - 1
+        return (ahead + running) * average / max(1, workers)
+
+    def estimated_wait_s(self, position: int | None = None) -> float:
+        raise NotImplementedError
+
+    def _renumber(self) -> None:
+        for index, job in enumerate(self._queue.ordered(), start=1):
+            if job.position != index:
+                job.position = index
+                job.touch()
+
+
+class GpuExecutor(QueueingExecutor):
     """A dispatcher task feeding one worker thread, so the GPU runs one job at a time and the event
     loop never blocks on it. Specs run on one :class:`~bot.worker.Worker` named ``local``."""
 
@@ -189,15 +255,11 @@ class GpuExecutor:
         engine: GenerationEngine | None = None,
         retry: RetryPolicy = DEFAULT_RETRY_POLICY,
     ) -> None:
+        super().__init__(max_queue)
         self._worker = Worker("local", engine, retry=retry) if engine is not None else None
-        self._queue = FairQueue()
-        self._max_queue = max_queue
-        self._wakeup = asyncio.Event()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videobot-gpu")
         self._running: Job | None = None
         self._dispatcher: asyncio.Task[None] | None = None
-        self._recent_durations: deque[float] = deque(maxlen=20)
-        self._accepting = True
 
     async def start(self) -> None:
         if self._dispatcher is None:
@@ -206,8 +268,7 @@ class GpuExecutor:
     async def stop(self) -> None:
         """Drain: take no new jobs and let the running one finish. Queued jobs are dropped from
         memory only: the store still has them queued, and the next start resumes them."""
-        self._accepting = False
-        self._queue = FairQueue()
+        self._stop_accepting()
         if self._running is not None:
             await self._running.done.wait()
         if self._dispatcher is not None:
@@ -219,13 +280,7 @@ class GpuExecutor:
 
     def submit(self, job: Job) -> int:
         """Queue a job; returns its 1-based position (1: next to run)."""
-        if not self._accepting:
-            raise QueueFull("the bot is shutting down; try again in a minute")
-        if len(self._queue) >= self._max_queue:
-            minutes = max(1, round(self.estimated_wait_s() / 60))
-            raise QueueFull(
-                f"the queue is full ({self._max_queue} jobs); try again in ~{minutes} min"
-            )
+        self._check_room()
         loop = asyncio.get_running_loop()
 
         def report(progress: Progress) -> None:  # on the GPU thread
@@ -240,17 +295,11 @@ class GpuExecutor:
             if spec is not None
             else DEFAULT_PREVIEWS_EVERY_S,
         )
-        self._queue.push(job)
-        self._renumber()
-        self._wakeup.set()
-        return job.position or 1
+        return self._enqueue(job)
 
     def cancel(self, job_id: int) -> bool:
         """Cancel a queued job at once, or ask the running one to stop at its next step."""
-        job = self._queue.remove(job_id)
-        if job is not None:
-            job.finish(cancelled_result())
-            self._renumber()
+        if self._cancel_queued(job_id):
             return True
         if self._running is not None and self._running.id == job_id:
             self._running.control.cancel()
@@ -260,7 +309,7 @@ class GpuExecutor:
     def get(self, job_id: int) -> Job | None:
         if self._running is not None and self._running.id == job_id:
             return self._running
-        return next((job for job in self._queue.ordered() if job.id == job_id), None)
+        return self._queued(job_id)
 
     def snapshot(self) -> list[Job]:
         """The running job (if any) then the queued ones in the order they will run."""
@@ -269,13 +318,7 @@ class GpuExecutor:
 
     def estimated_wait_s(self, position: int | None = None) -> float:
         """Jobs ahead times the recent average duration; a rough guide for members."""
-        average = (
-            sum(self._recent_durations) / len(self._recent_durations)
-            if self._recent_durations
-            else 30.0
-        )
-        ahead = len(self._queue) if position is None else position - 1
-        return (ahead + (1 if self._running else 0)) * average
+        return self._wait_s(position, running=1 if self._running else 0)
 
     async def run_on_gpu_thread(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the GPU thread (model loads): it waits for the running job."""
@@ -339,12 +382,6 @@ class GpuExecutor:
     def _progress(self, job: Job, progress: Progress) -> None:
         job.progress = progress
         job.touch()
-
-    def _renumber(self) -> None:
-        for index, job in enumerate(self._queue.ordered(), start=1):
-            if job.position != index:
-                job.position = index
-                job.touch()
 
     def _run_safely(self, job: Job) -> GenerationResult:
         """The GPU thread's loop body: whatever a job raises, the thread lives on. A spec runs on

@@ -25,7 +25,6 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -36,7 +35,7 @@ from ray.exceptions import ActorDiedError, RayError, RayTaskError
 from bot.core.errors import VideoBotError
 from bot.core.progress import JobControl, Progress
 from bot.core.result import GenerationResult
-from bot.jobs import FairQueue, Job, QueueFull
+from bot.jobs import Job, QueueingExecutor
 from bot.jobspec import JobSpec, ModelReport, WorkerState
 from bot.lifecycle import DEFAULT_RETRY_POLICY, JobStatus, RetryPolicy
 from bot.worker import Worker, cancelled_result, failed_result
@@ -163,7 +162,7 @@ class _Remote:
     reviving: asyncio.Task[None] | None = None
 
 
-class RayExecutor:
+class RayExecutor(QueueingExecutor):
     """A :class:`~bot.jobs.JobExecutor` whose jobs run on the actors of a Ray cluster."""
 
     def __init__(
@@ -176,17 +175,13 @@ class RayExecutor:
     ) -> None:
         self.settings = settings
         self._options = options
+        super().__init__(max_queue)
         self._retry = retry
-        self._queue = FairQueue()
-        self._max_queue = max_queue
-        self._wakeup = asyncio.Event()
         self._workers: list[_Remote] = []
         self._running: dict[int, Job] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dispatcher: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
-        self._recent_durations: deque[float] = deque(maxlen=20)
-        self._accepting = True
         self._said_no_worker = False
         self.connected = asyncio.Event()
         """Set once the cluster answered and the workers were asked for: tests and the CLI wait
@@ -205,8 +200,7 @@ class RayExecutor:
         """Drain: take no new jobs, let the running ones finish. Queued jobs stay queued in the
         store for the next start. The actors live on (detached), models loaded, for the next
         start to find."""
-        self._accepting = False
-        self._queue = FairQueue()
+        self._stop_accepting()
         running = list(self._running.values())
         if running:
             await asyncio.gather(*(job.done.wait() for job in running))
@@ -233,24 +227,12 @@ class RayExecutor:
     def submit(self, job: Job) -> int:
         if job.spec is None:
             raise TypeError("the Ray backend runs job specs only, not functions")
-        if not self._accepting:
-            raise QueueFull("the bot is shutting down; try again in a minute")
-        if len(self._queue) >= self._max_queue:
-            minutes = max(1, round(self.estimated_wait_s() / 60))
-            raise QueueFull(
-                f"the queue is full ({self._max_queue} jobs); try again in ~{minutes} min"
-            )
+        self._check_room()
         job.control = JobControl(time_limit_s=job.time_limit_s)
-        self._queue.push(job)
-        self._renumber()
-        self._wakeup.set()
-        return job.position or 1
+        return self._enqueue(job)
 
     def cancel(self, job_id: int) -> bool:
-        job = self._queue.remove(job_id)
-        if job is not None:
-            job.finish(cancelled_result())
-            self._renumber()
+        if self._cancel_queued(job_id):
             return True
         running = self._running.get(job_id)
         if running is None:
@@ -264,7 +246,7 @@ class RayExecutor:
     def get(self, job_id: int) -> Job | None:
         if job_id in self._running:
             return self._running[job_id]
-        return next((job for job in self._queue.ordered() if job.id == job_id), None)
+        return self._queued(job_id)
 
     def snapshot(self) -> list[Job]:
         running = sorted(self._running.values(), key=lambda job: job.started_at or 0.0)
@@ -272,14 +254,8 @@ class RayExecutor:
 
     def estimated_wait_s(self, position: int | None = None) -> float:
         """Jobs ahead (and running) times the recent average duration, over the live workers."""
-        average = (
-            sum(self._recent_durations) / len(self._recent_durations)
-            if self._recent_durations
-            else 30.0
-        )
-        ahead = len(self._queue) if position is None else position - 1
-        workers = max(1, sum(1 for w in self._workers if w.alive))
-        return (ahead + len(self._running)) * average / workers
+        alive = sum(1 for w in self._workers if w.alive)
+        return self._wait_s(position, running=len(self._running), workers=alive)
 
     async def workers(self) -> list[WorkerState]:
         async def ask(worker: _Remote) -> WorkerState:
@@ -545,12 +521,6 @@ class RayExecutor:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _renumber(self) -> None:
-        for index, job in enumerate(self._queue.ordered(), start=1):
-            if job.position != index:
-                job.position = index
-                job.touch()
 
 
 def choose_worker(idle: list[_Remote], model: str | None) -> _Remote:
