@@ -84,3 +84,16 @@ def custom_ids(message: StoredMessage) -> list[str]:
 
 
 __all__ = ["decode_attachment", "io"]
+
+
+def rendered_here(manager: Any, tmp_path: Path, **params: Any) -> np.ndarray:
+    """What the engine in this process renders for the bot's test request ("a paper boat" on
+    tiny_t2v at 64x64, plus ``params``), through the same encoder: the frames a result must hold."""
+    from bot.core import GenerationParams
+    from bot.core.engine import GenerationEngine
+
+    wanted = {"prompt": "a paper boat", "model": "tiny_t2v", "width": 64, "height": 64, **params}
+    result = GenerationEngine(manager).generate_video(GenerationParams(**wanted))
+    path = result.save_as_video(tmp_path / "expected.mp4")
+    frames, _ = media.decode(Path(path))
+    return np.stack([np.asarray(f) for f in frames])

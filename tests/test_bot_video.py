@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
-from bot_helpers import custom_ids, decode_attachment, make_bot, make_settings, wait_for_result
+from bot_helpers import (
+    custom_ids,
+    decode_attachment,
+    make_bot,
+    make_settings,
+    rendered_here,
+    wait_for_result,
+)
 
-from bot.core import GenerationParams, media
-from bot.core.engine import GenerationEngine
 from bot.core.registry import REGISTRY
 
 pytest_plugins = ("fake_discord.fixtures",)
@@ -40,20 +45,9 @@ async def test_video_defers_shows_progress_and_posts_the_mp4(
         for action in ("reroll", "upscale", "reverse", "loop", "interpolate")
     ]
     frames, fps = decode_attachment(message, tmp_path)
-    expected = GenerationEngine(manager).generate_video(
-        GenerationParams(
-            prompt="a paper boat",
-            model="tiny_t2v",
-            seed=7,
-            num_frames=8,
-            num_inference_steps=12,
-            width=64,
-            height=64,
-        )
+    reference_frames = rendered_here(
+        manager, tmp_path, seed=7, num_frames=8, num_inference_steps=12
     )
-    expected.save_as_video(tmp_path / "expected.mp4")
-    reference, _ = media.decode(tmp_path / "expected.mp4")
-    reference_frames = np.stack([np.asarray(f) for f in reference])
     assert frames.shape == reference_frames.shape == (8, 64, 64, 3) and fps == 8
     # The same frames through the same encoder: the bot sent exactly the expected video.
     assert np.abs(frames.astype(int) - reference_frames.astype(int)).max() <= 1

@@ -12,10 +12,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from bot_helpers import custom_ids, decode_attachment, make_bot, make_settings, wait_for_result
-
-from bot.core import GenerationParams, media
-from bot.core.engine import GenerationEngine
+from bot_helpers import (
+    custom_ids,
+    decode_attachment,
+    make_bot,
+    make_settings,
+    rendered_here,
+    wait_for_result,
+)
 
 pytest_plugins = ("fake_discord.fixtures", "ray_fixtures")
 # One Ray cluster per session: on two test workers, every Ray test runs on the same one.
@@ -65,20 +69,9 @@ async def test_video_progress_and_upscale_on_each_backend(
     assert record is not None and record.status == "done" and record.seed == 7
     assert f"vb:upscale:{job_id}" in custom_ids(message)
     frames, _ = decode_attachment(message, tmp_path)
-    expected = GenerationEngine(manager).generate_video(
-        GenerationParams(
-            prompt="a paper boat",
-            model="tiny_t2v",
-            seed=7,
-            num_frames=8,
-            num_inference_steps=12,
-            width=64,
-            height=64,
-        )
+    reference_frames = rendered_here(
+        manager, tmp_path, seed=7, num_frames=8, num_inference_steps=12
     )
-    expected.save_as_video(tmp_path / "expected.mp4")
-    reference, _ = media.decode(tmp_path / "expected.mp4")
-    reference_frames = np.stack([np.asarray(f) for f in reference])
     # The same worker code on either backend: the same frames as the engine in this process.
     assert frames.shape == reference_frames.shape
     assert np.abs(frames.astype(int) - reference_frames.astype(int)).max() <= 1
