@@ -438,7 +438,11 @@ class RayExecutor(QueueingExecutor):
             if job.control.cancelled:  # cancelled between the queue and the worker
                 end = RunEnd(cancelled_result(), worker.state)
             else:
-                media = ray.put(spec.media) if spec.media is not None else None
+                # A source video can be tens of MB: copying it into the object store happens off
+                # the event loop, which keeps serving every other member meanwhile.
+                media = (
+                    await asyncio.to_thread(ray.put, spec.media) if spec.media is not None else None
+                )
                 stream = worker.handle.run.options(num_returns="streaming").remote(
                     job.id, spec.without_media(), media
                 )
