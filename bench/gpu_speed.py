@@ -357,13 +357,26 @@ def config_keys() -> list[str]:
 
 def default_models() -> list[str]:
     """Every generator and upscaler in the registry that has configs here."""
-    have = set(config_keys())
-    return [k for k, s in REGISTRY.items() if not s.tiny and k in have]
+    return [k for k, s in REGISTRY.items() if not s.tiny and config_folder(k) is not None]
+
+
+def config_folder(key: str) -> Path | None:
+    """The configs ``key`` is built from: its own folder, or for a model whose LoRA is fused at
+    load (``wan2_1_14b_lightx2v``) its base model's, since the fused weights keep every shape;
+    the row then times the base architecture at the partner's recipe (steps, guidance)."""
+    folder = CONFIG_ROOT / key
+    if (folder / "model_index.json").is_file():
+        return folder
+    spec = REGISTRY.get(key)
+    if spec is not None and spec.lora_source is not None:
+        base = [k for k, s in REGISTRY.items() if s.source == spec.source and not s.lora_source]
+        return config_folder(base[0]) if base else None
+    return None
 
 
 def load_configs(key: str) -> dict[str, Any]:
-    folder = CONFIG_ROOT / key
-    if not (folder / "model_index.json").is_file():
+    folder = config_folder(key)
+    if folder is None:
         raise SystemExit(f"no configs for {key!r} under {CONFIG_ROOT} (have: {config_keys()})")
     index = json.loads((folder / "model_index.json").read_text())
     components: dict[str, dict[str, Any]] = {}

@@ -89,9 +89,9 @@ def test_a_model_with_a_distilled_partner_drafts_on_it() -> None:
 
 
 def test_a_model_without_a_partner_drafts_with_fewer_steps_and_its_cache() -> None:
-    recipe = draft_recipe(job("tiny_wan", quality="draft", num_inference_steps=20))
+    recipe = draft_recipe(job("tiny_cogvideox", quality="draft", num_inference_steps=20))
     assert recipe is not None and recipe.kind == "fewer_steps"
-    assert recipe.params.model == "tiny_wan" and recipe.params.num_inference_steps == 5
+    assert recipe.params.model == "tiny_cogvideox" and recipe.params.num_inference_steps == 5
     assert recipe.cache == "first_block"
     assert recipe.note == "5 steps instead of 20, with the first_block cache"
     # A UNet model takes no cache: fewer steps only, and the note does not claim one.
@@ -166,18 +166,18 @@ def test_draft_on_the_partner_records_the_partner(engine: GenerationEngine) -> N
 
 
 def test_draft_without_a_partner_records_its_cache(engine: GenerationEngine) -> None:
-    result = engine.generate_video(job("tiny_wan", quality="draft", num_inference_steps=8))
+    result = engine.generate_video(job("tiny_cogvideox", quality="draft", num_inference_steps=8))
     assert result.ok, result.error
     assert result.metadata["draft"] == {
         "recipe": "fewer_steps",
-        "model": "tiny_wan",
+        "model": "tiny_cogvideox",
         "steps": 2,
         "full_steps": 8,
         "cache": "first_block",
         "note": "2 steps instead of 8, with the first_block cache",
     }
     assert result.metadata["cache"]["name"] == "first_block"
-    assert not engine.manager.get_loaded("tiny_wan").pipeline.transformer.is_cache_enabled
+    assert not engine.manager.get_loaded("tiny_cogvideox").pipeline.transformer.is_cache_enabled
 
 
 def test_the_distilled_ltx_model_runs_its_recipe(engine: GenerationEngine) -> None:

@@ -114,10 +114,32 @@ def test_no_load_downloads_what_it_does_not_use(
             assert not hits, f"{repo_id}: {hits}"
     # AnimateDiff never uses the SD 1.5 base's safety checker (about 1.2 GB): not even asked for.
     assert not [p for _, p in local_hub.requests if "/safety_checker/" in p]
-    # Every repo the registry names was really reached through the hub's resolve endpoint.
+    # Every repo the registry names was really reached through the hub's resolve endpoint, a
+    # LoRA's repo included.
     for key in REAL_KEYS:
-        repo = REGISTRY[key].source
-        assert any(p.startswith(f"/{repo}/resolve/") for p in fetched), repo
+        for repo in (REGISTRY[key].source, _lora_repo(key)):
+            assert repo is None or any(p.startswith(f"/{repo}/resolve/") for p in fetched), repo
+
+
+def _lora_repo(key: str) -> str | None:
+    source = REGISTRY[key].lora_source
+    return "/".join(source.split("/")[:2]) if source else None
+
+
+def test_a_lora_model_fuses_its_file_from_the_hub_into_the_base_repos_weights(
+    hub_report: dict[str, Any], local_hub: LocalHub
+) -> None:
+    """Wan 2.1 14B and its lightx2v partner load the same base repo; the partner fetches the
+    published LoRA file by its hub path, and its denoiser's weights are no longer the base's."""
+    lora = REGISTRY["wan2_1_14b_lightx2v"]
+    assert lora.source == REGISTRY["wan2_1_14b"].source and lora.lora_source is not None
+    owner, repo, filename = lora.lora_source.split("/", 2)
+    assert filename in load_manifest()["repos"][f"{owner}/{repo}"]["files"]
+    assert ("GET", f"/{owner}/{repo}/resolve/main/{filename}") in local_hub.requests
+    for dtype in DTYPES:
+        base, fused = _row(hub_report, "wan2_1_14b", dtype), _row(hub_report, lora.key, dtype)
+        assert base["lora_source"] is None and fused["lora_source"] == lora.lora_source
+        assert fused["weights_sum"] != base["weights_sum"]
 
 
 def test_renamed_repo_follows_the_hub_redirect(

@@ -86,8 +86,7 @@ def draft_recipe(params: GenerationParams) -> DraftRecipe | None:
                 kind="partner",
                 cache="off",
                 full_steps=params.num_inference_steps,
-                note=f"{partner.name}: {draft.num_inference_steps} steps instead of "
-                f"{params.num_inference_steps}",
+                note=f"{partner.name}: {_passes(draft)} instead of {_passes(params)}",
             )
     steps = draft_steps(spec, params.num_inference_steps)
     cache = spec.draft_cache
@@ -103,6 +102,14 @@ def draft_recipe(params: GenerationParams) -> DraftRecipe | None:
         full_steps=params.num_inference_steps,
         note=note,
     )
+
+
+def _passes(params: GenerationParams) -> str:
+    """Steps, and whether each runs the denoiser twice for guidance: a guidance-distilled partner
+    saves that half even at the same step count."""
+    steps = params.num_inference_steps
+    guided = "with guidance" if params.guidance_scale > 1.0 else "without guidance"
+    return f"{steps} step{'s' if steps != 1 else ''} {guided}"
 
 
 def draft_steps(spec: ModelSpec, full_steps: int) -> int:

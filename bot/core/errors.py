@@ -112,6 +112,11 @@ def load_failure_advice(exc: BaseException) -> str:
             "The Hugging Face hub has no such repo, or it is private or gated: check the id "
             "(renamed repos keep working under their old id only while the hub redirects it)."
         )
+    if "LoraError" in names:
+        return (
+            'The model\'s LoRA file must be one made for it: check its sources["key:lora"] in '
+            "[models.sources], or remove the override to use the registry's."
+        )
     if names & {"EntryNotFoundError", "RevisionNotFoundError"}:
         return "The repo lacks a file this model needs: check that it is a diffusers folder."
     if names & _NETWORK_ERRORS:

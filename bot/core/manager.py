@@ -93,8 +93,9 @@ class ManagerOptions(MemorySwitches):
 
     ``device`` and ``dtype`` are ``"auto"`` (CUDA in bf16 from compute capability 8.0, else fp16;
     otherwise CPU in fp32) or explicit (``"cuda:1"``, ``"cpu"``; ``"float16"``, ``"bfloat16"``, ``"float32"``).
-    ``sources`` maps a model key to another hub id or a local folder (``key:adapter`` and
-    ``key:image`` name a model's motion adapter and image-to-video weights).
+    ``sources`` maps a model key to another hub id or a local folder (``key:adapter``,
+    ``key:image`` and ``key:lora`` name a model's motion adapter, image-to-video weights and
+    fused LoRA file).
     """
 
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:1, ... or mps"})
@@ -403,6 +404,10 @@ class ModelManager:
         started = time.perf_counter()
         request = self._load_request(spec, dtype, files=True)
         pipeline = adapter.load(request)
+        if request.lora_source is not None:
+            from bot.core.pipelines.loras import fuse_lora
+
+            fuse_lora(pipeline, request.lora_source, request.lora_scale)
         pipeline.set_progress_bar_config(disable=True)
         loaded = LoadedModel(
             spec=spec,
@@ -439,17 +444,25 @@ class ModelManager:
                 else None
             ),
             vae_dtype=getattr(torch, spec.vae_dtype) if spec.vae_dtype else None,
+            lora_source=self._part_source(spec, "lora", spec.lora_source),
+            lora_scale=spec.lora_scale,
         )
 
     def _adapter_source(self, spec: ModelSpec) -> str | None:
-        if spec.adapter_source is None:
+        return self._part_source(spec, "adapter", spec.adapter_source)
+
+    def _part_source(self, spec: ModelSpec, part: str, source: str | None) -> str | None:
+        """Where one part of a model (its motion ``adapter``, its ``lora``) comes from: the
+        owner's ``sources["key:part"]``, else the registry's, inside the model cache for a tiny
+        model. A part the registry does not name has none."""
+        if source is None:
             return None
-        override = self._options.sources.get(f"{spec.key}:adapter")
+        override = self._options.sources.get(f"{spec.key}:{part}")
         if override:
             return current_repo_id(override)
         if spec.tiny:
-            return str(self._options.cache_dir / spec.adapter_source)
-        return spec.adapter_source
+            return str(self._options.cache_dir / source)
+        return source
 
     def _place(self, loaded: LoadedModel, switches: MemorySwitches) -> None:
         """Move a freshly loaded pipeline to its device (or behind offload hooks)."""

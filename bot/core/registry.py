@@ -77,6 +77,12 @@ class ModelSpec:
     description: str
     role: Role = "generator"
     adapter_source: str | None = None
+    lora_source: str | None = None
+    """A LoRA fused into the denoiser at load (``owner/repo/file.safetensors`` on the hub, or a
+    file in the model cache for a tiny model): a step-distillation LoRA turns the base weights into
+    a few-step model (Wan 2.1 14B + lightx2v's 4-step LoRA)."""
+    lora_scale: float = 1.0
+    """The LoRA's strength when fused (its card's)."""
     min_size: int = 256
     max_size: int = 1024
     size_multiple: int = 8
@@ -376,6 +382,22 @@ _LTX_DISTILLED: dict[str, Any] = {
     "draft_cache": "off",
 }
 
+# lightx2v's step- and CFG-distilled LoRA for Wan 2.1 T2V 14B: 4 steps without guidance at shift 5
+# (LightX2V's configs: infer_steps 4, sample_shift 5, enable_cfg false). UniPC over flow sigmas at
+# flow_shift 5 and 4 steps lands on exactly their timesteps (1000, 750, 500, 250, shifted by 5).
+_LIGHTX2V_REPO = "lightx2v/Wan2.1-Distill-Loras"
+_LIGHTX2V_T2V_FILE = "wan2.1_t2v_14b_lora_rank64_lightx2v_4step.safetensors"
+_LIGHTX2V_RECIPE: dict[str, Any] = {
+    "steps": Range(1, 8),
+    "guidance": Range(1.0, 2.0),
+    "default_steps": 4,
+    "default_guidance": 1.0,
+    "scheduler_config": {"flow_shift": 5.0},
+    "draft_steps": 2,
+    "draft_cache": "off",
+}
+TINY_LIGHTX2V_FILE = "wan_tiny_lora_rank4_lightx2v_4step.safetensors"
+
 REGISTRY: dict[str, ModelSpec] = {
     spec.key: spec
     for spec in (
@@ -498,6 +520,50 @@ REGISTRY: dict[str, ModelSpec] = {
             memory_advice="8 GB: cpu_offload (about 8.2 GB peak, card) or group_offload, "
             "plus vae_tiling",
             description="Small Wan 2.1: 832x480, 81 frames at 16 fps; runs on 8 GB cards.",
+        ),
+        ModelSpec(
+            **_WAN_RULES,
+            key="wan2_1_14b",
+            name="Wan 2.1 T2V 14B",
+            source="Wan-AI/Wan2.1-T2V-14B-Diffusers",
+            native_width=1280,
+            native_height=720,
+            min_size=256,
+            max_size=1280,
+            size_multiple=16,
+            frames=FrameRule(5, 81, step=4, offset=1),
+            steps=Range(4, 100),
+            default_frames=81,
+            default_fps=16,
+            default_steps=50,
+            scheduler_config={"flow_shift": 3.0},
+            flow_shifts=((0, 3.0), (720, 5.0)),
+            draft_model="wan2_1_14b_lightx2v",
+            # 14B parameters in bf16 (about 28.6 GB) plus the umt5-xxl encoder (about 11.4 GB).
+            vram_gb=44,
+            speed="50 steps with guidance; a draft runs the lightx2v LoRA's 4 without",
+            memory_advice="24 GB: cpu_offload plus vae_tiling; 16 GB: group_offload and "
+            "layerwise_casting",
+            description="Large Wan 2.1: 1280x720 or 832x480, 81 frames at 16 fps.",
+        ),
+        ModelSpec(
+            **{**_WAN_RULES, **_LIGHTX2V_RECIPE},
+            key="wan2_1_14b_lightx2v",
+            name="Wan 2.1 T2V 14B + lightx2v 4-step LoRA",
+            source="Wan-AI/Wan2.1-T2V-14B-Diffusers",
+            lora_source=f"{_LIGHTX2V_REPO}/{_LIGHTX2V_T2V_FILE}",
+            native_width=1280,
+            native_height=720,
+            min_size=256,
+            max_size=1280,
+            size_multiple=16,
+            frames=FrameRule(5, 81, step=4, offset=1),
+            default_frames=81,
+            default_fps=16,
+            vram_gb=44,
+            speed="step- and guidance-distilled: 4 transformer passes instead of 100",
+            memory_advice="as Wan 2.1 T2V 14B; the LoRA is fused at load and adds nothing after",
+            description="Wan 2.1 14B with lightx2v's distillation LoRA: 4 steps, no guidance.",
         ),
         ModelSpec(
             **_WAN22_RULES,
@@ -679,6 +745,7 @@ REGISTRY: dict[str, ModelSpec] = {
             default_fps=16,
             default_steps=4,
             upscaler="tiny_v2v",
+            draft_model="tiny_wan_lightx2v",
             vram_gb=0,
             tiny=True,
             cache_settings={
@@ -686,6 +753,24 @@ REGISTRY: dict[str, ModelSpec] = {
                 "first_block": {"threshold": 0.2},
             },
             description="WanPipeline with tiny random weights (text and image to video).",
+        ),
+        ModelSpec(
+            **{**_WAN22_RULES, **_LIGHTX2V_RECIPE},
+            key="tiny_wan_lightx2v",
+            name="Tiny Wan + a lightx2v-format 4-step LoRA (offline, random weights)",
+            source="tiny_wan_lightx2v/base",
+            lora_source=f"tiny_wan_lightx2v/lora/{TINY_LIGHTX2V_FILE}",
+            native_width=64,
+            native_height=64,
+            min_size=32,
+            max_size=256,
+            frames=FrameRule(5, 41, step=4, offset=1),
+            default_frames=9,
+            default_fps=16,
+            upscaler="tiny_v2v",
+            vram_gb=0,
+            tiny=True,
+            description="Tiny Wan with a random LoRA in lightx2v's key format, fused at load.",
         ),
         ModelSpec(
             **_COGVIDEOX_RULES,

@@ -11,6 +11,8 @@ For every file the manifest lists, the replica holds what the real file is, at t
   and ``added_tokens.json`` and no ``tokenizer.json`` (LTX-Video, CogVideoX), or with a
   ``tokenizer.json`` beside it (Wan); the text encoder's vocabulary is resized to fit;
 - the SD 1.5 base's extra components: a tiny ``safety_checker`` and a ``feature_extractor``;
+- bare state dicts (AnimateDiff-Lightning's adapters, lightx2v's LoRAs) as the tiny model's own
+  file of that kind;
 - anything a load must never download (single-file checkpoints, samples, ComfyUI files) as a
   placeholder that no loader could read.
 """
@@ -86,7 +88,9 @@ class _Replica:
         index = _INDEX.match(name)
         if index:
             return self._index(index.group("dir") or "", index.group("stem"), name)
-        if base.endswith("_diffusers.safetensors"):  # AnimateDiff-Lightning's bare state dicts
+        if base.endswith(".safetensors"):
+            # A bare state dict (AnimateDiff-Lightning's adapters, lightx2v's LoRAs): the tiny
+            # folder's one file, in the real file's format.
             return next(self.tiny.glob("*.safetensors")).read_bytes()
         if folder == "tokenizer":
             return self._tokenizer_file(base)

@@ -55,6 +55,11 @@ def _run(manager: Any, key: str, dtype: str) -> dict[str, Any]:
         row["load_s"] = round(time.perf_counter() - started, 2)
         row["variant"] = loaded.load_request.variant
         row["loaded_dtype"] = str(denoiser_of(loaded.pipeline).dtype)  # Wan's VAE stays fp32
+        # A fused LoRA shows as other denoiser weights than its base repo's own.
+        row["lora_source"] = loaded.load_request.lora_source
+        row["weights_sum"] = float(
+            sum(p.double().sum() for p in denoiser_of(loaded.pipeline).parameters())
+        )
         side = 2 * spec.size_multiple if spec.size_multiple >= 32 else 64
         request = DenoiseRequest(
             prompt="a cat surfing a wave at sunset",

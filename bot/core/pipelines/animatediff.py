@@ -18,6 +18,7 @@ from bot.core.pipelines.base import (
     NoImagePipeline,
     StepEndCallback,
     previewer_for,
+    single_file,
     to_uint8_frames,
 )
 
@@ -108,12 +109,7 @@ def load_motion_adapter(source: str, torch_dtype: Any) -> Any:
         return MotionAdapter.from_pretrained(source, dtype=torch_dtype)
     from safetensors.torch import load_file
 
-    path = Path(source)
-    if not path.is_file():
-        from huggingface_hub import hf_hub_download
-
-        repo, _, filename = source.rpartition("/")
-        path = Path(hf_hub_download(repo_id=repo, filename=filename))
+    path = single_file(source)
     state = load_file(str(path))
     config = path.parent / "config.json"
     adapter: Any = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -29,6 +30,9 @@ class LoadRequest:
     image_variant: str | None = None
     """The same for ``image_source``, which is another repo with its own files."""
     vae_dtype: Any | None = None
+    lora_source: str | None = None
+    """A LoRA fused into the denoiser once the pipeline is loaded (``bot.core.pipelines.loras``)."""
+    lora_scale: float = 1.0
 
     def dtypes(self) -> Any:
         """``from_pretrained``'s dtype: one for all, or a per-component map when the VAE differs."""
@@ -74,6 +78,24 @@ class PipelineAdapter(Protocol):
     def run(self, pipe: Any, request: DenoiseRequest, control: JobControl) -> np.ndarray:
         """Returns frames as a ``(frames, height, width, 3)`` uint8 array."""
         ...
+
+
+def single_file(source: str) -> Path:
+    """One weights file that is not a diffusers folder (a bare adapter or LoRA state dict): a local
+    path, or ``owner/repo/path/in/repo.safetensors`` on the hub, fetched by huggingface_hub's own
+    download, so its cache, ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE`` apply as to every other load."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        return path
+    from huggingface_hub import hf_hub_download
+
+    owner, _, rest = source.partition("/")
+    repo, _, filename = rest.partition("/")
+    if not (owner and repo and filename):
+        raise FileNotFoundError(
+            f"{source!r} is neither a file nor owner/repo/file.safetensors on the hub"
+        )
+    return Path(hf_hub_download(repo_id=f"{owner}/{repo}", filename=filename))
 
 
 def denoiser_of(pipe: Any) -> Any:

@@ -24,16 +24,19 @@ from pathlib import Path
 from bot.core.tiny.common import TINY_SEED
 from bot.core.tiny.dit import (
     LIGHTNING_ADAPTER_FILE,
+    LIGHTX2V_LORA_FILE,
     build_tiny_cogvideox,
     build_tiny_lightning,
     build_tiny_ltx,
     build_tiny_ltx_distilled,
     build_tiny_wan,
+    build_tiny_wan_lightx2v,
 )
 from bot.core.tiny.unet import _build_tiny_animatediff, _build_tiny_t2v, _build_tiny_v2v
 
 __all__ = [
     "LIGHTNING_ADAPTER_FILE",
+    "LIGHTX2V_LORA_FILE",
     "TINY_FORMAT_VERSION",
     "TINY_SEED",
     "build_tiny_model",
@@ -97,6 +100,7 @@ _BUILDERS: dict[str, Callable[[Path], None]] = {
     "tiny_ltx": build_tiny_ltx,
     "tiny_ltx_distilled": build_tiny_ltx_distilled,
     "tiny_wan": build_tiny_wan,
+    "tiny_wan_lightx2v": build_tiny_wan_lightx2v,
     "tiny_cogvideox": build_tiny_cogvideox,
     "tiny_lightning": build_tiny_lightning,
 }

@@ -32,6 +32,7 @@ _COGVIDEOX_TEXT_LEN = 226
 _T5_DIM = 32
 # AnimateDiff-Lightning ships only this file: a bare MotionAdapter state dict, no config.
 LIGHTNING_ADAPTER_FILE = "animatediff_lightning_4step_diffusers.safetensors"
+LIGHTX2V_LORA_FILE = "wan_tiny_lora_rank4_lightx2v_4step.safetensors"
 
 
 # --- T5-style text side ----------------------------------------------------------------------------
@@ -394,3 +395,80 @@ def build_tiny_lightning(target: Path) -> None:
     state = {name: tensor.contiguous() for name, tensor in adapter.state_dict().items()}
     save_file(state, str(folder / LIGHTNING_ADAPTER_FILE), metadata={"format": "pt"})
     adapter.save_config(folder)
+
+
+# --- lightx2v's Wan distillation LoRA --------------------------------------------------------------
+
+_LORA_RANK = 4
+_ATTN = ("to_q", "to_k", "to_v", "to_out.0")
+# lightx2v's key names (the original Wan module names, as ComfyUI and Kijai's extractions use them)
+# -> the diffusers module each one lands on, per diffusers' own converter
+# (``_convert_non_diffusers_wan_lora_to_diffusers``); ``{i}`` is the block number.
+_LIGHTX2V_LINEARS = {
+    **{
+        f"blocks.{{i}}.self_attn.{o}": f"blocks.{{i}}.attn1.{d}"
+        for o, d in zip("qkvo", _ATTN, strict=True)
+    },
+    **{
+        f"blocks.{{i}}.cross_attn.{o}": f"blocks.{{i}}.attn2.{d}"
+        for o, d in zip("qkvo", _ATTN, strict=True)
+    },
+    "blocks.{i}.ffn.0": "blocks.{i}.ffn.net.0.proj",
+    "blocks.{i}.ffn.2": "blocks.{i}.ffn.net.2",
+    "head.head": "proj_out",
+    "time_projection.1": "condition_embedder.time_proj",
+    "text_embedding.0": "condition_embedder.text_embedder.linear_1",
+    "text_embedding.2": "condition_embedder.text_embedder.linear_2",
+    "time_embedding.0": "condition_embedder.time_embedder.linear_1",
+    "time_embedding.2": "condition_embedder.time_embedder.linear_2",
+}
+# Keys that carry no low-rank pair: norm weight differences (zeroed in the published files, and
+# dropped by diffusers' converter) and the per-block modulation difference ``diff_m``.
+_LIGHTX2V_DIFFS = {
+    "blocks.{i}.self_attn.norm_q.diff": "blocks.{i}.attn1.norm_q.weight",
+    "blocks.{i}.self_attn.norm_k.diff": "blocks.{i}.attn1.norm_k.weight",
+    "blocks.{i}.cross_attn.norm_q.diff": "blocks.{i}.attn2.norm_q.weight",
+    "blocks.{i}.cross_attn.norm_k.diff": "blocks.{i}.attn2.norm_k.weight",
+    "blocks.{i}.norm3.diff": "blocks.{i}.norm2.weight",
+    "blocks.{i}.norm3.diff_b": "blocks.{i}.norm2.bias",
+    "blocks.{i}.diff_m": "blocks.{i}.scale_shift_table",
+}
+
+
+def build_tiny_wan_lightx2v(target: Path) -> None:
+    """``base/`` the very ``tiny_wan`` pipeline, and ``lora/`` one LoRA file laid out like
+    lightx2v's Wan distillation LoRAs: ``diffusion_model.``-prefixed original Wan names with
+    ``lora_down``/``lora_up`` pairs (rank 4, no alpha: strength 1), ``diff_b`` bias differences
+    for every linear layer, and the zeroed norm and modulation differences the published files
+    carry. diffusers converts it with the same code as the real file, so the fuse in
+    ``bot.core.pipelines.loras`` runs as it does on Wan 2.1 14B. The weights are random: it changes
+    the picture, it does not distil anything."""
+    import torch
+    from safetensors.torch import save_file
+
+    build_tiny_wan(target / "base")
+    shapes = {name: tuple(t.shape) for name, t in _wan_transformer().state_dict().items()}
+    blocks = sorted({int(name.split(".")[1]) for name in shapes if name.startswith("blocks.")})
+    _seed(5)
+    state: dict[str, Any] = {}
+    for block in blocks:
+        for theirs, ours in _LIGHTX2V_LINEARS.items():
+            if "{i}" not in theirs and block != blocks[0]:
+                continue
+            out_features, in_features = shapes[ours.format(i=block) + ".weight"]
+            key = "diffusion_model." + theirs.format(i=block)
+            state[f"{key}.lora_down.weight"] = (
+                torch.randn(_LORA_RANK, in_features) / in_features**0.5
+            )
+            state[f"{key}.lora_up.weight"] = torch.randn(out_features, _LORA_RANK) * 0.2
+            state[f"{key}.diff_b"] = torch.randn(out_features) * 0.02
+        for theirs, ours in _LIGHTX2V_DIFFS.items():
+            state["diffusion_model." + theirs.format(i=block)] = torch.zeros(
+                shapes[ours.format(i=block)]
+            )
+    folder = target / "lora"
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(
+        {name: tensor.to(torch.bfloat16).contiguous() for name, tensor in state.items()},
+        str(folder / LIGHTX2V_LORA_FILE),
+    )
