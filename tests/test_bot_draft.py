@@ -179,3 +179,32 @@ def forge_button(message: Any, prefix: str, custom_id: str) -> None:
                 component["custom_id"] = custom_id
                 return
     raise LookupError(prefix)
+
+
+async def test_a_wan_draft_runs_on_its_fused_lora_partner_and_refines_on_wan(
+    fake_discord, manager, tmp_path
+) -> None:
+    """The tiny twin of Wan 2.1 14B's draft: the partner with lightx2v's LoRA fused in renders the
+    draft; Refine renders on the model the member chose."""
+    fake = fake_discord
+    settings = make_settings(tmp_path, models={"enabled": ["tiny_wan"], "default": "tiny_wan"})
+    async with fake.run_bot(make_bot(settings, manager)) as bot:
+        draft_message = await wait_for_result(
+            fake,
+            await fake.run_slash_command(
+                "video", {"prompt": "a kite over dunes --seed 3 --draft", "model": "tiny_wan"}
+            ),
+        )
+        draft_id = job_of(draft_message)
+        shown = fields(draft_message)
+        refined_message = await wait_for_result(
+            fake, await fake.click_button(draft_message, f"vb:refine:{draft_id}")
+        )
+        refined = await bot.store.get_job(job_of(refined_message))
+        draft = await bot.store.get_job(draft_id)
+    assert draft is not None and refined is not None
+    assert draft.params["model"] == "tiny_wan" and draft.params["quality"] == "draft"
+    assert shown["Quality"].startswith("draft")
+    assert "tiny_wan_lightx2v" in shown["Model"]
+    assert refined.params["model"] == "tiny_wan" and refined.params["quality"] == "full"
+    assert "tiny_wan_lightx2v" not in fields(refined_message)["Model"]

@@ -221,3 +221,31 @@ def test_the_options_own_checks_name_the_key(tmp_path: Path, monkeypatch) -> Non
         "config.toml: [models] dtype: must be auto, float16, bfloat16 or float32 (got 'float8')",
         "config.toml: [speed] encoder: must be one of auto, libx264, h264_nvenc (got 'vp9')",
     ]
+
+
+def test_a_models_lora_file_is_set_in_models_sources(tmp_path: Path, monkeypatch) -> None:
+    """The example's commented line, uncommented, reaches the manager's load of the model: the
+    quoted ``key:part`` form TOML needs for the colon."""
+    from bot.core.manager import ModelManager
+    from bot.core.registry import get_spec
+
+    example = (ROOT / "config.example.toml").read_text()
+    line = next(
+        text for text in example.splitlines() if text.startswith('# "wan2_1_14b_lightx2v:lora" =')
+    )
+    (tmp_path / "config.toml").write_text(
+        example.replace(line, line.removeprefix("# ")).replace('device = "auto"', 'device = "cpu"')
+    )
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+    options = settings.models.manager_options(settings.speed.options())
+    lora = "/models/loras/wan2.1_t2v_14b_lora_rank64_lightx2v_4step.safetensors"
+    assert options.sources == {"wan2_1_14b_lightx2v:lora": lora}
+    manager = ModelManager(options)
+    request = manager._load_request(get_spec("wan2_1_14b_lightx2v"), "float32")
+    assert request.lora_source == lora and request.source == "Wan-AI/Wan2.1-T2V-14B-Diffusers"
+    # Without the override, the registry's file on the hub.
+    plain = ModelManager(type(options)())
+    assert plain._load_request(get_spec("wan2_1_14b_lightx2v"), "float32").lora_source == (
+        "lightx2v/Wan2.1-Distill-Loras/wan2.1_t2v_14b_lora_rank64_lightx2v_4step.safetensors"
+    )
