@@ -25,20 +25,34 @@ _SIZE_MISMATCH = re.compile(
 
 class LoraError(ValueError):
     """A LoRA that cannot be fused into its model: made for another model (or another size of
-    it), broken (NaN once merged), or given to a pipeline that takes no LoRA."""
+    it), broken (NaN or infinite values), or given to a pipeline that takes no LoRA."""
 
 
 def fuse_lora(pipe: Any, source: str, scale: float) -> None:
     """Fuse the LoRA at ``source`` (a local file or ``owner/repo/file.safetensors``) into ``pipe``
-    at strength ``scale``, leaving no LoRA layers behind. ``safe_fusing`` refuses a LoRA whose
-    merged weights hold NaN rather than loading a model that renders black."""
+    at strength ``scale``, leaving no LoRA layers behind.
+
+    The file is read once and checked for NaN and infinite values before anything is merged: a
+    broken file is refused instead of loading a model that renders black. That check replaces
+    diffusers' ``safe_fusing``, which clones and checks every merged weight and made the fuse of
+    a 1.3B model 65% slower (``bench/lora_fuse.py``)."""
+    import torch
+    from safetensors.torch import load_file
+
     if not hasattr(pipe, "load_lora_weights"):
         raise LoraError(f"{type(pipe).__name__} takes no LoRA")
     path = single_file(source)
+    state = load_file(str(path))
+    broken = [name for name, tensor in state.items() if not torch.isfinite(tensor).all()]
+    if broken:
+        raise LoraError(
+            f"the LoRA {path.name} holds NaN or infinite values ({len(broken)} "
+            f"tensor{'s' if len(broken) != 1 else ''}, first: {broken[0]}); the file is broken"
+        )
     problem = None
     try:
-        pipe.load_lora_weights(str(path), adapter_name=ADAPTER_NAME)
-        pipe.fuse_lora(lora_scale=scale, safe_fusing=True, adapter_names=[ADAPTER_NAME])
+        pipe.load_lora_weights(state, adapter_name=ADAPTER_NAME, low_cpu_mem_usage=True)
+        pipe.fuse_lora(lora_scale=scale, adapter_names=[ADAPTER_NAME])
     except (KeyError, ValueError, RuntimeError) as exc:
         problem = _what_went_wrong(str(exc))
     finally:
@@ -60,6 +74,4 @@ def _what_went_wrong(message: str) -> str:
             f"{first['name']}, LoRA [{first['theirs']}] against the model's [{first['ours']}]); "
             "it was made for another model"
         )
-    if "NaN" in message:
-        return "its merged weights hold NaN; the file is broken"
     return " ".join(message.split())[:300]

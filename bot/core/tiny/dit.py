@@ -437,19 +437,34 @@ _LIGHTX2V_DIFFS = {
 
 def build_tiny_wan_lightx2v(target: Path) -> None:
     """``base/`` the very ``tiny_wan`` pipeline, and ``lora/`` one LoRA file laid out like
-    lightx2v's Wan distillation LoRAs: ``diffusion_model.``-prefixed original Wan names with
-    ``lora_down``/``lora_up`` pairs (rank 4, no alpha: strength 1), ``diff_b`` bias differences
-    for every linear layer, and the zeroed norm and modulation differences the published files
-    carry. diffusers converts it with the same code as the real file, so the fuse in
-    ``bot.core.pipelines.loras`` runs as it does on Wan 2.1 14B. The weights are random: it changes
-    the picture, it does not distil anything."""
+    lightx2v's Wan distillation LoRAs (:func:`lightx2v_lora_state`), in bf16 as they are
+    published. diffusers converts it with the same code as the real file, so the fuse in
+    ``bot.core.pipelines.loras`` runs as it does on Wan 2.1 14B. The weights are random: it
+    changes the picture, it does not distil anything."""
     import torch
     from safetensors.torch import save_file
 
     build_tiny_wan(target / "base")
     shapes = {name: tuple(t.shape) for name, t in _wan_transformer().state_dict().items()}
-    blocks = sorted({int(name.split(".")[1]) for name in shapes if name.startswith("blocks.")})
     _seed(5)
+    state = lightx2v_lora_state(shapes, rank=_LORA_RANK)
+    folder = target / "lora"
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(
+        {name: tensor.to(torch.bfloat16).contiguous() for name, tensor in state.items()},
+        str(folder / LIGHTX2V_LORA_FILE),
+    )
+
+
+def lightx2v_lora_state(shapes: dict[str, tuple[int, ...]], rank: int) -> dict[str, Any]:
+    """A random LoRA for a ``WanTransformer3DModel`` whose parameter shapes are ``shapes``, in
+    lightx2v's key format: ``diffusion_model.``-prefixed original Wan names with
+    ``lora_down``/``lora_up`` pairs (no alpha: strength 1), ``diff_b`` bias differences for every
+    linear layer, and the zeroed norm and modulation differences the published files carry. Drawn
+    from torch's global generator (seed it first)."""
+    import torch
+
+    blocks = sorted({int(name.split(".")[1]) for name in shapes if name.startswith("blocks.")})
     state: dict[str, Any] = {}
     for block in blocks:
         for theirs, ours in _LIGHTX2V_LINEARS.items():
@@ -457,18 +472,11 @@ def build_tiny_wan_lightx2v(target: Path) -> None:
                 continue
             out_features, in_features = shapes[ours.format(i=block) + ".weight"]
             key = "diffusion_model." + theirs.format(i=block)
-            state[f"{key}.lora_down.weight"] = (
-                torch.randn(_LORA_RANK, in_features) / in_features**0.5
-            )
-            state[f"{key}.lora_up.weight"] = torch.randn(out_features, _LORA_RANK) * 0.2
+            state[f"{key}.lora_down.weight"] = torch.randn(rank, in_features) / in_features**0.5
+            state[f"{key}.lora_up.weight"] = torch.randn(out_features, rank) * 0.2
             state[f"{key}.diff_b"] = torch.randn(out_features) * 0.02
         for theirs, ours in _LIGHTX2V_DIFFS.items():
             state["diffusion_model." + theirs.format(i=block)] = torch.zeros(
                 shapes[ours.format(i=block)]
             )
-    folder = target / "lora"
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(
-        {name: tensor.to(torch.bfloat16).contiguous() for name, tensor in state.items()},
-        str(folder / LIGHTX2V_LORA_FILE),
-    )
+    return state
