@@ -76,7 +76,9 @@ def result_embed(finished: Finished) -> discord.Embed:
     if result.params is not None:
         embed.add_field(name="Seed", value=str(result.seed_used))
     if is_draft(finished):
-        embed.add_field(name="Quality", value="draft: press Refine for the full video")
+        saving = (meta.get("draft") or {}).get("saving")
+        what = f"draft ({clean(saving, 200)})" if saving else "draft"
+        embed.add_field(name="Quality", value=f"{what}: press Refine for the full video")
     embed.add_field(name="Size", value=f"{width}x{height}")
     embed.add_field(name="Frames", value=f"{len(result.images)} at {result.frame_rate:g} fps")
     embed.add_field(name="Time", value=f"{result.generation_time:.1f} s")

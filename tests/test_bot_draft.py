@@ -204,7 +204,11 @@ async def test_a_wan_draft_runs_on_its_fused_lora_partner_and_refines_on_wan(
         draft = await bot.store.get_job(draft_id)
     assert draft is not None and refined is not None
     assert draft.params["model"] == "tiny_wan" and draft.params["quality"] == "draft"
-    assert shown["Quality"].startswith("draft")
+    # The embed says what the draft spared: guidance, at tiny Wan's 4 steps.
+    assert shown["Quality"] == (
+        "draft (4 steps without guidance instead of 4 steps with guidance): "
+        "press Refine for the full video"
+    )
     assert "tiny_wan_lightx2v" in shown["Model"]
     assert refined.params["model"] == "tiny_wan" and refined.params["quality"] == "full"
     assert "tiny_wan_lightx2v" not in fields(refined_message)["Model"]

@@ -175,6 +175,7 @@ def test_draft_without_a_partner_records_its_cache(engine: GenerationEngine) -> 
         "full_steps": 8,
         "cache": "first_block",
         "note": "2 steps instead of 8, with the first_block cache",
+        "saving": "2 steps instead of 8, with the first_block cache",
     }
     assert result.metadata["cache"]["name"] == "first_block"
     assert not engine.manager.get_loaded("tiny_cogvideox").pipeline.transformer.is_cache_enabled

@@ -33,7 +33,16 @@ class DraftRecipe:
     """``"partner"`` (a step-distilled partner model) or ``"fewer_steps"``."""
     cache: str
     full_steps: int
-    note: str
+    saving: str
+    """What it spares against the full render, for a member: "4 steps without guidance instead of
+    50 steps with guidance", "5 steps instead of 20, with the first_block cache"."""
+
+    @property
+    def note(self) -> str:
+        """The saving, and on which model where a partner runs it."""
+        if self.kind == "partner":
+            return f"{get_spec(self.params.model or '').name}: {self.saving}"
+        return self.saving
 
     def as_metadata(self) -> dict[str, Any]:
         return {
@@ -43,6 +52,7 @@ class DraftRecipe:
             "full_steps": self.full_steps,
             "cache": self.cache,
             "note": self.note,
+            "saving": self.saving,
         }
 
 
@@ -86,7 +96,7 @@ def draft_recipe(params: GenerationParams) -> DraftRecipe | None:
                 kind="partner",
                 cache="off",
                 full_steps=params.num_inference_steps,
-                note=f"{partner.name}: {_passes(draft)} instead of {_passes(params)}",
+                saving=f"{_passes(draft)} instead of {_passes(params)}",
             )
     steps = draft_steps(spec, params.num_inference_steps)
     cache = spec.draft_cache
@@ -100,7 +110,7 @@ def draft_recipe(params: GenerationParams) -> DraftRecipe | None:
         kind="fewer_steps",
         cache=cache if taken.name is not None else "off",
         full_steps=params.num_inference_steps,
-        note=note,
+        saving=note,
     )
 
 
