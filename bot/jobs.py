@@ -237,6 +237,22 @@ class QueueingExecutor:
     def estimated_wait_s(self, position: int | None = None) -> float:
         raise NotImplementedError
 
+    async def _start(self, job: Job, worker: str | None) -> float:
+        """A popped job begins: one more attempt, on ``worker``; the caller's ``on_start`` (the
+        store marks it running), whose failure is logged and never stops the job; then running.
+        Returns when it started, for the durations the wait estimate uses."""
+        job.attempts += 1
+        job.worker = worker
+        if job.on_start is not None:
+            try:
+                await job.on_start(job)
+            except Exception:
+                log.exception("on_start of job %s failed", job.id)
+        job.state = JobStatus.RUNNING
+        job.started_at = started = time.monotonic()
+        job.touch()
+        return started
+
     def _renumber(self) -> None:
         for index, job in enumerate(self._queue.ordered(), start=1):
             if job.position != index:
@@ -361,21 +377,14 @@ class GpuExecutor(QueueingExecutor):
                 continue
             self._renumber()
             self._running = job
-            job.attempts += 1
-            job.worker = self._worker.name if self._worker is not None else None
-            if job.on_start is not None:
-                try:
-                    await job.on_start(job)
-                except Exception:
-                    log.exception("on_start of job %s failed", job.id)
-            job.state = JobStatus.RUNNING
-            job.started_at = time.monotonic()
-            job.touch()
+            started = await self._start(
+                job, self._worker.name if self._worker is not None else None
+            )
             try:
                 result = await loop.run_in_executor(self._thread, self._run_safely, job)
             finally:
                 self._running = None
-            self._recent_durations.append(time.monotonic() - job.started_at)
+            self._recent_durations.append(time.monotonic() - started)
             job.finish(result)
             self._renumber()
 

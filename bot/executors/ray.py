@@ -420,16 +420,7 @@ class RayExecutor(QueueingExecutor):
             self._spawn(self._run(worker, job))
 
     async def _run(self, worker: _Remote, job: Job) -> None:
-        job.attempts += 1
-        job.worker = worker.name
-        if job.on_start is not None:
-            try:
-                await job.on_start(job)
-            except Exception:
-                log.exception("on_start of job %s failed", job.id)
-        job.state = JobStatus.RUNNING
-        job.started_at = time.monotonic()
-        job.touch()
+        started = await self._start(job, worker.name)
         end: RunEnd | None = None
         lost: BaseException | None = None
         try:
@@ -465,7 +456,7 @@ class RayExecutor(QueueingExecutor):
             self._lost(worker, job, lost)
         else:
             worker.state = end.state
-            self._recent_durations.append(time.monotonic() - job.started_at)
+            self._recent_durations.append(time.monotonic() - started)
             job.finish(end.result)
         self._renumber()
         self._wakeup.set()
