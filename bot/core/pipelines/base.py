@@ -103,15 +103,9 @@ def denoiser_of(pipe: Any) -> Any:
     return getattr(pipe, "unet", None) or pipe.transformer
 
 
-class StepEndCallback:
-    """Progress, cancel and previews for pipelines with ``callback_on_step_end``.
-
-    Their ``interrupt`` flag only skips the remaining steps and still decodes; raising from the
-    callback (``JobControl.step`` raises ``GenerationCancelled``) stops at once and produces nothing,
-    as a cancel must. With a ``previewer``, the pipeline is asked for ``latents`` at each step end
-    (:data:`STEP_TENSORS`) and the previewer turns them into a picture when ``JobControl`` says one
-    is due.
-    """
+class _StepReporter:
+    """What both callback styles do at a step's end: report it to the job's ``JobControl`` (which
+    raises ``GenerationCancelled`` on a cancel) with a preview builder when there is a previewer."""
 
     def __init__(
         self,
@@ -125,14 +119,25 @@ class StepEndCallback:
         self._total = total
         self._previewer = previewer
 
-    def __call__(self, _pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> Any:
-        done = min(step + 1, self._total)
+    def _report(self, done: int, latents: Any) -> None:
+        done = min(done, self._total)
         self._control.step(
-            self._stage,
-            done,
-            self._total,
-            preview_of(self._previewer, tensors.get("latents"), done),
+            self._stage, done, self._total, preview_of(self._previewer, latents, done)
         )
+
+
+class StepEndCallback(_StepReporter):
+    """Progress, cancel and previews for pipelines with ``callback_on_step_end``.
+
+    Their ``interrupt`` flag only skips the remaining steps and still decodes; raising from the
+    callback (``JobControl.step`` raises ``GenerationCancelled``) stops at once and produces nothing,
+    as a cancel must. With a ``previewer``, the pipeline is asked for ``latents`` at each step end
+    (:data:`STEP_TENSORS`) and the previewer turns them into a picture when ``JobControl`` says one
+    is due.
+    """
+
+    def __call__(self, _pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> Any:
+        self._report(step + 1, tensors.get("latents"))
         return tensors
 
 
@@ -181,13 +186,15 @@ def to_uint8_frames(frames: Any) -> np.ndarray:
     return (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
-class LegacyStepCallback:
+class LegacyStepCallback(_StepReporter):
     """Progress, cancel and previews for pipelines that only know ``callback``/``callback_steps``
     (ModelScope/Zeroscope's deprecated pipelines take no ``callback_on_step_end``; their legacy
     callback is handed the latents, which is all a preview needs).
 
     They have no ``interrupt``: the only way to stop them mid-loop is to raise from the callback,
-    which :meth:`JobControl.step` does with ``GenerationCancelled``.
+    which :meth:`JobControl.step` does with ``GenerationCancelled``. The index they pass is the
+    loop's divided by the scheduler's order, so the calls are counted here instead (clamped to
+    the total).
     """
 
     def __init__(
@@ -197,15 +204,9 @@ class LegacyStepCallback:
         total: int,
         previewer: LatentPreviewer | None = None,
     ) -> None:
-        self._control = control
-        self._stage = stage
-        self._total = total
+        super().__init__(control, stage, total, previewer)
         self._done = 0
-        self._previewer = previewer
 
     def __call__(self, step: int, timestep: Any, latents: Any) -> None:
         self._done += 1
-        done = min(self._done, self._total)
-        self._control.step(
-            self._stage, done, self._total, preview_of(self._previewer, latents, done)
-        )
+        self._report(self._done, latents)
