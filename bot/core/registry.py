@@ -278,6 +278,21 @@ _WAN_RULES: dict[str, Any] = {
     "schedulers": ("unipc", "dpm++"),
     "vae_dtype": "float32",
 }
+# Wan 2.1 T2V (1.3B and 14B): sizes in steps of 16 up to 1280, 4k+1 frames up to 81 at 16 fps, and
+# the card's 50 steps with the flow shift diffusers' Wan doc gives: 3.0 up to 480p, 5.0 from 720p.
+_WAN21_RULES: dict[str, Any] = {
+    **_WAN_RULES,
+    "min_size": 256,
+    "max_size": 1280,
+    "size_multiple": 16,
+    "frames": FrameRule(5, 81, step=4, offset=1),
+    "steps": Range(4, 100),
+    "default_frames": 81,
+    "default_fps": 16,
+    "default_steps": 50,
+    "scheduler_config": {"flow_shift": 3.0},
+    "flow_shifts": ((0, 3.0), (720, 5.0)),
+}
 # Wan 2.2's VAE compresses 16x (32 with the patch); its TI2V model animates pictures too.
 _WAN22_RULES: dict[str, Any] = {
     **_WAN_RULES,
@@ -393,6 +408,7 @@ _LIGHTX2V_RECIPE: dict[str, Any] = {
     "default_steps": 4,
     "default_guidance": 1.0,
     "scheduler_config": {"flow_shift": 5.0},
+    "flow_shifts": (),  # lightx2v samples at shift 5 whatever the size
     "draft_steps": 2,
     "draft_cache": "off",
 }
@@ -495,23 +511,12 @@ REGISTRY: dict[str, ModelSpec] = {
             description="Step-distilled LTX-Video 13B: 8 steps, no guidance, text or image to video.",
         ),
         ModelSpec(
-            **_WAN_RULES,
+            **_WAN21_RULES,
             key="wan2_1_1_3b",
             name="Wan 2.1 T2V 1.3B",
             source="Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
             native_width=832,
             native_height=480,
-            min_size=256,
-            max_size=1280,
-            size_multiple=16,
-            frames=FrameRule(5, 81, step=4, offset=1),
-            steps=Range(4, 100),
-            default_frames=81,
-            default_fps=16,
-            default_steps=50,
-            # diffusers' Wan doc: flow_shift 5.0 for 720p, 3.0 for 480p.
-            scheduler_config={"flow_shift": 3.0},
-            flow_shifts=((0, 3.0), (720, 5.0)),
             cache_settings={
                 "mag": {"mag_ratios": _WAN21_1_3B_MAG, "threshold": 0.12, "max_skip_steps": 2}
             },
@@ -522,22 +527,12 @@ REGISTRY: dict[str, ModelSpec] = {
             description="Small Wan 2.1: 832x480, 81 frames at 16 fps; runs on 8 GB cards.",
         ),
         ModelSpec(
-            **_WAN_RULES,
+            **_WAN21_RULES,
             key="wan2_1_14b",
             name="Wan 2.1 T2V 14B",
             source="Wan-AI/Wan2.1-T2V-14B-Diffusers",
             native_width=1280,
             native_height=720,
-            min_size=256,
-            max_size=1280,
-            size_multiple=16,
-            frames=FrameRule(5, 81, step=4, offset=1),
-            steps=Range(4, 100),
-            default_frames=81,
-            default_fps=16,
-            default_steps=50,
-            scheduler_config={"flow_shift": 3.0},
-            flow_shifts=((0, 3.0), (720, 5.0)),
             draft_model="wan2_1_14b_lightx2v",
             # 14B parameters in bf16 (about 28.6 GB) plus the umt5-xxl encoder (about 11.4 GB).
             vram_gb=44,
@@ -547,19 +542,13 @@ REGISTRY: dict[str, ModelSpec] = {
             description="Large Wan 2.1: 1280x720 or 832x480, 81 frames at 16 fps.",
         ),
         ModelSpec(
-            **{**_WAN_RULES, **_LIGHTX2V_RECIPE},
+            **{**_WAN21_RULES, **_LIGHTX2V_RECIPE},
             key="wan2_1_14b_lightx2v",
             name="Wan 2.1 T2V 14B + lightx2v 4-step LoRA",
             source="Wan-AI/Wan2.1-T2V-14B-Diffusers",
             lora_source=f"{_LIGHTX2V_REPO}/{_LIGHTX2V_T2V_FILE}",
             native_width=1280,
             native_height=720,
-            min_size=256,
-            max_size=1280,
-            size_multiple=16,
-            frames=FrameRule(5, 81, step=4, offset=1),
-            default_frames=81,
-            default_fps=16,
             vram_gb=44,
             speed="step- and guidance-distilled: 4 transformer passes instead of 100",
             memory_advice="as Wan 2.1 T2V 14B; the LoRA is fused at load and adds nothing after",
