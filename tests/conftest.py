@@ -29,6 +29,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """For the modules that render many tiny-model jobs (``pytestmark = pytest.mark.usefixtures(
+    "one_torch_thread")``): the tiny models gain nothing from a second thread, and on a shared
+    machine two OpenMP threads competing with another process for the cores run ten to twenty
+    times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def model_cache() -> Path:
     return _CACHE

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 from bot.core import GenerationParams
 from bot.core.caches import CACHE_CHOICES, FAMILY_CACHES, NO_CACHE, plan_cache, supported_caches
@@ -31,12 +30,7 @@ MODELS = ("tiny_ltx", "tiny_wan", "tiny_cogvideox")
 CASES = [(key, name) for key in MODELS for name in supported_caches(REGISTRY[key])]
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def job(key: str, **changes: Any) -> GenerationParams:

@@ -7,7 +7,6 @@ with one clear line and the manager keeps serving, and a draft of tiny Wan runs 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,7 @@ from bot.core.tiny import LIGHTX2V_LORA_FILE, build_tiny_model
 KEY = "tiny_wan_lightx2v"
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -62,14 +62,7 @@ def write_picture(path: Path, seed: int, size: tuple[int, int] = (80, 64)) -> Pa
     return path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """The tiny models gain nothing from a second thread, and on a shared machine two OpenMP
-    threads competing with another process for the cores run ten to twenty times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
