@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.core.errors import InvalidParameterError, VideoBotError
 from bot.core.pipelines.base import denoiser_of
+from bot.core.plans import PLAN_CHOICES, Card, Choice, choose, host_ram_gb, step_down, switches_of
 from bot.core.registry import (
     DEFAULT_ANIMATEDIFF_BASE,
     REGISTRY,
@@ -103,11 +104,24 @@ class ManagerOptions(MemorySwitches):
     cache_dir: Path = field(default_factory=default_cache_dir)
     sources: dict[str, str] = field(default_factory=dict)
     animatediff_base: str = DEFAULT_ANIMATEDIFF_BASE
+    plan: str = field(
+        default="auto",
+        metadata={"help": "memory plan: auto (the fastest that fits the card) or one by name"},
+    )
+    vram_gb: float = field(
+        default=0.0, metadata={"help": "the card's memory in GB for the plans; 0: detected"}
+    )
     speed: SpeedOptions = field(default_factory=SpeedOptions)
 
     def __post_init__(self) -> None:
         """Raises ``ValueError("key: what is allowed")``, so the config and the CLI say which."""
         object.__setattr__(self, "cache_dir", Path(self.cache_dir))
+        if self.plan not in PLAN_CHOICES:
+            raise ValueError(
+                f"plan: unknown plan {self.plan!r}; allowed: {', '.join(PLAN_CHOICES)}"
+            )
+        if self.vram_gb < 0:
+            raise ValueError(f"vram_gb: must be 0 (detect) or more (got {self.vram_gb:g})")
         for key, check in (("device", check_device), ("dtype", check_dtype)):
             try:
                 check(getattr(self, key))
@@ -128,6 +142,9 @@ class LoadedModel:
     load_time_s: float
     schedulers: dict[str, Any] = field(default_factory=dict)
     load_request: LoadRequest | None = None
+    plan: Choice | None = None
+    """The memory plan it was placed with (``bot.core.plans``); None on the CPU or for a tiny
+    model, where no plan is needed."""
     image_pipeline: Any = None
     """The image-to-video pipeline, made on the first image job (see ``ModelManager.image_pipeline``)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -166,6 +183,8 @@ class ModelStatus:
     upscaler: str | None
     memory_mb: float | None
     description: str
+    plan: Choice | None = None
+    """The plan in use (loaded) or the one a load would use on this card; None without a card."""
 
 
 class ModelManager:
@@ -195,7 +214,7 @@ class ModelManager:
         with self._lock:
             self._options = replace(self._options, **changes)
             for loaded in self._loaded.values():
-                self._apply_switches(loaded, self._switches())
+                self._apply_switches(loaded, self._switches_with_plan(loaded))
             return self._options
 
     def load_model(self, key: str) -> LoadedModel:
@@ -231,9 +250,10 @@ class ModelManager:
             switches=MemorySwitches(False, False, False),
             load_time_s=0.0,
             load_request=self._load_request(spec, dtype),
+            plan=self.plan_for(spec),
         )
         with self._lock:
-            self._place(loaded, self._switches())
+            self._place(loaded, self._switches_with_plan(loaded))
             self._loaded[spec.key] = loaded
             if spec.role == "generator":
                 self._active = spec.key
@@ -279,7 +299,7 @@ class ModelManager:
             if loaded is not None and wanted is not None:
                 with self._lock:
                     if self._loaded.get(spec.key) is loaded:
-                        self._apply_switches(loaded, self._switches())
+                        self._apply_switches(loaded, self._switches_with_plan(loaded))
 
     def unload_all(self) -> None:
         for key in list(self._loaded):
@@ -321,6 +341,7 @@ class ModelManager:
                         upscaler=spec.upscaler,
                         memory_mb=loaded.parameter_bytes / 2**20 if loaded else None,
                         description=spec.description,
+                        plan=loaded.plan if loaded else self.plan_for(spec),
                     )
                 )
             return rows
@@ -357,6 +378,50 @@ class ModelManager:
             return half_dtype_for(torch.cuda.get_device_capability(device))
         return "float32"
 
+    def card(self) -> Card | None:
+        """The card models are placed on: ``vram_gb`` from the options, else the CUDA device's
+        own; None on the CPU without ``vram_gb`` (no plan is needed there)."""
+        device = self.resolved_device()
+        capability = (8, 0)  # without a GPU to ask: a bf16 card of the Ampere generation
+        vram = self._options.vram_gb
+        if device.startswith("cuda"):
+            import torch
+
+            properties = torch.cuda.get_device_properties(device)
+            capability = (properties.major, properties.minor)
+            vram = vram or properties.total_memory / 2**30
+        if not vram:
+            return None
+        return Card(
+            vram_gb=round(vram, 1),
+            host_ram_gb=round(host_ram_gb(), 1),
+            compute_capability=capability,
+        )
+
+    def plan_for(self, spec: ModelSpec, forced: str | None = None) -> Choice | None:
+        """The plan a load of ``spec`` uses on this card (``bot.core.plans.choose``), or None
+        where none applies (a tiny model, the CPU without ``vram_gb``)."""
+        card = self.card()
+        if card is None or not spec.parameters:
+            return None
+        return choose(spec, card, forced=forced or self._options.plan)
+
+    def step_down(self, key: str) -> str | None:
+        """After an out-of-memory failure: load ``key`` again with the next plan that needs less
+        GPU memory. Returns that plan's key, or None when the model has no plan or no smaller one
+        is left."""
+        spec = get_spec(key)
+        with self._lock:
+            loaded = self._loaded.get(spec.key)
+            if loaded is None or loaded.plan is None or loaded.plan.chosen is None:
+                return None
+            lower = step_down(spec, loaded.plan.card, loaded.plan.chosen.key)
+            if lower is None:
+                return None
+            self.unload_model(spec.key)
+            self._loaded[spec.key] = self._load(spec, forced_plan=lower.key)
+            return lower.key
+
     # --- helpers -------------------------------------------------------------------------------
 
     def image_pipeline(self, loaded: LoadedModel) -> Any:
@@ -390,7 +455,18 @@ class ModelManager:
     def _switches(self) -> MemorySwitches:
         return MemorySwitches(**{name: getattr(self._options, name) for name in MEMORY_SWITCHES})
 
-    def _load(self, spec: ModelSpec) -> LoadedModel:
+    def _switches_with_plan(self, loaded: LoadedModel) -> MemorySwitches:
+        """The owner's switches plus the plan's: a plan only ever turns savers on. Off CUDA the
+        plan's offloads have nothing to offload to, so only its fp8 storage applies there."""
+        switches = self._switches()
+        if loaded.plan is None or loaded.plan.chosen is None:
+            return switches
+        wanted = switches_of(loaded.plan.chosen.key)
+        if not loaded.device.startswith("cuda"):
+            wanted = {k: v for k, v in wanted.items() if k not in ("cpu_offload", "group_offload")}
+        return replace(switches, **wanted)
+
+    def _load(self, spec: ModelSpec, forced_plan: str | None = None) -> LoadedModel:
 
         from bot.core.pipelines import adapter_for
 
@@ -418,8 +494,9 @@ class ModelManager:
             switches=MemorySwitches(False, False, False),
             load_time_s=0.0,
             load_request=request,
+            plan=self.plan_for(spec, forced_plan),
         )
-        self._place(loaded, self._switches())
+        self._place(loaded, self._switches_with_plan(loaded))
         loaded.load_time_s = time.perf_counter() - started
         return loaded
 

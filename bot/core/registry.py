@@ -146,6 +146,16 @@ class ModelSpec:
     """Time per video on a GPU, for the README's model table."""
     memory_advice: str = ""
     """How to run it on a small card, for /models and the README."""
+    parameters: dict[str, float] = field(default_factory=dict)
+    """Parameter counts in millions per component (``{"transformer": 1419.0, ...}``), from the
+    real configs built on the meta device (``bench/model_configs/README.md``): what the memory
+    plans (``bot.core.plans``) compute each plan's GPU and host memory from. The denoiser is
+    ``transformer`` or ``unet`` (with ``motion_adapter``); ``image_transformer`` is loaded only
+    for image-to-video. Empty for the tiny models, which fit anywhere."""
+    working_gb: float | None = None
+    """GPU memory a job of the native size needs beside the weights (activations, the VAE decode),
+    where the card or a measurement says; ``None``: what ``vram_gb`` leaves after the weights in
+    half precision, at least 2 GB."""
     tiny: bool = False
 
     @property
@@ -414,6 +424,14 @@ _LIGHTX2V_RECIPE: dict[str, Any] = {
 }
 TINY_LIGHTX2V_FILE = "wan_tiny_lora_rank4_lightx2v_4step.safetensors"
 
+# Parameter counts (millions) per component, as built on the meta device from the real configs
+# (bench/model_configs/README.md's table): the memory plans are computed from these.
+_SD15_PARAMS = {"unet": 859.5, "motion_adapter": 453.2, "text_encoder": 123.1, "vae": 83.7}
+_MODELSCOPE_PARAMS = {"unet": 1411.2, "text_encoder": 340.4, "vae": 83.7}
+_T5_XXL = 4762.3
+_UMT5_XXL = 5680.9
+_WAN21_VAE = 126.9
+
 REGISTRY: dict[str, ModelSpec] = {
     spec.key: spec
     for spec in (
@@ -426,6 +444,7 @@ REGISTRY: dict[str, ModelSpec] = {
             native_width=512,
             native_height=512,
             vram_gb=6,
+            parameters=_SD15_PARAMS,
             upscaler="zeroscope_v2_xl",
             scheduler_config=_ANIMATEDIFF_SCHEDULER,
             draft_model="animatediff_lightning",
@@ -439,6 +458,7 @@ REGISTRY: dict[str, ModelSpec] = {
             native_width=256,
             native_height=256,
             vram_gb=7,
+            parameters=_MODELSCOPE_PARAMS,
             upscaler="zeroscope_v2_xl",
             default_guidance=9.0,
             description="Better temporal consistency; cinematic scenes and storytelling.",
@@ -451,6 +471,7 @@ REGISTRY: dict[str, ModelSpec] = {
             native_width=576,
             native_height=320,
             vram_gb=8,
+            parameters=_MODELSCOPE_PARAMS,
             upscaler="zeroscope_v2_xl",
             default_frames=24,  # the card's recipe: 24 frames at 576x320
             description="High-quality, watermark-free short videos at 576x320.",
@@ -465,6 +486,7 @@ REGISTRY: dict[str, ModelSpec] = {
             native_height=576,
             # The card: 15.3 GB of VRAM for 30 frames at 1024x576.
             vram_gb=15.5,
+            parameters=_MODELSCOPE_PARAMS,
             # diffusers' text-to-video doc upscales with the pipeline's default 50 steps at
             # strength 0.6: 30 steps really run (20 x 0.6 ran only 12).
             default_steps=50,
@@ -487,6 +509,7 @@ REGISTRY: dict[str, ModelSpec] = {
             default_frames=121,
             default_steps=40,
             vram_gb=17,
+            parameters={"transformer": 1923.4, "text_encoder": _T5_XXL, "vae": 419.2},
             speed="5 s of 768x512 video in about 2 s on an H100 (paper); real time or better",
             memory_advice="8-12 GB: cpu_offload (or group_offload) plus vae_tiling; "
             "layerwise_casting keeps the transformer in fp8",
@@ -505,6 +528,7 @@ REGISTRY: dict[str, ModelSpec] = {
             steps=Range(2, 16),
             default_frames=121,
             vram_gb=32,
+            parameters={"transformer": 13042.6, "text_encoder": _T5_XXL, "vae": 935.0},
             speed="step-distilled: 8 steps without guidance instead of 40 with it",
             memory_advice="24 GB: cpu_offload plus vae_tiling; 12 GB: group_offload and "
             "layerwise_casting",
@@ -521,6 +545,7 @@ REGISTRY: dict[str, ModelSpec] = {
                 "mag": {"mag_ratios": _WAN21_1_3B_MAG, "threshold": 0.12, "max_skip_steps": 2}
             },
             vram_gb=16,
+            parameters={"transformer": 1419.0, "text_encoder": _UMT5_XXL, "vae": _WAN21_VAE},
             speed="about 4 min per 5 s 480p clip on an RTX 4090 unoptimised (card)",
             memory_advice="8 GB: cpu_offload (about 8.2 GB peak, card) or group_offload, "
             "plus vae_tiling",
@@ -536,6 +561,7 @@ REGISTRY: dict[str, ModelSpec] = {
             draft_model="wan2_1_14b_lightx2v",
             # 14B parameters in bf16 (about 28.6 GB) plus the umt5-xxl encoder (about 11.4 GB).
             vram_gb=44,
+            parameters={"transformer": 14288.5, "text_encoder": _UMT5_XXL, "vae": _WAN21_VAE},
             speed="50 steps with guidance; a draft runs the lightx2v LoRA's 4 without",
             memory_advice="24 GB: cpu_offload plus vae_tiling; 16 GB: group_offload and "
             "layerwise_casting",
@@ -550,6 +576,7 @@ REGISTRY: dict[str, ModelSpec] = {
             native_width=1280,
             native_height=720,
             vram_gb=44,
+            parameters={"transformer": 14288.5, "text_encoder": _UMT5_XXL, "vae": _WAN21_VAE},
             speed="step- and guidance-distilled: 4 transformer passes instead of 100",
             memory_advice="as Wan 2.1 T2V 14B; the LoRA is fused at load and adds nothing after",
             description="Wan 2.1 14B with lightx2v's distillation LoRA: 4 steps, no guidance.",
@@ -569,6 +596,7 @@ REGISTRY: dict[str, ModelSpec] = {
             default_fps=24,
             default_steps=50,
             vram_gb=32,
+            parameters={"transformer": 4999.8, "text_encoder": _UMT5_XXL, "vae": 704.7},
             speed="a 720p 5 s clip in under 9 min on an RTX 4090 (card)",
             memory_advice="24 GB: cpu_offload plus vae_tiling; 12 GB: group_offload and "
             "layerwise_casting",
@@ -590,6 +618,7 @@ REGISTRY: dict[str, ModelSpec] = {
             default_scheduler="cogvideox_ddim",
             half_dtype="float16",  # the card: FP16 recommended (the 5B models: BF16)
             vram_gb=18,
+            parameters={"transformer": 1693.8, "text_encoder": _T5_XXL, "vae": 215.6},
             speed="50 steps in about 45 s on an H100",
             memory_advice="4-8 GB: cpu_offload, vae_slicing and vae_tiling (card: 4 GB)",
             description="CogVideoX 2B: 720x480, 49 frames at 8 fps.",
@@ -613,6 +642,12 @@ REGISTRY: dict[str, ModelSpec] = {
             default_scheduler="cogvideox_dpm",
             image_to_video=True,
             vram_gb=26,
+            parameters={
+                "transformer": 5570.3,
+                "image_transformer": 5570.3,
+                "text_encoder": _T5_XXL,
+                "vae": 215.6,
+            },
             # The I2V repo's own 5B transformer, about 11 GB in bf16, loads beside it.
             image_vram_gb=11,
             speed="50 steps in about 90 s on an H100 (card: 180 s on an A100)",
@@ -629,6 +664,7 @@ REGISTRY: dict[str, ModelSpec] = {
             native_height=512,
             upscaler="zeroscope_v2_xl",
             vram_gb=6,
+            parameters=_SD15_PARAMS,
             speed="16 frames at 512x512 in 4 steps: about 10x fewer UNet calls than AnimateDiff",
             memory_advice="6 GB: vae_slicing; 4 GB: cpu_offload",
             description="Distilled AnimateDiff: 512x512x16 in 4 steps without guidance.",

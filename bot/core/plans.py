@@ -1,0 +1,307 @@
+"""Memory plans: the fastest way a model fits the card it is on, as pure functions of data.
+
+Each model lists the plans that can run it, fastest first (bf16 on the GPU, fp8 weight storage,
+model offload, group offload, sequential offload). A plan's GPU and host memory are computed from
+the model's real parameter counts per component (``ModelSpec.parameters``) and the job's shape, so
+the chooser, ``/models list`` and ``videobot models --json`` can say which plan a card gets and
+why without importing torch or loading anything.
+
+The figures are estimates, stated as such: weights are exact (parameters x bytes per parameter of
+the plan), the working memory (activations and the VAE decode) is the model's figure at its native
+size (``ModelSpec.working_gb``) scaled by the job's pixels x frames. A plan that runs out of memory
+anyway steps the job down to the next plan (the out-of-memory retry), so an estimate that is too
+low costs one retry, never a failed job.
+
+Units: GB here means GiB (2**30 bytes), as ``nvidia-smi`` and torch report a card's memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bot.core.errors import InvalidParameterError
+
+if TYPE_CHECKING:
+    from bot.core.registry import ModelSpec
+
+GB = 2**30
+CUDA_CONTEXT_GB = 0.6
+"""What the CUDA context, cuBLAS workspaces and the allocator's slack take before any weight."""
+HEADROOM = 0.92
+"""The share of a card's memory a plan may plan for: fragmentation and other processes need room."""
+HOST_BASE_GB = 3.0
+"""The bot process itself (Python, torch, the tokenizers, ffmpeg) in host memory."""
+TILED_DECODE_SHARE = 0.5
+"""Working memory with the VAE decoding in tiles, as a share of the untiled figure (an estimate:
+the decode is the larger part of a video job's working memory and tiling bounds it)."""
+DENOISERS = ("transformer", "unet", "motion_adapter")
+
+
+@dataclass(frozen=True)
+class Card:
+    """The device a model runs on: its memory, its compute capability and the host's memory."""
+
+    vram_gb: float
+    host_ram_gb: float
+    compute_capability: tuple[int, int] = (8, 0)
+
+    def describe(self) -> str:
+        major, minor = self.compute_capability
+        return f"{self.vram_gb:g} GB card (compute {major}.{minor}), {self.host_ram_gb:g} GB RAM"
+
+
+@dataclass(frozen=True)
+class PlanKind:
+    """One way to place a model, as the manager's memory switches apply it."""
+
+    key: str
+    description: str
+    switches: tuple[str, ...]
+    """The ``MemorySwitches`` this plan turns on."""
+    denoiser_bytes: float = 2.0
+    """Bytes per denoiser parameter resident on the GPU (2: bf16; 1: fp8 storage)."""
+    min_compute: tuple[int, int] = (0, 0)
+
+
+PLAN_KINDS: tuple[PlanKind, ...] = (
+    PlanKind("bf16", "every weight on the GPU in half precision", ()),
+    PlanKind(
+        "fp8_storage",
+        "the denoiser's weights stored in fp8, computed in half precision (layerwise casting)",
+        ("layerwise_casting",),
+        denoiser_bytes=1.0,
+    ),
+    PlanKind(
+        "model_offload",
+        "one component on the GPU at a time, the rest in host memory; the VAE decodes in tiles",
+        ("cpu_offload", "vae_tiling"),
+    ),
+    PlanKind(
+        "fp8_model_offload",
+        "model offload with the denoiser's weights stored in fp8: half the largest component",
+        ("cpu_offload", "layerwise_casting", "vae_tiling"),
+        denoiser_bytes=1.0,
+    ),
+    PlanKind(
+        "group_offload",
+        "the layers streamed in from host memory on a CUDA stream as they run, weights in fp8",
+        ("group_offload", "layerwise_casting", "vae_tiling"),
+        denoiser_bytes=1.0,
+    ),
+)
+"""The plans, fastest first. Later issues add int8/fp8 weight-only quantisation (torchao), GGUF
+transformers and sequential offload between these."""
+PLAN_KEYS = tuple(kind.key for kind in PLAN_KINDS)
+PLAN_CHOICES = ("auto", *PLAN_KEYS)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One plan for one model and job shape: what it needs and whether the card has it."""
+
+    kind: PlanKind
+    vram_gb: float
+    host_ram_gb: float
+    fits: bool
+    why_not: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.kind.key
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "plan": self.key,
+            "vram_gb": round(self.vram_gb, 1),
+            "host_ram_gb": round(self.host_ram_gb, 1),
+            "switches": list(self.kind.switches),
+            "fits": self.fits,
+            **({"why_not": self.why_not} if self.why_not else {}),
+        }
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The plan a model gets on a card, the others it could step down to, and why."""
+
+    model: str
+    card: Card
+    plans: tuple[Plan, ...]
+    chosen: Plan | None
+    reason: str
+    steps_down: tuple[Plan, ...] = field(default=())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "plan": self.chosen.key if self.chosen else None,
+            "reason": self.reason,
+            "plans": [plan.as_dict() for plan in self.plans],
+        }
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a job asks for: its size, its frames and whether it animates a picture."""
+
+    width: int
+    height: int
+    frames: int
+    image: bool = False
+
+
+def native_shape(spec: ModelSpec) -> Shape:
+    return Shape(spec.native_width, spec.native_height, spec.default_frames)
+
+
+def working_gb(spec: ModelSpec, shape: Shape) -> float:
+    """Activations and the decode for ``shape``: the model's native figure scaled by the job's
+    pixels x frames (attention runs memory-efficiently, so working memory grows linearly)."""
+    native = spec.native_width * spec.native_height * max(1, spec.default_frames)
+    scale = shape.width * shape.height * max(1, shape.frames) / native
+    return native_working_gb(spec) * scale
+
+
+def native_working_gb(spec: ModelSpec) -> float:
+    if spec.working_gb is not None:
+        return spec.working_gb
+    if not spec.parameters:
+        return 0.0
+    weights = _gb(_resident(spec, image=False), 2.0)
+    return max(2.0, spec.vram_gb - weights)
+
+
+def plans_for(spec: ModelSpec, shape: Shape, card: Card) -> tuple[Plan, ...]:
+    """Every plan for ``spec`` at ``shape`` on ``card``, fastest first, with its figures."""
+    return tuple(_plan(kind, spec, shape, card) for kind in PLAN_KINDS)
+
+
+def choose(
+    spec: ModelSpec, card: Card, shape: Shape | None = None, *, forced: str = "auto"
+) -> Choice:
+    """The fastest plan that fits ``card`` (``forced``: the owner's pick, used even where the
+    estimate says it will not fit, with the reason saying so)."""
+    shape = shape or native_shape(spec)
+    plans = plans_for(spec, shape, card)
+    if forced != "auto":
+        chosen = next((p for p in plans if p.key == forced), None)
+        if chosen is None:
+            raise InvalidParameterError(
+                "plan", f"unknown plan {forced!r}; allowed: {', '.join(PLAN_CHOICES)}"
+            )
+        note = "" if chosen.fits else f" (estimated not to fit: {chosen.why_not})"
+        return Choice(
+            spec.key, card, plans, chosen, f"set by the owner{note}", _after(plans, chosen)
+        )
+    for plan in plans:
+        if plan.fits:
+            skipped = [p for p in plans[: plans.index(plan)]]
+            reason = (
+                f"fastest plan that fits a {card.vram_gb:g} GB card"
+                if not skipped
+                else f"{skipped[-1].key} would need {skipped[-1].vram_gb:.1f} GB; "
+                f"{plan.key} needs {plan.vram_gb:.1f} GB of {card.vram_gb:g} GB"
+            )
+            return Choice(spec.key, card, plans, plan, reason, _after(plans, plan))
+    least = min(plans, key=lambda p: p.vram_gb)
+    return Choice(
+        spec.key,
+        card,
+        plans,
+        None,
+        f"no plan fits a {card.describe()}: the smallest, {least.key}, needs about "
+        f"{least.vram_gb:.1f} GB of GPU memory and {least.host_ram_gb:.1f} GB of RAM",
+    )
+
+
+def step_down(spec: ModelSpec, card: Card, current: str, shape: Shape | None = None) -> Plan | None:
+    """The plan after ``current`` that uses less GPU memory, for a job that ran out of it."""
+    plans = plans_for(spec, shape or native_shape(spec), card)
+    keys = [p.key for p in plans]
+    if current not in keys:
+        return None
+    now = plans[keys.index(current)]
+    later = [p for p in plans[keys.index(current) + 1 :] if p.vram_gb < now.vram_gb]
+    fitting = [p for p in later if p.fits]
+    return (fitting or later or [None])[0]
+
+
+def switches_of(plan_key: str) -> dict[str, bool]:
+    """The memory switches a plan turns on, by the switches' names."""
+    kind = next(k for k in PLAN_KINDS if k.key == plan_key)
+    return dict.fromkeys(kind.switches, True)
+
+
+def host_ram_gb() -> float:
+    """This machine's memory, from the operating system (no psutil needed)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GB
+    except (ValueError, OSError, AttributeError):
+        return 16.0
+
+
+# --- the figures ----------------------------------------------------------------------------------
+
+
+def _plan(kind: PlanKind, spec: ModelSpec, shape: Shape, card: Card) -> Plan:
+    parts = _resident(spec, image=shape.image)
+    denoiser = {k: v for k, v in parts.items() if k in DENOISERS or k == "image_transformer"}
+    others = {k: v for k, v in parts.items() if k not in denoiser}
+    work = working_gb(spec, shape)
+    all_weights = _gb(parts, 2.0)
+    if "cpu_offload" in kind.switches:
+        # One component at a time: the largest of them, and the working memory beside it.
+        sizes = [_gb(denoiser, kind.denoiser_bytes), *(_gb({k: v}, 2.0) for k, v in others.items())]
+        vram = max(sizes) + work * TILED_DECODE_SHARE
+        host = HOST_BASE_GB + all_weights
+    elif "group_offload" in kind.switches:
+        # Block-level groups with one prefetched: a few blocks' weights, plus the working memory.
+        vram = 0.1 * _gb(denoiser, kind.denoiser_bytes) + work * TILED_DECODE_SHARE
+        host = HOST_BASE_GB + all_weights
+    else:
+        vram = _gb(denoiser, kind.denoiser_bytes) + _gb(others, 2.0) + work
+        host = HOST_BASE_GB + max((_gb({k: v}, 2.0) for k, v in parts.items()), default=0.0)
+    vram += CUDA_CONTEXT_GB if spec.parameters else 0.0
+    problems = []
+    if card.compute_capability < kind.min_compute:
+        major, minor = kind.min_compute
+        problems.append(f"needs compute capability {major}.{minor}")
+    if vram > card.vram_gb * HEADROOM:
+        problems.append(f"needs {vram:.1f} GB of GPU memory, the card has {card.vram_gb:g}")
+    if host > card.host_ram_gb * HEADROOM:
+        problems.append(f"needs {host:.1f} GB of RAM, the host has {card.host_ram_gb:g}")
+    return Plan(kind, vram, host, not problems, "; ".join(problems))
+
+
+def _resident(spec: ModelSpec, *, image: bool) -> dict[str, float]:
+    """The components a job loads: the image-to-video transformer only for pictures."""
+    return {k: v for k, v in spec.parameters.items() if image or k != "image_transformer"}
+
+
+def _gb(parts: dict[str, float], bytes_per_parameter: float) -> float:
+    return sum(parts.values()) * 1e6 * bytes_per_parameter / GB
+
+
+def _after(plans: Iterable[Plan], chosen: Plan) -> tuple[Plan, ...]:
+    listed = list(plans)
+    return tuple(listed[listed.index(chosen) + 1 :])
+
+
+__all__ = [
+    "PLAN_CHOICES",
+    "PLAN_KEYS",
+    "PLAN_KINDS",
+    "Card",
+    "Choice",
+    "Plan",
+    "Shape",
+    "choose",
+    "host_ram_gb",
+    "native_shape",
+    "plans_for",
+    "step_down",
+    "switches_of",
+    "working_gb",
+]
