@@ -584,3 +584,45 @@ def test_warm_up_compiles_every_bucket_at_load_and_nothing_when_compile_is_off(
     off = GenerationEngine(ModelManager(ManagerOptions(cache_dir=model_cache)))
     assert off.warm_up("tiny_t2v") == []  # compile resolves to off on the CPU
     assert off.warm_up("tiny_v2v") == []  # an upscaler is only loaded
+
+
+# --- attention kernels from other packages (SageAttention, FlashAttention 3) --------------------
+
+
+@pytest.mark.parametrize("kind", ["sage", "flash3"])
+def test_an_attention_kernel_that_is_not_installed_is_refused_in_one_line(kind: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        SpeedOptions(attention=kind)
+    line = str(caught.value)
+    assert "\n" not in line and line.startswith(f"attention: {kind} is not installed here")
+    assert "use sdpa or flash instead" in line
+
+
+def test_kernel_backends_resolve_to_sdpa_where_they_cannot_run(monkeypatch) -> None:
+    monkeypatch.setattr("bot.core.speed.check_kernel_installed", lambda kind: None)
+    sage = SpeedOptions(attention="sage")
+    assert resolve_speed(sage, "cuda", "bfloat16").attention == "sage"
+    assert resolve_speed(sage, "cuda", "float32").attention == "sdpa"  # half precision only
+    assert resolve_speed(sage, "cpu", "float32").attention == "sdpa"  # CUDA kernels
+
+
+def test_a_kernel_backend_is_set_on_the_transformer_through_diffusers_dispatcher(
+    monkeypatch, model_cache: Path
+) -> None:
+    from bot.core.speed import set_attention
+
+    monkeypatch.setattr(
+        "diffusers.models.attention_dispatch._check_attention_backend_requirements",
+        lambda backend: None,
+    )
+    manager = ModelManager(ManagerOptions(cache_dir=model_cache, speed=OFF))
+    try:
+        pipe = manager.load_model("tiny_wan").pipeline
+        set_attention(pipe, "sage")
+        backends = {
+            getattr(p, "_attention_backend", None)
+            for p in pipe.transformer.attn_processors.values()
+        }
+        assert {str(getattr(b, "value", b)) for b in backends} == {"sage"}
+    finally:
+        manager.unload_all()

@@ -57,7 +57,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SWITCHES = ("auto", "on", "off")
-ATTENTION_CHOICES = ("auto", "sdpa", "flash", "off")
+ATTENTION_CHOICES = ("auto", "sdpa", "flash", "sage", "flash3", "off")
+KERNEL_BACKENDS = {"sage": "sage", "flash3": "_flash_3"}
+"""Attention kernels from other packages, by our name -> diffusers' attention backend
+(``set_attention_backend``): SageAttention (``sageattention``) and FlashAttention 3 (the
+``flash_attn_interface`` module built from flash-attention's ``hopper/`` folder)."""
 VAE_DTYPES = ("auto", "pipeline", "float32", "bfloat16", "float16")
 COMPILE_MODES = ("default", "max-autotune")
 COMPILE_SCOPES = ("auto", "regional", "full")
@@ -122,6 +126,8 @@ class SpeedOptions:
         ):
             _check(name, getattr(self, name), SWITCHES)
         _check("attention", self.attention, ATTENTION_CHOICES)
+        if self.attention in KERNEL_BACKENDS:
+            check_kernel_installed(self.attention)
         _check("vae_dtype", self.vae_dtype, VAE_DTYPES)
         _check("compile_mode", self.compile_mode, COMPILE_MODES)
         _check("encoder", self.encoder, ENCODERS)
@@ -172,6 +178,27 @@ class SpeedOptions:
                 value = int(value)
             parsed[key] = value
         return cls(**parsed)
+
+
+def check_kernel_installed(kind: str) -> None:
+    """Refuse, in one line at start, an attention kernel whose package is not installed: diffusers
+    would only fail at the first job. Asks diffusers' own requirement check of the backend."""
+    from diffusers.models.attention_dispatch import (
+        AttentionBackendName,
+        _check_attention_backend_requirements,
+    )
+
+    try:
+        _check_attention_backend_requirements(AttentionBackendName(KERNEL_BACKENDS[kind]))
+    except (RuntimeError, ImportError) as exc:
+        how = {
+            "sage": "pip install sageattention (CUDA only)",
+            "flash3": "build FlashAttention 3 from flash-attention's hopper/ folder (Hopper GPUs)",
+        }[kind]
+        log.debug("attention %s unusable: %s", kind, exc)
+        raise ValueError(
+            f"attention: {kind} is not installed here ({how}); use sdpa or flash instead"
+        ) from None
 
 
 def _check(name: str, value: object, allowed: tuple[str, ...]) -> None:
@@ -250,8 +277,10 @@ def resolve_speed(
     attention = options.attention
     if attention == "auto":
         attention = "sdpa" if cuda else "off"
-    elif attention == "flash" and cuda and dtype == "float32":
-        attention = "sdpa"  # CUDA's flash kernel takes half precision only
+    elif attention in ("flash", *KERNEL_BACKENDS) and cuda and dtype == "float32":
+        attention = "sdpa"  # the flash, Sage and FA3 kernels take half precision only
+    elif attention in KERNEL_BACKENDS and not cuda:
+        attention = "sdpa"  # CUDA kernels: the CPU runs PyTorch's own
     chunk = options.decode_chunk
     if chunk == "auto":
         chunk = AUTO_DECODE_CHUNK if cuda else 0
@@ -641,6 +670,11 @@ def set_attention(pipe: Any, kind: str | None) -> dict[str, int] | None:
                 module.set_attention_backend("_native_flash")
             else:
                 module._videobot_sdpa_flash = True
+        elif kind in KERNEL_BACKENDS and name != "vae":
+            if _uses_dispatcher(module):
+                module.set_attention_backend(KERNEL_BACKENDS[kind])
+            else:
+                log.info("%s has no attention dispatcher; it keeps PyTorch's SDPA", name)
     return changed
 
 
