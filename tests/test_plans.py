@@ -20,6 +20,7 @@ from bot.core.plans import (
     Card,
     Shape,
     choose,
+    kinds_for,
     plans_for,
     step_down,
     working_gb,
@@ -91,6 +92,20 @@ def test_step_down_goes_to_a_plan_that_needs_less_memory() -> None:
     assert lower is not None and lower.key != "bf16"
     assert lower.vram_gb < plans_for(spec, Shape(1280, 720, 81), card(80))[0].vram_gb
     assert step_down(spec, card(80), PLAN_KEYS[-1]) is None
+
+
+def test_quantisation_plans_need_torchao_and_a_transformer() -> None:
+    wan = REGISTRY["wan2_1_1_3b"]
+    without = Card(vram_gb=12, host_ram_gb=64, compute_capability=(8, 9), packages=frozenset())
+    plans = {p.key: p for p in plans_for(wan, Shape(832, 480, 81), without)}
+    assert not plans["torchao_int8"].fits and "needs torchao" in plans["torchao_int8"].why_not
+    older = Card(vram_gb=12, host_ram_gb=64, compute_capability=(8, 6))
+    plans = {p.key: p for p in plans_for(wan, Shape(832, 480, 81), older)}
+    assert "compute capability 8.9" in plans["torchao_fp8"].why_not
+    assert choose(wan, older).chosen.key == "torchao_int8"  # type: ignore[union-attr]
+    # quantising the text encoder too is what makes it smaller than fp8 storage
+    assert plans["torchao_int8"].vram_gb < plans["fp8_storage"].vram_gb
+    assert "torchao_int8" not in {k.key for k in kinds_for(REGISTRY["animatediff"])}
 
 
 def test_an_unknown_plan_is_refused_by_name() -> None:
@@ -184,7 +199,9 @@ def test_videobot_models_json_plans_every_model_on_every_card_size() -> None:
         memory = entries[key]["memory"]
         assert set(memory["plan_by_card_gb"]) == {"12", "16", "24", "48", "80"}
         assert all(memory["plan_by_card_gb"].values()), (key, memory["plan_by_card_gb"])
-        assert [plan["plan"] for plan in memory["plans"]] == list(PLAN_KEYS)
+        assert [plan["plan"] for plan in memory["plans"]] == [
+            kind.key for kind in kinds_for(REGISTRY[key])
+        ]
         assert entries[key]["rules"]["frames"]["max"] == REGISTRY[key].frames.high
     assert entries["tiny_wan"]["memory"]["plans"] is None
 
@@ -204,3 +221,43 @@ def test_videobot_models_shows_the_plan_a_card_gets() -> None:
     assert choose(REGISTRY["wan2_1_1_3b"], card(12)).chosen is not None
     assert "plan" in done.stdout.splitlines()[0] and "12 GB card" in done.stdout
     assert any(key in wan for key in PLAN_KEYS) or "none fits" in wan
+
+
+def test_the_torchao_int8_plan_quantises_and_renders_close_to_full_precision(
+    monkeypatch: pytest.MonkeyPatch, small_params
+) -> None:
+    import numpy as np
+
+    from tests.conftest import _CACHE
+
+    spec = REGISTRY["tiny_wan"]
+    monkeypatch.setitem(
+        REGISTRY,
+        "tiny_wan",
+        dataclasses.replace(spec, parameters=REGISTRY["wan2_1_1_3b"].parameters),
+    )
+    monkeypatch.setattr("bot.core.manager.host_ram_gb", lambda: 128.0)
+    params = small_params(model="tiny_wan", num_frames=5, num_inference_steps=3)
+    frames = {}
+    for vram in (0.0, 12.0):
+        manager = ModelManager(ManagerOptions(cache_dir=_CACHE, vram_gb=vram))
+        try:
+            loaded = manager.load_model("tiny_wan")
+            if vram:
+                assert loaded.plan is not None and loaded.plan.chosen is not None
+                assert loaded.plan.chosen.key == "torchao_int8"
+                pipe = loaded.pipeline
+                weight = pipe.transformer.blocks[0].attn1.to_q.weight
+                assert "Int8" in type(weight).__name__
+                assert "Int8" in type(pipe.text_encoder.shared.weight).__name__ or any(
+                    "Int8" in type(p).__name__ for p in pipe.text_encoder.parameters()
+                )
+            result = GenerationEngine(manager).generate_video(params)
+            assert result.ok, result.error
+            frames[vram] = np.stack(
+                [np.asarray(image, dtype=np.float32) for image in result.images]
+            )
+        finally:
+            manager.unload_all()
+    difference = np.abs(frames[12.0] - frames[0.0]).mean()
+    assert difference < 8.0, difference  # int8 weights: within 8/255 on average of fp32

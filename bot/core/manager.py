@@ -392,7 +392,11 @@ class ModelManager:
             vram = vram or properties.total_memory / 2**30
         if not vram:
             return None
+        import importlib.util
+
+        packages = frozenset(p for p in ("torchao",) if importlib.util.find_spec(p) is not None)
         return Card(
+            packages=packages,
             vram_gb=round(vram, 1),
             host_ram_gb=round(host_ram_gb(), 1),
             compute_capability=capability,
@@ -478,7 +482,11 @@ class ModelManager:
         dtype = self.resolved_dtype(device, spec)
         adapter = adapter_for(spec.family)
         started = time.perf_counter()
+        plan = self.plan_for(spec, forced_plan)
+        chosen = plan.chosen if plan is not None else None
         request = self._load_request(spec, dtype, files=True)
+        if chosen is not None and chosen.kind.quantization is not None:
+            request = replace(request, quantization=chosen.kind.quantization)
         pipeline = adapter.load(request)
         if request.lora_source is not None:
             from bot.core.pipelines.loras import fuse_lora
@@ -494,7 +502,7 @@ class ModelManager:
             switches=MemorySwitches(False, False, False),
             load_time_s=0.0,
             load_request=request,
-            plan=self.plan_for(spec, forced_plan),
+            plan=plan,
         )
         self._place(loaded, self._switches_with_plan(loaded))
         loaded.load_time_s = time.perf_counter() - started

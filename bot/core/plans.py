@@ -47,6 +47,9 @@ class Card:
     vram_gb: float
     host_ram_gb: float
     compute_capability: tuple[int, int] = (8, 0)
+    packages: frozenset[str] = frozenset({"torchao"})
+    """The optional packages installed where the model runs (``torchao``): a plan needing one that
+    is missing is listed but never chosen."""
 
     def describe(self) -> str:
         major, minor = self.compute_capability
@@ -63,7 +66,15 @@ class PlanKind:
     """The ``MemorySwitches`` this plan turns on."""
     denoiser_bytes: float = 2.0
     """Bytes per denoiser parameter resident on the GPU (2: bf16; 1: fp8 storage)."""
+    text_encoder_bytes: float = 2.0
     min_compute: tuple[int, int] = (0, 0)
+    quantization: str | None = None
+    """torchao weight-only quantisation of the denoiser and the text encoder (``"int8"``,
+    ``"fp8"``), applied at load (``bot.core.pipelines.quantize``)."""
+    needs: str | None = None
+    """The optional package the plan runs on."""
+    transformers_only: bool = False
+    """Offered for the transformer families only (their adapter takes a quantisation config)."""
 
 
 PLAN_KINDS: tuple[PlanKind, ...] = (
@@ -73,6 +84,27 @@ PLAN_KINDS: tuple[PlanKind, ...] = (
         "the denoiser's weights stored in fp8, computed in half precision (layerwise casting)",
         ("layerwise_casting",),
         denoiser_bytes=1.0,
+    ),
+    PlanKind(
+        "torchao_fp8",
+        "torchao fp8 weight-only quantisation of the denoiser and the text encoder",
+        (),
+        denoiser_bytes=1.0,
+        text_encoder_bytes=1.0,
+        min_compute=(8, 9),
+        quantization="fp8",
+        needs="torchao",
+        transformers_only=True,
+    ),
+    PlanKind(
+        "torchao_int8",
+        "torchao int8 weight-only quantisation of the denoiser and the text encoder",
+        (),
+        denoiser_bytes=1.0,
+        text_encoder_bytes=1.0,
+        quantization="int8",
+        needs="torchao",
+        transformers_only=True,
     ),
     PlanKind(
         "model_offload",
@@ -92,8 +124,7 @@ PLAN_KINDS: tuple[PlanKind, ...] = (
         denoiser_bytes=1.0,
     ),
 )
-"""The plans, fastest first. Later issues add int8/fp8 weight-only quantisation (torchao), GGUF
-transformers and sequential offload between these."""
+"""The plans, fastest first. GGUF transformers and sequential offload are still to come."""
 PLAN_KEYS = tuple(kind.key for kind in PLAN_KINDS)
 PLAN_CHOICES = ("auto", *PLAN_KEYS)
 
@@ -175,7 +206,17 @@ def native_working_gb(spec: ModelSpec) -> float:
 
 def plans_for(spec: ModelSpec, shape: Shape, card: Card) -> tuple[Plan, ...]:
     """Every plan for ``spec`` at ``shape`` on ``card``, fastest first, with its figures."""
-    return tuple(_plan(kind, spec, shape, card) for kind in PLAN_KINDS)
+    return tuple(_plan(kind, spec, shape, card) for kind in kinds_for(spec))
+
+
+def kinds_for(spec: ModelSpec) -> tuple[PlanKind, ...]:
+    """The plans a model can be placed by: quantisation needs a transformer denoiser."""
+    transformer = "transformer" in spec.parameters
+    return tuple(kind for kind in PLAN_KINDS if transformer or not kind.transformers_only)
+
+
+def plan_kind(key: str) -> PlanKind:
+    return next(kind for kind in PLAN_KINDS if kind.key == key)
 
 
 def choose(
@@ -189,7 +230,9 @@ def choose(
         chosen = next((p for p in plans if p.key == forced), None)
         if chosen is None:
             raise InvalidParameterError(
-                "plan", f"unknown plan {forced!r}; allowed: {', '.join(PLAN_CHOICES)}"
+                "plan",
+                f"{forced!r} is not a plan for {spec.key}; its plans: "
+                + ", ".join(p.key for p in plans),
             )
         note = "" if chosen.fits else f" (estimated not to fit: {chosen.why_not})"
         return Choice(
@@ -223,15 +266,24 @@ def step_down(spec: ModelSpec, card: Card, current: str, shape: Shape | None = N
     if current not in keys:
         return None
     now = plans[keys.index(current)]
-    later = [p for p in plans[keys.index(current) + 1 :] if p.vram_gb < now.vram_gb]
+    later = [
+        p
+        for p in plans[keys.index(current) + 1 :]
+        if p.vram_gb < now.vram_gb and _can_run(p.kind, card)
+    ]
     fitting = [p for p in later if p.fits]
-    return (fitting or later or [None])[0]
+    return next(iter(fitting or later), None)
+
+
+def _can_run(kind: PlanKind, card: Card) -> bool:
+    """Whether the card and the installed packages can run the plan at all, memory aside."""
+    installed = kind.needs is None or kind.needs in card.packages
+    return installed and card.compute_capability >= kind.min_compute
 
 
 def switches_of(plan_key: str) -> dict[str, bool]:
     """The memory switches a plan turns on, by the switches' names."""
-    kind = next(k for k in PLAN_KINDS if k.key == plan_key)
-    return dict.fromkeys(kind.switches, True)
+    return dict.fromkeys(plan_kind(plan_key).switches, True)
 
 
 def host_ram_gb() -> float:
@@ -248,7 +300,9 @@ def host_ram_gb() -> float:
 def _plan(kind: PlanKind, spec: ModelSpec, shape: Shape, card: Card) -> Plan:
     parts = _resident(spec, image=shape.image)
     denoiser = {k: v for k, v in parts.items() if k in DENOISERS or k == "image_transformer"}
-    others = {k: v for k, v in parts.items() if k not in denoiser}
+    text = {k: v for k, v in parts.items() if k == "text_encoder"}
+    rest = {k: v for k, v in parts.items() if k not in denoiser and k not in text}
+    others = {**text, **rest}
     work = working_gb(spec, shape)
     all_weights = _gb(parts, 2.0)
     if "cpu_offload" in kind.switches:
@@ -261,10 +315,13 @@ def _plan(kind: PlanKind, spec: ModelSpec, shape: Shape, card: Card) -> Plan:
         vram = 0.1 * _gb(denoiser, kind.denoiser_bytes) + work * TILED_DECODE_SHARE
         host = HOST_BASE_GB + all_weights
     else:
-        vram = _gb(denoiser, kind.denoiser_bytes) + _gb(others, 2.0) + work
+        weights = _gb(denoiser, kind.denoiser_bytes) + _gb(text, kind.text_encoder_bytes)
+        vram = weights + _gb(rest, 2.0) + work
         host = HOST_BASE_GB + max((_gb({k: v}, 2.0) for k, v in parts.items()), default=0.0)
     vram += CUDA_CONTEXT_GB if spec.parameters else 0.0
     problems = []
+    if kind.needs is not None and kind.needs not in card.packages:
+        problems.append(f"needs {kind.needs} (pip install 'videobot[quant]')")
     if card.compute_capability < kind.min_compute:
         major, minor = kind.min_compute
         problems.append(f"needs compute capability {major}.{minor}")
@@ -299,7 +356,9 @@ __all__ = [
     "Shape",
     "choose",
     "host_ram_gb",
+    "kinds_for",
     "native_shape",
+    "plan_kind",
     "plans_for",
     "step_down",
     "switches_of",

@@ -33,6 +33,17 @@ class LoadRequest:
     lora_source: str | None = None
     """A LoRA fused into the denoiser once the pipeline is loaded (``bot.core.pipelines.loras``)."""
     lora_scale: float = 1.0
+    quantization: str | None = None
+    """Weight-only quantisation of the denoiser and text encoder (``"int8"``, ``"fp8"``), where the
+    memory plan asks for it (``bot.core.pipelines.quantize``); the transformer families take it."""
+
+    def load_options(self) -> dict[str, Any]:
+        """``from_pretrained``'s quantisation argument, where a plan asks for one."""
+        if self.quantization is None:
+            return {}
+        from bot.core.pipelines.quantize import quantization_config
+
+        return {"quantization_config": quantization_config(self.quantization)}
 
     def dtypes(self) -> Any:
         """``from_pretrained``'s dtype: one for all, or a per-component map when the VAE differs."""

@@ -45,7 +45,10 @@ class TransformerVideoAdapter:
 
         pipeline_cls = getattr(diffusers, self.text_class)
         return pipeline_cls.from_pretrained(
-            request.source, dtype=request.dtypes(), variant=request.variant
+            request.source,
+            dtype=request.dtypes(),
+            variant=request.variant,
+            **request.load_options(),
         )
 
     def image_pipeline(self, pipe: Any, request: LoadRequest) -> Any:
