@@ -27,6 +27,8 @@ from tests.local_hub.server import LocalHub
 
 REAL_KEYS = [key for key, spec in REGISTRY.items() if not spec.tiny]
 DTYPES = ("float32", "bfloat16")
+# A made-up repo with ModelScope's files in half precision only (manifest: "hostile").
+FP16_ONLY = "videobot-tests/modelscope-fp16-only"
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -59,6 +61,7 @@ def hub_report(
             str(report),
             ",".join(DTYPES),
             *REAL_KEYS,
+            f"modelscope_t2v={FP16_ONLY}",
         ],
         env=env,
         cwd=ROOT,
@@ -70,8 +73,14 @@ def hub_report(
     return json.loads(report.read_text())
 
 
-def _row(report: dict[str, Any], key: str, dtype: str) -> dict[str, Any]:
-    return next(r for r in report["runs"] if r["key"] == key and r["dtype"] == dtype)
+def _row(
+    report: dict[str, Any], key: str, dtype: str, override: str | None = None
+) -> dict[str, Any]:
+    return next(
+        r
+        for r in report["runs"]
+        if r["key"] == key and r["dtype"] == dtype and r["override"] == override
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -92,9 +101,20 @@ def test_every_registry_model_renders_from_its_real_repo(
         assert row["image_frames"] == spec.frames.low
 
 
-def test_modelscope_loads_its_only_fp16_files_in_float32_too(hub_report: dict[str, Any]) -> None:
+def test_modelscope_loads_full_weights_in_float32_and_an_fp16_only_layout_in_any(
+    hub_report: dict[str, Any],
+) -> None:
+    """The real ModelScope repo holds full-precision files beside the fp16 ones (diffusers' own
+    slow test loads it in fp32 without a variant): float32 takes the full files, half precision
+    the fp16 ones. A repo with only fp16 files (the hostile layout) still loads, with the fp16
+    variant, in either precision."""
+    assert _row(hub_report, "modelscope_t2v", "float32")["variant"] is None
+    assert _row(hub_report, "modelscope_t2v", "bfloat16")["variant"] == "fp16"
     for dtype in DTYPES:
-        assert _row(hub_report, "modelscope_t2v", dtype)["variant"] == "fp16"
+        row = _row(hub_report, "modelscope_t2v", dtype, override=FP16_ONLY)
+        assert row["error"] is None, row["error"]
+        assert row["source"] == FP16_ONLY and row["variant"] == "fp16"
+        assert row["loaded_dtype"] == f"torch.{dtype}" and row["finite"]
     # Repos with full and fp16 weights: the smaller files in half precision, full ones in float32.
     assert _row(hub_report, "animatediff", "float32")["variant"] is None
     assert _row(hub_report, "animatediff", "bfloat16")["variant"] == "fp16"
@@ -172,7 +192,8 @@ def test_old_repo_ids_are_aliases_of_the_current_ones() -> None:
 @pytest.mark.parametrize(
     ("repo_id", "float32", "half"),
     [
-        ("ali-vilab/text-to-video-ms-1.7b", "fp16", "fp16"),  # only fp16 files
+        ("ali-vilab/text-to-video-ms-1.7b", None, "fp16"),  # full and fp16 files
+        (FP16_ONLY, "fp16", "fp16"),  # only fp16 files
         ("stable-diffusion-v1-5/stable-diffusion-v1-5", None, "fp16"),  # both
         ("cerspense/zeroscope_v2_576w", None, None),  # .bin only, no variant
         ("zai-org/CogVideoX-5b", None, None),  # shards, no variant
@@ -220,6 +241,8 @@ def test_served_files_are_what_the_real_repos_hold(local_hub: LocalHub) -> None:
     modelscope = local_hub.repos["ali-vilab/text-to-video-ms-1.7b"].files
     half = load(modelscope["unet/diffusion_pytorch_model.fp16.safetensors"])
     assert all(t.dtype == torch.float16 for t in half.values())
+    full = load(modelscope["unet/diffusion_pytorch_model.safetensors"])
+    assert full.keys() == half.keys() and all(t.dtype == torch.float32 for t in full.values())
 
 
 def test_a_missing_tokenizer_package_is_named_not_the_network(

@@ -14,12 +14,22 @@ For every file the manifest lists, the replica holds what the real file is, at t
 - bare state dicts (AnimateDiff-Lightning's adapters, lightx2v's LoRAs) as the tiny model's own
   file of that kind;
 - anything a load must never download (single-file checkpoints, samples, ComfyUI files) as a
-  placeholder that no loader could read.
+  placeholder that no loader could read;
+- ``model_index.json`` exactly as the manifest records the real one (pipeline class, component
+  classes and library, flags such as ``expand_timesteps`` only where the real index has them);
+- each config the manifest records under ``configs`` with exactly the real repo's keys: the tiny
+  model's values for the keys it has (the shrunk sizes), the recorded values for the rest. A tiny
+  model that sets a key the real file lacks to anything but the class default cannot be passed
+  off as that repo, and building its replica fails.
+
+Repos whose network no tiny model of ``bot.core.tiny`` has (Wan 2.1) are built from the hub's own
+tiny models (``tests.local_hub.hub_tiny``).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import io
 import json
 import re
@@ -27,6 +37,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from tests.local_hub.hub_tiny import HUB_TINY_PREFIX, build_hub_tiny_model
 from tests.local_hub.server import HubRepo
 
 MANIFEST = Path(__file__).with_name("manifest.json")
@@ -46,15 +57,20 @@ def load_manifest() -> dict[str, Any]:
     return json.loads(MANIFEST.read_text())
 
 
+@cache
 def build_repos(cache_dir: Path) -> dict[str, HubRepo]:
-    """Every manifest repo as a :class:`HubRepo`, built from the tiny models in ``cache_dir``."""
+    """Every manifest repo as a :class:`HubRepo`, built from the tiny models in ``cache_dir`` (once
+    a process: the hub tests and the truth tests share the same replicas)."""
     from bot.core.tiny import build_tiny_model
 
     manifest = load_manifest()
     repos = {}
     for repo_id, entry in manifest["repos"].items():
         key = entry["replica"].split("/")[0]
-        build_tiny_model(key, cache_dir / key)
+        if key.startswith(HUB_TINY_PREFIX):
+            build_hub_tiny_model(key, cache_dir / key)
+        else:
+            build_tiny_model(key, cache_dir / key)
         repos[repo_id] = HubRepo(repo_id, _Replica(cache_dir / entry["replica"], entry).files())
     return repos
 
@@ -95,7 +111,7 @@ class _Replica:
         if folder == "tokenizer":
             return self._tokenizer_file(base)
         if name == "model_index.json":
-            return self._model_index()
+            return _diffusers_json(self.entry["model_index"])
         if folder == "safety_checker" and base == "config.json":
             return _safety_checker()[0]
         if folder == "feature_extractor":
@@ -104,6 +120,9 @@ class _Replica:
             data = json.loads((self.tiny / name).read_text())
             if folder == "text_encoder" and self.tokenizer in ("t5_spiece", "umt5_spiece"):
                 data["vocab_size"] = _t5_vocab_size(data["vocab_size"])
+            record = self.entry.get("configs", {}).get(name)
+            if record is not None:
+                return _diffusers_json(real_config(data, record, name))
             return json.dumps(data, indent=2).encode()
         return PLACEHOLDER  # README.md, .gitattributes, LICENSE, samples
 
@@ -165,14 +184,6 @@ class _Replica:
 
     # --- pipeline and tokenizer files ------------------------------------------------------------
 
-    def _model_index(self) -> bytes:
-        data = json.loads((self.tiny / "model_index.json").read_text())
-        for component in self.entry.get("extra_components", []):
-            data[component] = _SD_EXTRA[component]
-        if "safety_checker" in self.entry.get("extra_components", []):
-            data["requires_safety_checker"] = True
-        return json.dumps(data, indent=2).encode()
-
     def _tokenizer_file(self, base: str) -> bytes:
         max_length = json.loads((self.tiny / "tokenizer" / "tokenizer_config.json").read_text())[
             "model_max_length"
@@ -180,6 +191,57 @@ class _Replica:
         if self.tokenizer == "clip":
             return _clip_tokenizer_files()[base]
         return _t5_tokenizer_files(max_length, with_json=self.tokenizer == "umt5_spiece")[base]
+
+
+# --- real indexes and configs ---------------------------------------------------------------------
+
+
+def _diffusers_json(data: dict[str, Any]) -> bytes:
+    """As diffusers writes ``model_index.json`` and configs: indent 2, sorted keys, a newline."""
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+
+def real_config(tiny: dict[str, Any], record: dict[str, Any], name: str) -> dict[str, Any]:
+    """``name``'s config with exactly the real keys ``record["keys"]``: the recorded values where
+    ``record["values"]`` has one, else the tiny model's (its shrunk sizes). A key of the tiny config
+    that the real file lacks is dropped, so a load takes the class default for it: that must be
+    the value the tiny model was built with, or the replica would be another network."""
+    values = record.get("values", {})
+    class_name = values.get("_class_name", tiny.get("_class_name"))
+    defaults = _init_defaults(class_name)
+    for key in sorted(set(tiny) - set(record["keys"])):
+        if key in defaults and _as_json(tiny[key]) != _as_json(defaults[key]):
+            raise ValueError(
+                f"{name}: the tiny model sets {key}={tiny[key]!r}, a key the real file lacks "
+                f"(it would load as {defaults[key]!r}); build the tiny model with the default"
+            )
+    out = {}
+    for key in record["keys"]:
+        if key in values:
+            out[key] = values[key]
+        elif key in tiny:
+            out[key] = tiny[key]
+        else:
+            raise ValueError(f"{name}: no value for the real key {key!r}; record it under 'values'")
+    return out
+
+
+@cache
+def _init_defaults(class_name: str | None) -> dict[str, Any]:
+    import diffusers
+
+    cls = getattr(diffusers, class_name or "", None)
+    if cls is None:
+        return {}
+    return {
+        name: param.default
+        for name, param in inspect.signature(cls.__init__).parameters.items()
+        if param.default is not inspect.Parameter.empty
+    }
+
+
+def _as_json(value: Any) -> Any:
+    return json.loads(json.dumps(value))
 
 
 # --- T5 SentencePiece tokenizer --------------------------------------------------------------------
@@ -326,10 +388,6 @@ def _clip_tokenizer_files() -> dict[str, bytes]:
     }
 
 
-_SD_EXTRA = {
-    "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"],
-    "feature_extractor": ["transformers", "CLIPImageProcessor"],
-}
 _CLIP_IMAGE_PROCESSOR = {
     "crop_size": {"height": 224, "width": 224},
     "do_center_crop": True,

@@ -3,7 +3,10 @@ names the local hub, ``HF_HOME`` is a new empty cache, ``HF_HUB_OFFLINE`` is uns
 key given is loaded through its real repo id with the real ``from_pretrained`` download path and
 renders a tiny job (upscalers upscale one) in each dtype given; the report goes to a JSON file.
 
-    python -m tests.local_hub.run_registry REPORT.json float32,bfloat16 key [key ...]
+    python -m tests.local_hub.run_registry REPORT.json float32,bfloat16 key [key=repo ...]
+
+``key=repo`` loads ``key`` from another hub repo (the owner's ``sources`` override), such as a
+hostile test layout of the same model; its rows carry the repo under ``override``.
 """
 
 from __future__ import annotations
@@ -28,9 +31,17 @@ def main(argv: list[str]) -> int:
     report: dict[str, Any] = {"runs": [], "renamed": _renamed()}
     for dtype in dtypes:
         manager = ModelManager(ManagerOptions(device="cpu", dtype=dtype))
-        for key in keys:
-            report["runs"].append(_run(manager, key, dtype))
-            manager.unload_all()
+        for item in keys:
+            key, _, override = item.partition("=")
+            runner = manager
+            if override:
+                runner = ModelManager(
+                    ManagerOptions(device="cpu", dtype=dtype, sources={key: override})
+                )
+            row = _run(runner, key, dtype)
+            row["override"] = override or None
+            report["runs"].append(row)
+            runner.unload_all()
     with open(report_path, "w") as out:
         json.dump(report, out, indent=1)
     return 0
