@@ -261,3 +261,19 @@ def test_the_torchao_int8_plan_quantises_and_renders_close_to_full_precision(
             manager.unload_all()
     difference = np.abs(frames[12.0] - frames[0.0]).mean()
     assert difference < 8.0, difference  # int8 weights: within 8/255 on average of fp32
+
+
+def test_offload_plans_hold_one_expert_of_a_two_expert_model_at_a_time() -> None:
+    one = REGISTRY["wan2_1_14b"]
+    two = dataclasses.replace(
+        one, parameters={**one.parameters, "transformer_2": one.parameters["transformer"]}
+    )
+    shape = Shape(1280, 720, 81)
+    single = {p.key: p for p in plans_for(one, shape, card(80))}
+    double = {p.key: p for p in plans_for(two, shape, card(80))}
+    expert = one.parameters["transformer"] * 1e6 * 2 / GB
+    assert double["bf16"].vram_gb == pytest.approx(single["bf16"].vram_gb + expert)
+    assert double["model_offload"].vram_gb == pytest.approx(single["model_offload"].vram_gb)
+    assert double["model_offload"].host_ram_gb == pytest.approx(
+        single["model_offload"].host_ram_gb + expert
+    )

@@ -37,7 +37,11 @@ HOST_BASE_GB = 3.0
 TILED_DECODE_SHARE = 0.5
 """Working memory with the VAE decoding in tiles, as a share of the untiled figure (an estimate:
 the decode is the larger part of a video job's working memory and tiling bounds it)."""
-DENOISERS = ("transformer", "unet", "motion_adapter")
+DENOISERS = ("transformer", "transformer_2", "image_transformer", "unet", "motion_adapter")
+EXPERTS = ("transformer", "transformer_2", "image_transformer")
+"""Denoisers that take turns, never running together: Wan 2.2 A14B's high- and low-noise experts
+(switched at ``boundary_ratio``), CogVideoX-5b's image-to-video transformer. An offload plan holds
+one of them on the GPU at a time; the UNet and its motion adapter run together."""
 
 
 @dataclass(frozen=True)
@@ -299,7 +303,7 @@ def host_ram_gb() -> float:
 
 def _plan(kind: PlanKind, spec: ModelSpec, shape: Shape, card: Card) -> Plan:
     parts = _resident(spec, image=shape.image)
-    denoiser = {k: v for k, v in parts.items() if k in DENOISERS or k == "image_transformer"}
+    denoiser = {k: v for k, v in parts.items() if k in DENOISERS}
     text = {k: v for k, v in parts.items() if k == "text_encoder"}
     rest = {k: v for k, v in parts.items() if k not in denoiser and k not in text}
     others = {**text, **rest}
@@ -307,7 +311,10 @@ def _plan(kind: PlanKind, spec: ModelSpec, shape: Shape, card: Card) -> Plan:
     all_weights = _gb(parts, 2.0)
     if "cpu_offload" in kind.switches:
         # One component at a time: the largest of them, and the working memory beside it.
-        sizes = [_gb(denoiser, kind.denoiser_bytes), *(_gb({k: v}, 2.0) for k, v in others.items())]
+        together = {k: v for k, v in denoiser.items() if k not in EXPERTS}
+        turns = [{k: v} for k, v in denoiser.items() if k in EXPERTS] or [{}]
+        sizes = [_gb({**together, **expert}, kind.denoiser_bytes) for expert in turns]
+        sizes += [_gb({k: v}, 2.0) for k, v in others.items()]
         vram = max(sizes) + work * TILED_DECODE_SHARE
         host = HOST_BASE_GB + all_weights
     elif "group_offload" in kind.switches:
