@@ -248,7 +248,7 @@ def choose(
             reason = (
                 f"fastest plan that fits a {card.vram_gb:g} GB card"
                 if not skipped
-                else f"{skipped[-1].key} would need {skipped[-1].vram_gb:.1f} GB; "
+                else f"{skipped[-1].key} {skipped[-1].why_not}; "
                 f"{plan.key} needs {plan.vram_gb:.1f} GB of {card.vram_gb:g} GB"
             )
             return Choice(spec.key, card, plans, plan, reason, _after(plans, plan))
