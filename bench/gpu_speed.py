@@ -61,8 +61,9 @@ from bot.core.manager import ManagerOptions, ModelManager  # noqa: E402
 from bot.core.params import GenerationParams  # noqa: E402
 from bot.core.pipelines import adapter_for  # noqa: E402
 from bot.core.pipelines.base import DenoiseRequest, to_uint8_frames  # noqa: E402
+from bot.core.pipelines.transformer_video import set_guidance  # noqa: E402
 from bot.core.progress import JobControl  # noqa: E402
-from bot.core.registry import REGISTRY, ModelSpec  # noqa: E402
+from bot.core.registry import GUIDANCE_2_RATIO, REGISTRY, ModelSpec, guidance_2_of  # noqa: E402
 from bot.core.result import GenerationResult  # noqa: E402
 from bot.core.speed import SpeedOptions, speed_report  # noqa: E402
 from bot.logs import quiet_libraries  # noqa: E402
@@ -188,6 +189,37 @@ TINY_OVERRIDES: dict[str, dict[str, Any]] = {
         "layers_per_block": 1,
         "norm_num_groups": 4,
     },
+    "HunyuanVideo15Transformer3DModel": {
+        "num_attention_heads": 2,
+        "attention_head_dim": 8,
+        "num_layers": 1,
+        "num_refiner_layers": 1,
+        "text_embed_dim": 16,
+        "text_embed_2_dim": 32,
+        "image_embed_dim": 12,
+        "rope_axes_dim": [2, 2, 4],
+        "target_size": 64,
+    },
+    "AutoencoderKLHunyuanVideo15": {
+        "block_out_channels": [8, 8, 16, 64, 64],
+        "layers_per_block": 1,
+    },
+    "Qwen2_5_VLTextModel": {
+        "hidden_size": 16,
+        "intermediate_size": 32,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
+    },
+    "SiglipVisionModel": {
+        "hidden_size": 12,
+        "intermediate_size": 24,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "image_size": 54,
+        "patch_size": 2,
+    },
 }
 """``--tiny``: each component's width and depth shrunk, everything that decides the pipeline's
 wiring kept (block types, patch sizes, latent channels, compression ratios, text lengths)."""
@@ -211,6 +243,9 @@ class Job:
     upscale: bool = False
     source_size: tuple[int, int] = (0, 0)
     quality: str = "full"
+    image: bool = False
+    """A picture-only model's job (Wan 2.2 I2V A14B, HunyuanVideo 1.5's step-distilled I2V):
+    it animates a seeded picture of the job's size."""
 
     @property
     def label(self) -> str:
@@ -233,7 +268,25 @@ class Job:
             fps=self.fps,
             seed=SEED,
             quality=self.quality,
+            image=str(picture_file(self.width, self.height)) if self.image else None,
         )
+
+
+def picture(width: int, height: int) -> Any:
+    """The seeded picture an image job animates."""
+    from PIL import Image
+
+    rng = np.random.default_rng(SEED)
+    pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def picture_file(width: int, height: int) -> Path:
+    """:func:`picture` as a PNG, for the engine's path (``GenerationParams.image``)."""
+    path = Path(tempfile.gettempdir()) / f"videobot-bench-picture-{width}x{height}.png"
+    if not path.is_file():
+        picture(width, height).save(path)
+    return path
 
 
 def native_job(spec: ModelSpec, tiny: bool = False, scale: float = 1.0) -> Job:
@@ -268,6 +321,7 @@ def native_job(spec: ModelSpec, tiny: bool = False, scale: float = 1.0) -> Job:
         guidance=spec.default_guidance,
         scheduler=spec.default_scheduler,
         fps=spec.default_fps,
+        image=spec.image_only,
     )
 
 
@@ -384,7 +438,13 @@ def load_configs(key: str) -> dict[str, Any]:
         if name.startswith("_") or not isinstance(entry, list) or entry[0] is None:
             continue
         sub = folder / name
-        for file in ("config.json", "scheduler_config.json", "tokenizer_config.json"):
+        for file in (
+            "config.json",
+            "scheduler_config.json",
+            "tokenizer_config.json",
+            "guider_config.json",
+            "preprocessor_config.json",
+        ):
             if (sub / file).is_file():
                 components[name] = json.loads((sub / file).read_text())
                 break
@@ -434,6 +494,14 @@ def build_tokenizer(config: dict[str, Any]) -> Any:
     BPE tokenizer as the tiny models build it, or the T5-style one of ``bot.core.tiny.dit``; token
     ids stay far below every encoder's vocabulary size."""
     max_length = int(config["model_max_length"])
+    if config["tokenizer_class"].startswith("Qwen2"):
+        from bot.core.tiny.newer import qwen_tokenizer
+
+        return qwen_tokenizer()  # the pipeline pads to its own 1000 + 108 tokens
+    if config["tokenizer_class"] == "ByT5Tokenizer":
+        from transformers import ByT5Tokenizer
+
+        return ByT5Tokenizer()  # bytes: no vocabulary file
     if config["tokenizer_class"].startswith("CLIP"):
         from bot.core.tiny.unet import _tiny_tokenizer
 
@@ -442,6 +510,18 @@ def build_tokenizer(config: dict[str, Any]) -> Any:
     from bot.core.tiny.dit import _t5_tokenizer
 
     return _t5_tokenizer(max_length)
+
+
+def build_processor(config: dict[str, Any], tiny: bool = False) -> Any:
+    """An image processor from its ``preprocessor_config.json`` (HunyuanVideo 1.5's SigLIP); at
+    ``--tiny`` it sizes pictures for the tiny SigLIP (``TINY_OVERRIDES``: 27 x 27 patches)."""
+    import transformers
+
+    fields = {k: v for k, v in config.items() if k != "image_processor_type"}
+    if tiny:
+        side = TINY_OVERRIDES["SiglipVisionModel"]["image_size"]
+        fields["size"] = {"height": side, "width": side}
+    return getattr(transformers, config["image_processor_type"])(**fields)
 
 
 def _seed_of(key: str, name: str) -> int:
@@ -468,11 +548,13 @@ def build_pipeline(
     for name, config in configs["components"].items():
         if name not in wanted:
             continue
-        if name == "scheduler":
-            scheduler_cls = getattr(diffusers, config["_class_name"])
-            kwargs[name] = scheduler_cls.from_config(config)
-        elif name == "tokenizer":
+        if name == "scheduler" or name == "guider":
+            settings_cls = getattr(diffusers, config["_class_name"])
+            kwargs[name] = settings_cls.from_config(config)
+        elif name.startswith("tokenizer"):
             kwargs[name] = build_tokenizer(config)
+        elif name == "feature_extractor":
+            kwargs[name] = build_processor(config, tiny)
         else:
             module_dtype = vae_dtype if (name == "vae" and vae_dtype is not None) else dtype
             kwargs[name] = build_module(
@@ -589,7 +671,7 @@ class MetaStandIn:
                 # meta tensor has none of; the mask changes no FLOP count, so it is left out.
                 args, kwargs = args[:1], {k: v for k, v in kwargs.items() if k != "attention_mask"}
             if key not in self._seen:
-                with FlopCounterMode(display=False) as counter:
+                with FlopCounterMode(display=False) as counter, _meta_truths():
                     out = fn(*_to_meta(args), **_to_meta(kwargs))
                 self._seen[key] = (float(counter.get_total_flops()), out)
             flops, out = self._seen[key]
@@ -597,6 +679,46 @@ class MetaStandIn:
             return _materialize(out)
 
         return run
+
+
+@contextmanager
+def _meta_truths() -> Iterator[None]:
+    """Answers for the questions a meta tensor cannot answer, in HunyuanVideo 1.5's transformer:
+    ``torch.all`` (are the image embeddings all zero, i.e. text-to-video?) is ``True``, and a
+    boolean mask keeps every row while its inverse keeps none. The transformer uses them to move
+    the valid text tokens ahead of the padding (``x[mask]`` then ``x[~mask]``), so the token count
+    and every later shape, hence the FLOPs, are those of the real call."""
+    original_all = torch.all
+    original_getitem = torch.Tensor.__getitem__
+    original_invert = torch.Tensor.__invert__
+
+    def all_(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.is_meta and not args and not kwargs:
+            return torch.tensor(True)
+        return original_all(value, *args, **kwargs)
+
+    def invert(self: torch.Tensor) -> Any:
+        out = original_invert(self)
+        if self.is_meta and self.dtype == torch.bool:
+            out._videobot_inverted = True  # type: ignore[attr-defined]
+        return out
+
+    def getitem(self: torch.Tensor, index: Any) -> Any:
+        if isinstance(index, torch.Tensor) and index.is_meta and index.dtype == torch.bool:
+            rows = 0 if getattr(index, "_videobot_inverted", False) else None
+            flat = self.reshape(-1, *self.shape[index.dim() :])
+            return flat[:rows] if rows is not None else flat
+        return original_getitem(self, index)
+
+    torch.all = all_  # type: ignore[assignment]
+    torch.Tensor.__getitem__ = getitem  # type: ignore[method-assign,assignment]
+    torch.Tensor.__invert__ = invert  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        torch.all = original_all
+        torch.Tensor.__getitem__ = original_getitem  # type: ignore[method-assign]
+        torch.Tensor.__invert__ = original_invert  # type: ignore[method-assign]
 
 
 def _cpu_pipeline(pipe: Any) -> None:
@@ -662,6 +784,7 @@ def _request(job: Job, spec: ModelSpec) -> tuple[DenoiseRequest, Any]:
         generator=generator,
         fps=job.fps,
         call_options=spec.call_options_for(job.scheduler),
+        image=picture(job.width, job.height) if job.image else None,
     )
     return request, None
 
@@ -1014,13 +1137,25 @@ def run_card(
             "generator": torch.Generator(device="cpu").manual_seed(SEED),
             "output_type": "np",
         }
+        accepted = inspect.signature(type(pipe).__call__).parameters
         if job.upscale:
             kwargs.update(video=list(request.video or []), strength=request.strength)
         else:
             kwargs.update(width=request.width, height=request.height, num_frames=request.num_frames)
-            kwargs.update(request.call_options)
-            if "frame_rate" in inspect.signature(type(pipe).__call__).parameters:
+            options = dict(request.call_options)
+            ratio = options.pop(GUIDANCE_2_RATIO, None)
+            kwargs.update(options)
+            if ratio is not None:  # Wan 2.2 A14B's card: the low-noise expert's own guidance
+                kwargs["guidance_scale_2"] = guidance_2_of(request.guidance_scale, float(ratio))
+            if "frame_rate" in accepted:
                 kwargs["frame_rate"] = request.fps
+            if request.image is not None:
+                kwargs["image"] = request.image
+        if "guidance_scale" not in accepted:  # HunyuanVideo 1.5: the guider holds the scale
+            set_guidance(pipe, float(kwargs.pop("guidance_scale")))
+        for name in ("width", "height"):
+            if name not in accepted:  # HunyuanVideo 1.5's I2V sizes the video from the picture
+                kwargs.pop(name, None)
         with torch.inference_mode():
             return pipe(**kwargs).frames
 
@@ -1204,7 +1339,7 @@ def print_flops(jobs: list[Job], tiny: bool) -> list[dict[str, Any]]:
     for job in jobs:
         count = count_flops(job, tiny=tiny)
         den = count.part("unet.", "transformer") / 1e12
-        text = count.part("text_encoder.") / 1e12
+        text = count.part("text_encoder", "image_encoder") / 1e12
         vae = count.part("vae.") / 1e12
         total = count.total / 1e12
         print(

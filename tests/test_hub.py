@@ -21,6 +21,7 @@ import pytest
 
 from bot.core.errors import load_failure_advice
 from bot.core.manager import ManagerOptions, ModelManager, choose_variant, list_weight_files
+from bot.core.pipelines.loras import lora_files
 from bot.core.registry import REGISTRY, RENAMED_REPOS, current_repo_id
 from tests.local_hub.replica import PLACEHOLDER, build_repos, load_manifest
 from tests.local_hub.server import LocalHub
@@ -160,6 +161,25 @@ def test_a_lora_model_fuses_its_file_from_the_hub_into_the_base_repos_weights(
         base, fused = _row(hub_report, "wan2_1_14b", dtype), _row(hub_report, lora.key, dtype)
         assert base["lora_source"] is None and fused["lora_source"] == lora.lora_source
         assert fused["weights_sum"] != base["weights_sum"]
+
+
+def test_a_lora_pair_fetches_both_files_and_changes_both_experts(
+    hub_report: dict[str, Any], local_hub: LocalHub
+) -> None:
+    """Wan 2.2 A14B's lightx2v partners fetch the high- and the low-noise file of their pair by
+    their hub paths, and both experts' weights are no longer the base repo's."""
+    for key, base in (
+        ("wan2_2_t2v_a14b_lightx2v", "wan2_2_t2v_a14b"),
+        ("wan2_2_i2v_a14b_lightx2v", "wan2_2_i2v_a14b"),
+    ):
+        for source in lora_files(REGISTRY[key].lora_source or ""):
+            assert source is not None
+            owner, repo, filename = source.split("/", 2)
+            assert ("GET", f"/{owner}/{repo}/resolve/main/{filename}") in local_hub.requests
+        for dtype in DTYPES:
+            fused, plain = _row(hub_report, key, dtype), _row(hub_report, base, dtype)
+            assert fused["weights_sum"] != plain["weights_sum"]
+            assert fused["weights_sum_2"] != plain["weights_sum_2"] is not None
 
 
 def test_renamed_repo_follows_the_hub_redirect(

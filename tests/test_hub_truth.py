@@ -63,6 +63,38 @@ def test_the_indexes_issue_23_found_wrong_are_the_real_ones(repos: dict[str, Hub
     assert "requires_safety_checker" not in sd15 and "image_encoder" not in sd15
 
 
+def test_the_two_expert_and_hunyuan_indexes_are_the_conversions(repos: dict[str, HubRepo]) -> None:
+    """Wan 2.2 A14B: two experts switched at 0.875 (T2V) or 0.9 (I2V, no image encoder);
+    HunyuanVideo 1.5: a guider component, Qwen2.5-VL's language model and ByT5, and the SigLIP
+    encoder only in the I2V repos."""
+    t2v = _json(repos["Wan-AI/Wan2.2-T2V-A14B-Diffusers"], "model_index.json")
+    i2v = _json(repos["Wan-AI/Wan2.2-I2V-A14B-Diffusers"], "model_index.json")
+    assert (t2v["boundary_ratio"], i2v["boundary_ratio"]) == (0.875, 0.9)
+    for index in (t2v, i2v):
+        assert index["transformer_2"] == ["diffusers", "WanTransformer3DModel"]
+        assert index["expand_timesteps"] is False
+    assert i2v["_class_name"] == "WanImageToVideoPipeline" and i2v["image_encoder"] == [None, None]
+    experts = _json(repos["Wan-AI/Wan2.2-I2V-A14B-Diffusers"], "transformer_2/config.json")
+    assert experts["in_channels"] == 36 and experts["image_dim"] is None
+    prefix = "hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_"
+    hy = _json(repos[prefix + "t2v"], "model_index.json")
+    assert hy["_class_name"] == "HunyuanVideo15Pipeline" and "image_encoder" not in hy
+    assert hy["guider"] == ["diffusers", "ClassifierFreeGuidance"]
+    assert hy["text_encoder"] == ["transformers", "Qwen2_5_VLTextModel"]
+    assert hy["tokenizer_2"] == ["transformers", "ByT5Tokenizer"]
+    for variant, scale in (("i2v", 6.0), ("i2v_step_distilled", 1.0)):
+        index = _json(repos[prefix + variant], "model_index.json")
+        assert index["image_encoder"] == ["transformers", "SiglipVisionModel"]
+        assert (
+            _json(repos[prefix + variant], "guider/guider_config.json")["guidance_scale"] == scale
+        )
+    distilled = _json(repos[prefix + "i2v_step_distilled"], "transformer/config.json")
+    assert distilled["use_meanflow"] is True
+    loras = MANIFEST["lightx2v/Wan2.2-Distill-Loras"]["files"]
+    for kind in ("t2v_A14b_high", "t2v_A14b_low", "i2v_A14b_high", "i2v_A14b_low"):
+        assert any(f"wan2.2_{kind}_noise_lora_rank64_lightx2v_4step" in name for name in loras)
+
+
 @pytest.mark.parametrize(
     ("repo_id", "name"),
     [(r, n) for r, e in MANIFEST.items() for n in e.get("configs", {})],
@@ -131,6 +163,9 @@ def test_shard_counts_match_the_recorded_trees(repos: dict[str, HubRepo], repo_i
         ("Wan-AI/Wan2.2-TI2V-5B-Diffusers", "text_encoder", 3),
         ("zai-org/CogVideoX-5b-I2V", "transformer", 3),
         ("zai-org/CogVideoX-5b", "transformer", 2),
+        ("Wan-AI/Wan2.2-T2V-A14B-Diffusers", "transformer", 12),
+        ("Wan-AI/Wan2.2-T2V-A14B-Diffusers", "transformer_2", 12),
+        ("Wan-AI/Wan2.2-I2V-A14B-Diffusers", "text_encoder", 3),
     ],
 )
 def test_the_shard_counts_issue_23_found(

@@ -57,7 +57,11 @@ HUGE = 10**400  # past float's range: float(HUGE) raises OverflowError
 HUGER = 10**5000  # past Python's 4300-digit limit: str(HUGER) raises ValueError
 BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 FIELDS = tuple(GenerationParams.model_fields)
-GENERATORS = tuple(key for key, spec in REGISTRY.items() if spec.role == "generator")
+GENERATORS = tuple(
+    key
+    for key, spec in REGISTRY.items()
+    if spec.role == "generator" and not spec.image_only  # these need a picture: tested apart
+)
 UPSCALERS = tuple(key for key, spec in REGISTRY.items() if spec.role != "generator")
 REGISTRY_MIN_SIZE = min(spec.min_size for spec in REGISTRY.values())
 REGISTRY_MAX_SIZE = max(spec.max_size for spec in REGISTRY.values())

@@ -12,8 +12,8 @@ The hooks are put on for one job and taken off after it (:func:`cache_applied`),
 MagCache's ratios depend on the job's step count, a cancelled job would leave stale residuals in a
 stateful hook, and a draft uses a cache that a full render of the same seed must not.
 
-Caches only apply to the transformer families (LTX-Video, Wan, CogVideoX): their blocks are the
-ones diffusers' hooks know. The UNet families (ModelScope, Zeroscope, AnimateDiff) run without one,
+Caches only apply to the transformer families (LTX-Video, Wan, CogVideoX, HunyuanVideo 1.5): their
+blocks are the ones diffusers' hooks know. The UNet families (ModelScope, Zeroscope, AnimateDiff) run without one,
 and the plan says so (``CachePlan.note``, also logged).
 """
 
@@ -43,18 +43,25 @@ CACHE_TITLES: dict[str, str] = {
     "taylorseer": "TaylorSeer",
 }
 
-_ATTENTION = r"^(transformer_blocks|blocks)\.\d+\.attn1"
-"""The self-attention of each block in the three transformer families (LTX-Video and CogVideoX:
-``transformer_blocks.N.attn1``; Wan: ``blocks.N.attn1``)."""
+_ATTENTION = r"^(transformer_blocks|blocks)\.\d+\.attn1?"
+"""The self-attention of each block in the transformer families (LTX-Video and CogVideoX:
+``transformer_blocks.N.attn1``; Wan: ``blocks.N.attn1``; HunyuanVideo 1.5's joint attention:
+``transformer_blocks.N.attn``), matched whole (TaylorSeer uses ``re.fullmatch``)."""
 
 FAMILY_CACHES: dict[str, tuple[str, ...]] = {
     "ltx": ("first_block", "mag", "pab", "taylorseer"),
     "wan": ("first_block", "mag", "pab", "taylorseer"),
     "cogvideox": ("first_block", "mag", "faster", "pab", "taylorseer"),
+    "hunyuan_video15": ("pab", "taylorseer"),
 }
 """Which caches run on which family. FasterCache approximates the unconditional branch from a
 batch that holds both branches as 5D latents: CogVideoX only (LTX-Video packs its latents into
-tokens, Wan runs the two branches as separate calls). Families not listed are UNets: no cache."""
+tokens, Wan runs the two branches as separate calls). HunyuanVideo 1.5 takes Pyramid Attention
+Broadcast and TaylorSeer: diffusers 0.42.1 has not registered its transformer block, which First
+Block Cache and MagCache need ("Model class HunyuanVideo15TransformerBlock not registered"), and
+its guider runs the two branches as separate calls, which FasterCache cannot split. Wan 2.2
+A14B's two experts each get the cache (:func:`cache_applied`). Families not listed are UNets:
+no cache."""
 
 DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
     # diffusers' default threshold: the relative change of the first block's residual below which
@@ -129,7 +136,8 @@ def plan_cache(choice: str, spec: ModelSpec) -> CachePlan:
     if spec.family not in FAMILY_CACHES:
         note = (
             f"off: {CACHE_TITLES[name]} ({name}) does not apply to {spec.key}, a UNet "
-            "model; caches run on the transformer models (LTX-Video, Wan, CogVideoX) only"
+            "model; caches run on the transformer models (LTX-Video, Wan, CogVideoX, "
+            "HunyuanVideo 1.5) only"
         )
         log.info("%s", note)
         return CachePlan(None, note=note)

@@ -296,6 +296,45 @@ _COGVIDEOX_FACTORS: Factors = (
 )
 _COGVIDEOX_BIAS: Bias = (0.0, 0.0, 0.0)
 
+# HunyuanVideo 1.5 (32 channels): ComfyUI's comfy/latent_formats.py, class HunyuanVideo15
+# (github.com/Comfy-Org/ComfyUI, commit 75399d78ddcc), which previews the latents scaled by the
+# VAE's 1.03682 as diffusers' HunyuanVideo 1.5 pipelines hold them while denoising.
+_HUNYUAN15_FACTORS: Factors = (
+    (0.0568, -0.0521, -0.0131),
+    (0.0014, 0.0735, 0.0326),
+    (0.0186, 0.0531, -0.0138),
+    (-0.0031, 0.0051, 0.0288),
+    (0.011, 0.0556, 0.0432),
+    (-0.0041, -0.0023, -0.0485),
+    (0.053, 0.0413, 0.0253),
+    (0.0283, 0.0251, 0.0339),
+    (0.0277, -0.0372, -0.0093),
+    (0.0393, 0.0944, 0.1131),
+    (0.002, 0.0251, 0.0037),
+    (-0.0017, 0.0012, 0.0234),
+    (0.0468, 0.0436, 0.0203),
+    (0.0354, 0.0439, -0.0233),
+    (0.009, 0.0123, 0.0346),
+    (0.0382, 0.0029, 0.0217),
+    (0.0261, -0.03, 0.003),
+    (-0.0088, -0.022, -0.0283),
+    (-0.0272, -0.0121, -0.0363),
+    (-0.0664, -0.0622, 0.0144),
+    (0.0414, 0.0479, 0.0529),
+    (0.0355, 0.0612, -0.0247),
+    (0.0147, 0.0264, 0.0174),
+    (0.0438, 0.0038, 0.0542),
+    (0.0431, -0.0573, -0.0033),
+    (-0.0162, -0.0211, -0.0406),
+    (-0.0487, -0.0295, -0.0393),
+    (0.0005, -0.0109, 0.0253),
+    (0.0296, 0.0591, 0.0353),
+    (0.0119, 0.0181, -0.0306),
+    (-0.0085, -0.0362, 0.0229),
+    (0.0005, -0.0106, 0.0242),
+)
+_HUNYUAN15_BIAS: Bias = (0.0456, -0.0202, -0.0644)
+
 
 @dataclass(frozen=True)
 class LatentProjection:
@@ -318,6 +357,7 @@ PROJECTIONS: dict[str, LatentProjection] = {
         LatentProjection("wan21", _WAN21_FACTORS, _WAN21_BIAS),
         LatentProjection("wan22", _WAN22_FACTORS, _WAN22_BIAS),
         LatentProjection("cogvideox", _COGVIDEOX_FACTORS, _COGVIDEOX_BIAS),
+        LatentProjection("hunyuan_video15", _HUNYUAN15_FACTORS, _HUNYUAN15_BIAS),
         LatentProjection("mochi", _MOCHI_FACTORS, _MOCHI_BIAS),
     )
 }
@@ -328,9 +368,11 @@ FAMILY_LATENTS: dict[str, tuple[str, ...]] = {
     "animatediff": ("sd15",),
     "video_to_video": ("sd15",),
     "ltx": ("ltxv",),
-    # Wan 2.1's VAE has 16 channels, Wan 2.2 TI2V's 48: the channel count tells them apart.
+    # Wan 2.1's VAE has 16 channels (Wan 2.1 and the Wan 2.2 A14B experts denoise in it), Wan 2.2
+    # TI2V's 48: the channel count tells them apart.
     "wan": ("wan21", "wan22"),
     "cogvideox": ("cogvideox",),
+    "hunyuan_video15": ("hunyuan_video15",),
     "mochi": ("mochi",),
 }
 """The latent spaces each registry family's models denoise in."""

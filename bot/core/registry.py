@@ -26,7 +26,9 @@ from bot.core.rules import (
 if TYPE_CHECKING:
     from bot.core.params import GenerationParams
 
-Family = Literal["text_to_video", "animatediff", "video_to_video", "ltx", "wan", "cogvideox"]
+Family = Literal[
+    "text_to_video", "animatediff", "video_to_video", "ltx", "wan", "cogvideox", "hunyuan_video15"
+]
 Role = Literal["generator", "upscaler"]
 
 DEFAULT_ANIMATEDIFF_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -60,6 +62,17 @@ SEED_SCHEDULERS = (
 )
 SEED_FRAMES = FrameRule(int(FRAMES.low), int(FRAMES.high))
 
+GUIDANCE_2_RATIO = "guidance_2_ratio"
+"""The call option that carries a two-expert model's low-noise guidance as a share of the job's
+(``ModelSpec.guidance_2``); the pipeline adapter turns it into ``guidance_scale_2``."""
+LORA_PAIR = "+"
+"""Joins a two-expert model's high- and low-noise LoRA files in ``ModelSpec.lora_source``."""
+
+
+def guidance_2_of(guidance: float, ratio: float) -> float:
+    """The low-noise expert's guidance: ``guidance`` times the card's ratio, at least 1."""
+    return max(1.0, round(guidance * ratio, 4))
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -80,9 +93,12 @@ class ModelSpec:
     lora_source: str | None = None
     """A LoRA fused into the denoiser at load (``owner/repo/file.safetensors`` on the hub, or a
     file in the model cache for a tiny model): a step-distillation LoRA turns the base weights into
-    a few-step model (Wan 2.1 14B + lightx2v's 4-step LoRA)."""
+    a few-step model (Wan 2.1 14B + lightx2v's 4-step LoRA). A two-expert model takes a pair,
+    ``high.safetensors+low.safetensors`` (:data:`LORA_PAIR`): the first file is fused into the
+    high-noise ``transformer``, the second (a name beside the first, or a whole source) into the
+    low-noise ``transformer_2`` (Wan 2.2 A14B + lightx2v's high- and low-noise LoRAs)."""
     lora_scale: float = 1.0
-    """The LoRA's strength when fused (its card's)."""
+    """The LoRA's strength when fused (its card's; both files of a pair)."""
     min_size: int = 256
     max_size: int = 1024
     size_multiple: int = 8
@@ -98,9 +114,19 @@ class ModelSpec:
     default_steps: int = 20
     default_guidance: float = 7.5
     default_scheduler: str = "ddim"
+    guidance_2: float | None = None
+    """The low-noise expert's (``transformer_2``) guidance at ``default_guidance``, for a
+    two-expert model whose card guides its experts differently (Wan 2.2 T2V A14B: 4.0 for the
+    high-noise expert, 3.0 for the low-noise one). A job's guidance is the high-noise expert's;
+    the low-noise one keeps the card's ratio to it (:meth:`guidance_2_for`). ``None``: one
+    guidance for both (diffusers' default)."""
     scheduler_config: dict[str, Any] = field(default_factory=dict)
     image_to_video: bool = False
     """Whether the model can animate a picture (``GenerationParams.image``)."""
+    image_only: bool = False
+    """Whether it animates pictures only: Wan 2.2 I2V A14B's transformers take the picture's
+    latents as input channels and have no text-to-video path, so a job without a picture is
+    refused."""
     image_source: str | None = None
     """Where the image-to-video weights live when they are not the text-to-video ones
     (CogVideoX-5b-I2V); ``None``: the same weights serve both."""
@@ -178,8 +204,20 @@ class ModelSpec:
         return config
 
     def call_options_for(self, scheduler: str) -> dict[str, Any]:
-        """The card's extra pipeline arguments for a job on ``scheduler``."""
-        return {**self.call_options, **self.scheduler_call_options.get(scheduler, {})}
+        """The card's extra pipeline arguments for a job on ``scheduler``; a two-expert model's
+        low-noise guidance travels as its ratio to the job's guidance (:data:`GUIDANCE_2_RATIO`),
+        which the pipeline adapter turns into ``guidance_scale_2``."""
+        options = {**self.call_options, **self.scheduler_call_options.get(scheduler, {})}
+        if self.guidance_2 is not None:
+            options[GUIDANCE_2_RATIO] = self.guidance_2 / self.default_guidance
+        return options
+
+    def guidance_2_for(self, guidance: float) -> float | None:
+        """The low-noise expert's guidance for a job guided at ``guidance``: the card's ratio,
+        never below 1 (below 1 would push away from the prompt)."""
+        if self.guidance_2 is None:
+            return None
+        return guidance_2_of(guidance, self.guidance_2 / self.default_guidance)
 
     def defaults(self) -> dict[str, Any]:
         """What a job on this model uses for the options a member leaves out."""
@@ -212,6 +250,12 @@ class ModelSpec:
             schedulers=self.schedulers,
             model_name=self.key,
         )
+        if params.image is None and self.image_only:
+            raise InvalidParameterError(
+                "image",
+                f"{self.key} animates pictures only: attach a picture, or pick a text-to-video "
+                f"model ({', '.join(text_to_video_models()[:6])}, ...)",
+            )
         if params.image is not None and not self.image_to_video:
             raise InvalidParameterError(
                 "image",
@@ -235,6 +279,8 @@ class ModelSpec:
             )
 
     def __post_init__(self) -> None:
+        if self.image_only and not self.image_to_video:
+            raise ValueError(f"{self.key}: image_only needs image_to_video")
         unknown = [name for name in self.schedulers if name not in SCHEDULERS]
         if unknown or self.default_scheduler not in self.schedulers:
             raise ValueError(f"{self.key}: bad schedulers {self.schedulers}")
@@ -423,6 +469,22 @@ _LIGHTX2V_RECIPE: dict[str, Any] = {
     "draft_cache": "off",
 }
 TINY_LIGHTX2V_FILE = "wan_tiny_lora_rank4_lightx2v_4step.safetensors"
+TINY_LIGHTX2V_22_PAIR = (
+    "wan2.2_t2v_A14b_high_noise_lora_rank64_lightx2v_4step_1217.safetensors"
+    "+wan2.2_t2v_A14b_low_noise_lora_rank64_lightx2v_4step_1217.safetensors"
+)
+"""The tiny pair carries the real files' names, so the local hub serves each under its own."""
+_TINY_SIZES: dict[str, Any] = {
+    "native_width": 64,
+    "native_height": 64,
+    "min_size": 32,
+    "max_size": 256,
+    "frames": FrameRule(5, 41, step=4, offset=1),
+    "default_frames": 9,
+    "default_steps": 4,
+    "upscaler": "tiny_v2v",
+    "vram_gb": 0,
+}
 
 # Parameter counts (millions) per component, as built on the meta device from the real configs
 # (bench/model_configs/README.md's table): the memory plans are computed from these.
@@ -431,6 +493,116 @@ _MODELSCOPE_PARAMS = {"unet": 1411.2, "text_encoder": 340.4, "vae": 83.7}
 _T5_XXL = 4762.3
 _UMT5_XXL = 5680.9
 _WAN21_VAE = 126.9
+
+# Wan 2.2 A14B (T2V and I2V): two 14B experts, ``transformer`` for the high-noise steps and
+# ``transformer_2`` for the low-noise ones, switched at ``boundary_ratio``; the Wan 2.1 VAE
+# (16 channels, 8x spatial: sizes in steps of 16). The recipe is the Wan2.2 repo's
+# ``wan/configs/wan_t2v_A14B.py`` and ``wan_i2v_A14B.py`` (shared_config: 81 frames at 16 fps):
+# 40 steps; T2V: flow shift 12.0 at every size (``generate.py`` takes the config's shift
+# whatever the size), boundary 0.875, guidance 4.0 high / 3.0 low (``sample_guide_scale =
+# (3.0, 4.0)  # low noise, high noise``); I2V: shift 5.0, boundary 0.900, guidance 3.5 / 3.5.
+# Sizes: the repo's SUPPORTED_SIZES, 1280x720 and 832x480 either way round (1280x720 its
+# default). diffusers runs ``transformer`` with ``guidance_scale`` while t >= boundary x 1000 and
+# ``transformer_2`` with ``guidance_scale_2`` below (pipeline_wan.py). The diffusers repos ship
+# UniPC at flow shift 3.0 (scripts/convert_wan_to_diffusers.py), so the shift is set here.
+_WAN22_A14B_RULES: dict[str, Any] = {
+    **_WAN_RULES,
+    "min_size": 256,
+    "max_size": 1280,
+    "size_multiple": 16,
+    "frames": FrameRule(5, 81, step=4, offset=1),
+    "steps": Range(4, 100),
+    "default_frames": 81,
+    "default_fps": 16,
+    "default_steps": 40,
+    "flow_shifts": (),
+}
+_WAN22_A14B_T2V: dict[str, Any] = {
+    **_WAN22_A14B_RULES,
+    "default_guidance": 4.0,
+    "guidance_2": 3.0,
+    "scheduler_config": {"flow_shift": 12.0},
+}
+_WAN22_A14B_I2V: dict[str, Any] = {
+    **_WAN22_A14B_RULES,
+    "default_guidance": 3.5,
+    "guidance_2": 3.5,
+    "scheduler_config": {"flow_shift": 5.0},
+    "image_to_video": True,
+    "image_only": True,
+}
+# lightx2v's Wan 2.2 A14B 4-step LoRAs (lightx2v/Wan2.2-Distill-Loras): the high-noise file into
+# ``transformer``, the low-noise one into ``transformer_2``, both at strength 1.0; 4 steps, CFG
+# off, shift 5 (LightX2V's configs/wan22/wan_moe_t2v_distill_lora.json: infer_steps 4,
+# enable_cfg false, sample_shift 5.0, denoising_step_list 1000/750/500/250, boundary_step_index
+# 2, lora strengths 1.0; its Wan 2.2 doc gives the same for I2V with the 1022 files). UniPC at
+# shift 5 and 4 steps runs t = 1000, 937.5, 833, 625: the boundary (875 for T2V, 900 for I2V)
+# falls after the second step, as LightX2V's boundary_step_index 2.
+_LIGHTX2V_22_REPO = "lightx2v/Wan2.2-Distill-Loras"
+_LIGHTX2V_22_T2V = (
+    f"{_LIGHTX2V_22_REPO}/wan2.2_t2v_A14b_high_noise_lora_rank64_lightx2v_4step_1217.safetensors"
+    "+wan2.2_t2v_A14b_low_noise_lora_rank64_lightx2v_4step_1217.safetensors"
+)
+_LIGHTX2V_22_I2V = (
+    f"{_LIGHTX2V_22_REPO}/wan2.2_i2v_A14b_high_noise_lora_rank64_lightx2v_4step_1022.safetensors"
+    "+wan2.2_i2v_A14b_low_noise_lora_rank64_lightx2v_4step_1022.safetensors"
+)
+_LIGHTX2V_22_RECIPE: dict[str, Any] = {**_LIGHTX2V_RECIPE, "guidance_2": None}
+_WAN22_A14B = 14288.5
+_WAN22_A14B_I2V_TRANSFORMER = 14288.9  # 36 input channels (noise, picture latents, mask)
+# What a 1280x720x81 job needs beside the weights: Wan 2.1 14B's figure (its 44 GB less its
+# weights in bf16), since each A14B expert is that very network at the same job and VAE.
+_WAN22_A14B_WORKING_GB = 6.6
+
+# HunyuanVideo 1.5 480p (hunyuanvideo-community's diffusers conversions; the id diffusers'
+# docstring names, ``HunyuanVideo-1.5-480p_t2v`` without ``-Diffusers-``, does not exist): an
+# 8.3B MMDiT, Qwen2.5-VL-7B's text model and a ByT5 glyph encoder, a 32-channel VAE compressing
+# 16x in space and 4x in time (sizes in steps of 16). The recipe is diffusers'
+# scripts/convert_hunyuan_video1_5_to_diffusers.py, which writes each repo's scheduler and guider:
+# 480p: FlowMatchEuler at shift 5.0, ClassifierFreeGuidance at 6.0; the pipeline's defaults: 121
+# frames, 50 steps; the 16:9 size at its 480p target (640x640 pixels' worth of patches): 848x480.
+# HunyuanVideo-1.5's own generate.py: 121 frames (5 s at 24 fps). Guidance is the pipeline's
+# ``guider``, not a call argument (diffusers' HunyuanVideo-1.5 doc: ``pipe.guider.new(...)``).
+_HUNYUAN15_RULES: dict[str, Any] = {
+    "family": "hunyuan_video15",
+    "min_size": 256,
+    "max_size": 1280,
+    "size_multiple": 16,
+    "frames": FrameRule(5, 121, step=4, offset=1),
+    "steps": Range(4, 100),
+    "default_frames": 121,
+    "default_fps": 24,
+    "default_steps": 50,
+    "default_guidance": 6.0,
+    "default_scheduler": "flow_euler",
+    "schedulers": ("flow_euler",),
+    "scheduler_config": {"shift": 5.0},
+    # A draft without its partner (the step-distilled model animates pictures only) runs a
+    # quarter of the steps with TaylorSeer: First Block Cache does not take this transformer.
+    "draft_cache": "taylorseer",
+}
+_HUNYUAN15_PARAMS: dict[str, float] = {
+    "transformer": 8326.6,
+    "text_encoder": 7070.6,  # Qwen2.5-VL-7B-Instruct's language model
+    "text_encoder_2": 217.7,  # ByT5-small encoder (Glyph-SDXL-v2 weights)
+    "vae": 1260.6,
+}
+_SIGLIP = 428.2  # FLUX.1-Redux-dev's SigLIP so400m vision tower (the I2V repos' image encoder)
+# The 480p I2V step-distilled checkpoint (HunyuanVideo-1.5's run script: "step distilled model
+# for 480p I2V, recommended 8 or 12 steps"; its diffusers repo ...-480p_i2v_step_distilled:
+# meanflow timesteps, guider 1.0, shift 7.0 per the conversion script).
+_HUNYUAN15_STEP_DISTILLED: dict[str, Any] = {
+    **_HUNYUAN15_RULES,
+    "steps": Range(2, 16),
+    "default_steps": 12,
+    "default_guidance": 1.0,
+    "guidance": Range(1.0, 2.0),
+    "scheduler_config": {"shift": 7.0},
+    "image_to_video": True,
+    "image_only": True,
+    "draft_steps": 8,
+    "draft_cache": "off",
+}
 
 REGISTRY: dict[str, ModelSpec] = {
     spec.key: spec
@@ -601,6 +773,127 @@ REGISTRY: dict[str, ModelSpec] = {
             memory_advice="24 GB: cpu_offload plus vae_tiling; 12 GB: group_offload and "
             "layerwise_casting",
             description="Wan 2.2 text- and image-to-video at 1280x704, 121 frames at 24 fps.",
+        ),
+        ModelSpec(
+            **_WAN22_A14B_T2V,
+            key="wan2_2_t2v_a14b",
+            name="Wan 2.2 T2V A14B (two 14B experts)",
+            source="Wan-AI/Wan2.2-T2V-A14B-Diffusers",
+            native_width=1280,
+            native_height=720,
+            draft_model="wan2_2_t2v_a14b_lightx2v",
+            # Both experts in bf16 (57.2 GB), umt5-xxl (10.6 GB), the VAE, and the job.
+            vram_gb=71,
+            working_gb=_WAN22_A14B_WORKING_GB,
+            parameters={
+                "transformer": _WAN22_A14B,
+                "transformer_2": _WAN22_A14B,
+                "text_encoder": _UMT5_XXL,
+                "vae": _WAN21_VAE,
+            },
+            speed="40 guided steps, 2 experts taking turns; a draft runs lightx2v's 4 unguided",
+            memory_advice="40 GB: cpu_offload plus vae_tiling (one expert on the GPU at a time); "
+            "24 GB: group_offload and layerwise_casting",
+            description="Wan 2.2 A14B text-to-video: 1280x720 or 832x480, 81 frames at 16 fps.",
+        ),
+        ModelSpec(
+            **{**_WAN22_A14B_T2V, **_LIGHTX2V_22_RECIPE},
+            key="wan2_2_t2v_a14b_lightx2v",
+            name="Wan 2.2 T2V A14B + lightx2v 4-step LoRAs",
+            source="Wan-AI/Wan2.2-T2V-A14B-Diffusers",
+            lora_source=_LIGHTX2V_22_T2V,
+            native_width=1280,
+            native_height=720,
+            vram_gb=71,
+            working_gb=_WAN22_A14B_WORKING_GB,
+            parameters={
+                "transformer": _WAN22_A14B,
+                "transformer_2": _WAN22_A14B,
+                "text_encoder": _UMT5_XXL,
+                "vae": _WAN21_VAE,
+            },
+            speed="step- and guidance-distilled: 4 expert passes instead of 80",
+            memory_advice="as Wan 2.2 T2V A14B; the LoRAs are fused at load and add nothing after",
+            description="Wan 2.2 T2V A14B with lightx2v's high/low-noise LoRAs: 4 steps, no CFG.",
+        ),
+        ModelSpec(
+            **_WAN22_A14B_I2V,
+            key="wan2_2_i2v_a14b",
+            name="Wan 2.2 I2V A14B (two 14B experts, pictures only)",
+            source="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
+            native_width=1280,
+            native_height=720,
+            draft_model="wan2_2_i2v_a14b_lightx2v",
+            vram_gb=71,
+            working_gb=_WAN22_A14B_WORKING_GB,
+            parameters={
+                "transformer": _WAN22_A14B_I2V_TRANSFORMER,
+                "transformer_2": _WAN22_A14B_I2V_TRANSFORMER,
+                "text_encoder": _UMT5_XXL,
+                "vae": _WAN21_VAE,
+            },
+            speed="40 guided steps, 2 experts taking turns; a draft runs lightx2v's 4 unguided",
+            memory_advice="40 GB: cpu_offload plus vae_tiling (one expert on the GPU at a time); "
+            "24 GB: group_offload and layerwise_casting",
+            description="Wan 2.2 A14B image-to-video: animates a picture, 81 frames at 16 fps.",
+        ),
+        ModelSpec(
+            **{**_WAN22_A14B_I2V, **_LIGHTX2V_22_RECIPE},
+            key="wan2_2_i2v_a14b_lightx2v",
+            name="Wan 2.2 I2V A14B + lightx2v 4-step LoRAs (pictures only)",
+            source="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
+            lora_source=_LIGHTX2V_22_I2V,
+            native_width=1280,
+            native_height=720,
+            vram_gb=71,
+            working_gb=_WAN22_A14B_WORKING_GB,
+            parameters={
+                "transformer": _WAN22_A14B_I2V_TRANSFORMER,
+                "transformer_2": _WAN22_A14B_I2V_TRANSFORMER,
+                "text_encoder": _UMT5_XXL,
+                "vae": _WAN21_VAE,
+            },
+            speed="step- and guidance-distilled: 4 expert passes instead of 80",
+            memory_advice="as Wan 2.2 I2V A14B; the LoRAs are fused at load and add nothing after",
+            description="Wan 2.2 I2V A14B with lightx2v's 4-step LoRAs: 4 steps, no CFG.",
+        ),
+        ModelSpec(
+            **_HUNYUAN15_RULES,
+            key="hunyuan_video15_480p",
+            name="HunyuanVideo 1.5 480p (8.3B)",
+            source="hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_t2v",
+            image_source="hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_i2v",
+            image_to_video=True,
+            native_width=848,
+            native_height=480,
+            draft_model="hunyuan_video15_480p_i2v_distilled",
+            # Weights in bf16 (31.4 GB) and the 121-frame job; a picture loads the I2V
+            # transformer and its SigLIP encoder (16.3 GB more).
+            vram_gb=40,
+            image_vram_gb=16,
+            parameters={
+                **_HUNYUAN15_PARAMS,
+                "image_transformer": 8326.6,
+                "image_encoder": _SIGLIP,
+            },
+            speed="50 guided steps; a picture's draft runs the step-distilled I2V model's 12",
+            memory_advice="24 GB: cpu_offload plus vae_tiling (card: 14 GB with offloading); "
+            "16 GB: group_offload and layerwise_casting",
+            description="HunyuanVideo 1.5 at 480p: 848x480, 121 frames at 24 fps; text or picture.",
+        ),
+        ModelSpec(
+            **_HUNYUAN15_STEP_DISTILLED,
+            key="hunyuan_video15_480p_i2v_distilled",
+            name="HunyuanVideo 1.5 480p I2V step-distilled (pictures only)",
+            source="hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_i2v_step_distilled",
+            native_width=848,
+            native_height=480,
+            vram_gb=40,
+            parameters={**_HUNYUAN15_PARAMS, "image_encoder": _SIGLIP},
+            speed="step-distilled: 12 steps without guidance instead of 50 with it (card: 75% less "
+            "time end to end on an RTX 4090)",
+            memory_advice="as HunyuanVideo 1.5 480p",
+            description="HunyuanVideo 1.5 480p image-to-video, step-distilled: 12 steps, no CFG.",
         ),
         ModelSpec(
             **_COGVIDEOX_RULES,
@@ -798,6 +1091,51 @@ REGISTRY: dict[str, ModelSpec] = {
             description="Tiny Wan with a random LoRA in lightx2v's key format, fused at load.",
         ),
         ModelSpec(
+            **{**_WAN22_A14B_T2V, **_TINY_SIZES, "steps": Range(1, 50)},
+            key="tiny_wan_a14b",
+            name="Tiny Wan 2.2 A14B-style T2V (two experts; offline, random weights)",
+            source="tiny_wan_a14b",
+            draft_model="tiny_wan_a14b_lightx2v",
+            tiny=True,
+            description="WanPipeline with two tiny experts switched at boundary_ratio 0.875.",
+        ),
+        ModelSpec(
+            **{**_WAN22_A14B_T2V, **_LIGHTX2V_22_RECIPE, **_TINY_SIZES},
+            key="tiny_wan_a14b_lightx2v",
+            name="Tiny Wan 2.2 A14B + lightx2v-format high/low LoRAs (offline, random weights)",
+            source="tiny_wan_a14b_lightx2v/base",
+            lora_source=f"tiny_wan_a14b_lightx2v/lora/{TINY_LIGHTX2V_22_PAIR}",
+            tiny=True,
+            description="Tiny two-expert Wan with a random LoRA pair fused into both experts.",
+        ),
+        ModelSpec(
+            **{**_WAN22_A14B_I2V, **_TINY_SIZES, "steps": Range(1, 50)},
+            key="tiny_wan_a14b_i2v",
+            name="Tiny Wan 2.2 A14B-style I2V (two experts, pictures only; random weights)",
+            source="tiny_wan_a14b_i2v",
+            tiny=True,
+            description="WanImageToVideoPipeline with two tiny 36-channel experts.",
+        ),
+        ModelSpec(
+            **{**_HUNYUAN15_RULES, **_TINY_SIZES, "steps": Range(1, 50)},
+            key="tiny_hunyuan15",
+            name="Tiny HunyuanVideo 1.5 (offline, random weights)",
+            source="tiny_hunyuan15/t2v",
+            image_source="tiny_hunyuan15/i2v",
+            image_to_video=True,
+            draft_model="tiny_hunyuan15_i2v_distilled",
+            tiny=True,
+            description="HunyuanVideo15Pipeline (+ image-to-video) with tiny random weights.",
+        ),
+        ModelSpec(
+            **{**_HUNYUAN15_STEP_DISTILLED, **_TINY_SIZES},
+            key="tiny_hunyuan15_i2v_distilled",
+            name="Tiny HunyuanVideo 1.5 I2V step-distilled (pictures only; random weights)",
+            source="tiny_hunyuan15_i2v_distilled",
+            tiny=True,
+            description="HunyuanVideo 1.5 I2V with a meanflow transformer, tiny random weights.",
+        ),
+        ModelSpec(
             **_COGVIDEOX_RULES,
             key="tiny_cogvideox",
             name="Tiny CogVideoX (offline, random weights)",
@@ -843,6 +1181,11 @@ REGISTRY: dict[str, ModelSpec] = {
 def image_to_video_models() -> list[str]:
     """The generators that can animate a picture."""
     return [k for k, s in REGISTRY.items() if s.image_to_video and s.role == "generator"]
+
+
+def text_to_video_models() -> list[str]:
+    """The generators that run from a prompt alone (all but the picture-only ones)."""
+    return [k for k, s in REGISTRY.items() if not s.image_only and s.role == "generator"]
 
 
 def get_spec(key: str) -> ModelSpec:

@@ -12,7 +12,9 @@ For every file the manifest lists, the replica holds what the real file is, at t
   ``tokenizer.json`` beside it (Wan); the text encoder's vocabulary is resized to fit;
 - the SD 1.5 base's extra components: a tiny ``safety_checker`` and a ``feature_extractor``;
 - bare state dicts (AnimateDiff-Lightning's adapters, lightx2v's LoRAs) as the tiny model's own
-  file of that kind;
+  file of that kind (by name, where the tiny model has one per real file: lightx2v's Wan 2.2 pairs);
+- tokenizers built in code (``"tokenizer": "own"``: HunyuanVideo 1.5's Qwen2 and ByT5) and other
+  settings files a tiny component wrote (a guider's, a SigLIP preprocessor's) as written;
 - anything a load must never download (single-file checkpoints, samples, ComfyUI files) as a
   placeholder that no loader could read;
 - ``model_index.json`` exactly as the manifest records the real one (pipeline class, component
@@ -106,15 +108,22 @@ class _Replica:
             return self._index(index.group("dir") or "", index.group("stem"), name)
         if base.endswith(".safetensors"):
             # A bare state dict (AnimateDiff-Lightning's adapters, lightx2v's LoRAs): the tiny
-            # folder's one file, in the real file's format.
+            # file of the same name where the tiny model has one per real file (lightx2v's Wan 2.2
+            # high/low pairs), else the tiny folder's one file, in the real file's format.
+            if (self.tiny / base).is_file():
+                return (self.tiny / base).read_bytes()
             return next(self.tiny.glob("*.safetensors")).read_bytes()
+        if self.tokenizer == "own" and folder.startswith("tokenizer"):
+            # Tokenizers built in code by the tiny model (HunyuanVideo 1.5's Qwen2 BPE with its
+            # chat template, ByT5): served as transformers saved them.
+            return (self.tiny / name).read_bytes()
         if folder == "tokenizer":
             return self._tokenizer_file(base)
         if name == "model_index.json":
             return _diffusers_json(self.entry["model_index"])
         if folder == "safety_checker" and base == "config.json":
             return _safety_checker()[0]
-        if folder == "feature_extractor":
+        if folder == "feature_extractor" and not (self.tiny / name).is_file():
             return json.dumps(_CLIP_IMAGE_PROCESSOR, indent=2).encode()
         if base in ("config.json", "scheduler_config.json"):
             data = json.loads((self.tiny / name).read_text())
@@ -124,6 +133,10 @@ class _Replica:
             if record is not None:
                 return _diffusers_json(real_config(data, record, name))
             return json.dumps(data, indent=2).encode()
+        if folder and (self.tiny / name).is_file():
+            # A component's own settings file the tiny model wrote (HunyuanVideo 1.5's guider
+            # config and SigLIP preprocessor config): the real class, the tiny values.
+            return (self.tiny / name).read_bytes()
         return PLACEHOLDER  # README.md, .gitattributes, LICENSE, samples
 
     # --- weights ---------------------------------------------------------------------------------

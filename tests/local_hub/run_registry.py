@@ -71,6 +71,10 @@ def _run(manager: Any, key: str, dtype: str) -> dict[str, Any]:
         row["weights_sum"] = float(
             sum(p.double().sum() for p in denoiser_of(loaded.pipeline).parameters())
         )
+        second = getattr(loaded.pipeline, "transformer_2", None)  # Wan 2.2 A14B's low-noise expert
+        row["weights_sum_2"] = (
+            float(sum(p.double().sum() for p in second.parameters())) if second else None
+        )
         side = 2 * spec.size_multiple if spec.size_multiple >= 32 else 64
         request = DenoiseRequest(
             prompt="a cat surfing a wave at sunset",
@@ -83,9 +87,16 @@ def _run(manager: Any, key: str, dtype: str) -> dict[str, Any]:
             generator=torch.Generator().manual_seed(7),
             video=_small_video(side) if spec.role == "upscaler" else None,
             fps=spec.default_fps,
-            call_options=spec.call_options,
+            call_options=spec.call_options_for(spec.default_scheduler),
         )
-        frames = loaded.adapter.run(loaded.pipeline, request, JobControl())
+        if spec.image_only:  # a picture-only model (Wan 2.2 I2V A14B) renders from a picture
+            from PIL import Image
+
+            picture = Image.new("RGB", (side, side), (40, 120, 200))
+            image_pipe = manager.image_pipeline(loaded)
+            frames = loaded.adapter.run(image_pipe, replace(request, image=picture), JobControl())
+        else:
+            frames = loaded.adapter.run(loaded.pipeline, request, JobControl())
         row["frames"], row["size"] = (
             int(frames.shape[0]),
             [int(frames.shape[2]), int(frames.shape[1])],

@@ -3,7 +3,7 @@
 The adapters hide how each family is loaded and called, and in particular the two different hook
 APIs for progress and cancel: the deprecated ``TextToVideoSDPipeline``/``VideoToVideoSDPipeline``
 only take the legacy ``callback``/``callback_steps``, newer pipelines take ``callback_on_step_end``.
-The newer DiT families (LTX-Video, Wan, CogVideoX) share one adapter class.
+The newer DiT families (LTX-Video, Wan, CogVideoX, HunyuanVideo 1.5) share one adapter class.
 """
 
 from __future__ import annotations
@@ -11,7 +11,12 @@ from __future__ import annotations
 from bot.core.pipelines.animatediff import AnimateDiffAdapter
 from bot.core.pipelines.base import DenoiseRequest, LoadRequest, PipelineAdapter
 from bot.core.pipelines.text_to_video import TextToVideoAdapter
-from bot.core.pipelines.transformer_video import COGVIDEOX_ADAPTER, LTX_ADAPTER, WAN_ADAPTER
+from bot.core.pipelines.transformer_video import (
+    COGVIDEOX_ADAPTER,
+    HUNYUAN15_ADAPTER,
+    LTX_ADAPTER,
+    WAN_ADAPTER,
+)
 from bot.core.pipelines.video_to_video import VideoToVideoAdapter
 
 _ADAPTERS: dict[str, PipelineAdapter] = {
@@ -21,6 +26,7 @@ _ADAPTERS: dict[str, PipelineAdapter] = {
     "ltx": LTX_ADAPTER,
     "wan": WAN_ADAPTER,
     "cogvideox": COGVIDEOX_ADAPTER,
+    "hunyuan_video15": HUNYUAN15_ADAPTER,
 }
 
 

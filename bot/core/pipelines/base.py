@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -150,6 +151,32 @@ class StepEndCallback(_StepReporter):
     def __call__(self, _pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> Any:
         self._report(step + 1, tensors.get("latents"))
         return tensors
+
+
+@contextmanager
+def scheduler_steps_reported(pipe: Any, callback: StepEndCallback) -> Iterator[None]:
+    """Progress, cancel and previews for a pipeline without ``callback_on_step_end``
+    (HunyuanVideo 1.5's): its scheduler's ``step`` is wrapped for the call, and each step's new
+    latents go to ``callback`` as ``callback_on_step_end`` would hand them. A cancel raises from
+    inside ``step``, which stops the loop at once. The wrapper is an attribute of the scheduler
+    object itself, taken off afterwards whatever happens, so the class is never touched."""
+    scheduler = pipe.scheduler
+    original = scheduler.step
+    done = 0
+
+    def step(*args: Any, **kwargs: Any) -> Any:
+        nonlocal done
+        out = original(*args, **kwargs)
+        latents = out[0] if isinstance(out, tuple) else getattr(out, "prev_sample", None)
+        callback(pipe, done, None, {"latents": latents})
+        done += 1
+        return out
+
+    scheduler.step = step
+    try:
+        yield
+    finally:
+        vars(scheduler).pop("step", None)
 
 
 STEP_TENSORS = ["latents"]

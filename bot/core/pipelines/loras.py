@@ -1,5 +1,5 @@
-"""LoRAs fused into a model at load: how a step-distillation LoRA (lightx2v's for Wan 2.1 14B)
-turns base weights into a few-step model.
+"""LoRAs fused into a model at load: how a step-distillation LoRA (lightx2v's for Wan 2.1 14B, and
+its high/low-noise pair for Wan 2.2 A14B's two experts) turns base weights into a few-step model.
 
 diffusers reads the file in its published format (``load_lora_weights`` converts the original Wan
 key names itself), peft adds the low-rank layers, and ``fuse_lora`` folds them into the base
@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from bot.core.pipelines.base import single_file
+from bot.core.registry import LORA_PAIR
 
 ADAPTER_NAME = "videobot_fused"
 _SIZE_MISMATCH = re.compile(
@@ -28,19 +29,65 @@ class LoraError(ValueError):
     it), broken (NaN or infinite values), or given to a pipeline that takes no LoRA."""
 
 
+def lora_files(source: str) -> tuple[str, str | None]:
+    """``source`` as (the file for ``transformer``, the file for ``transformer_2`` or None): a
+    pair is ``first+second`` (:data:`bot.core.registry.LORA_PAIR`), the second a name beside the
+    first (``lightx2v/Wan2.2-Distill-Loras/high.safetensors+low.safetensors``) or a whole source
+    of its own (one with a ``/``)."""
+    first, joined, second = source.partition(LORA_PAIR)
+    if not joined:
+        return source, None
+    if "/" not in second and "/" in first:
+        second = f"{first.rpartition('/')[0]}/{second}"
+    return first, second
+
+
 def fuse_lora(pipe: Any, source: str, scale: float) -> None:
     """Fuse the LoRA at ``source`` (a local file or ``owner/repo/file.safetensors``) into ``pipe``
-    at strength ``scale``, leaving no LoRA layers behind.
+    at strength ``scale``, leaving no LoRA layers behind. A pair (:func:`lora_files`) fuses its
+    first file into the high-noise ``transformer`` and its second into the low-noise
+    ``transformer_2`` (diffusers' ``load_into_transformer_2=True``), both at ``scale``.
 
-    The file is read once and checked for NaN and infinite values before anything is merged: a
+    Each file is read once and checked for NaN and infinite values before anything is merged: a
     broken file is refused instead of loading a model that renders black. That check replaces
     diffusers' ``safe_fusing``, which clones and checks every merged weight and made the fuse of
     a 1.3B model 65% slower (``bench/lora_fuse.py``)."""
+    if not hasattr(pipe, "load_lora_weights"):
+        raise LoraError(f"{type(pipe).__name__} takes no LoRA")
+    high, low = lora_files(source)
+    experts = [("transformer", high)]
+    if low is not None:
+        if getattr(pipe, "transformer_2", None) is None:
+            raise LoraError(
+                f"the LoRA pair {source} needs a second transformer (a two-expert model such as "
+                f"Wan 2.2 A14B); {type(pipe).__name__} has one, so give it a single file"
+            )
+        experts.append(("transformer_2", low))
+    states = [(expert, *_checked(path)) for expert, path in experts]
+    failed = problem = None
+    try:
+        for expert, name, state in states:
+            failed = name
+            into_second = {"load_into_transformer_2": True} if expert == "transformer_2" else {}
+            pipe.load_lora_weights(
+                state, adapter_name=ADAPTER_NAME, low_cpu_mem_usage=True, **into_second
+            )
+        failed = " and ".join(name for _, name, _ in states)
+        pair = {"components": [expert for expert, _, _ in states]} if low is not None else {}
+        pipe.fuse_lora(lora_scale=scale, adapter_names=[ADAPTER_NAME], **pair)
+    except (KeyError, ValueError, RuntimeError) as exc:
+        problem = _what_went_wrong(str(exc))
+    finally:
+        pipe.unload_lora_weights()
+    if problem is not None:  # raised here, so the long torch message is not chained to it
+        raise LoraError(f"the LoRA {failed} cannot be fused into {type(pipe).__name__}: {problem}")
+
+
+def _checked(source: str) -> tuple[str, dict[str, Any]]:
+    """A LoRA file's name and state dict, refused if it holds NaN or infinite values."""
     import torch
     from safetensors.torch import load_file
 
-    if not hasattr(pipe, "load_lora_weights"):
-        raise LoraError(f"{type(pipe).__name__} takes no LoRA")
     path = single_file(source)
     state = load_file(str(path))
     broken = [name for name, tensor in state.items() if not torch.isfinite(tensor).all()]
@@ -49,18 +96,7 @@ def fuse_lora(pipe: Any, source: str, scale: float) -> None:
             f"the LoRA {path.name} holds NaN or infinite values ({len(broken)} "
             f"tensor{'s' if len(broken) != 1 else ''}, first: {broken[0]}); the file is broken"
         )
-    problem = None
-    try:
-        pipe.load_lora_weights(state, adapter_name=ADAPTER_NAME, low_cpu_mem_usage=True)
-        pipe.fuse_lora(lora_scale=scale, adapter_names=[ADAPTER_NAME])
-    except (KeyError, ValueError, RuntimeError) as exc:
-        problem = _what_went_wrong(str(exc))
-    finally:
-        pipe.unload_lora_weights()
-    if problem is not None:  # raised here, so the long torch message is not chained to it
-        raise LoraError(
-            f"the LoRA {path.name} cannot be fused into {type(pipe).__name__}: {problem}"
-        )
+    return path.name, state
 
 
 def _what_went_wrong(message: str) -> str:

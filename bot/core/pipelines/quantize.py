@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-QUANTISED_COMPONENTS = ("transformer", "text_encoder")
+QUANTISED_COMPONENTS = ("transformer", "transformer_2", "text_encoder")
+"""Wan 2.2 A14B's low-noise expert ``transformer_2`` is quantised like ``transformer`` (the plans
+count both experts at one byte a parameter); a pipeline without one ignores its entry."""
 
 
 def quantization_config(kind: str) -> Any:
@@ -25,6 +27,7 @@ def quantization_config(kind: str) -> Any:
     config = {"int8": Int8WeightOnlyConfig, "fp8": Float8WeightOnlyConfig}[kind]
     mapping: dict[str, Any] = {
         "transformer": DiffusersTorchAo(config()),
+        "transformer_2": DiffusersTorchAo(config()),
         "text_encoder": TransformersTorchAo(config()),
     }
     return PipelineQuantizationConfig(quant_mapping=mapping)

@@ -1,7 +1,10 @@
-"""The newer transformer (DiT) video families: LTX-Video, Wan and CogVideoX.
+"""The newer transformer (DiT) video families: LTX-Video, Wan, CogVideoX and HunyuanVideo 1.5.
 
-They share one calling convention (``callback_on_step_end``, ``output_type="np"``) and differ in
-their classes, their image-to-video pipeline and a few arguments, which each family declares here.
+They share one calling convention (``output_type="np"``, the job's prompt, size, frames, steps and
+seed) and differ in their classes, their image-to-video pipeline and a few arguments, which each
+family declares here: LTX-Video takes the frame rate; Wan 2.2 A14B guides its low-noise expert
+with ``guidance_scale_2``; HunyuanVideo 1.5 is guided through its ``guider`` component and has no
+step callback, so its steps are reported from the scheduler.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from bot.core.pipelines.base import (
     LoadRequest,
     StepEndCallback,
     previewer_for,
+    scheduler_steps_reported,
     to_uint8_frames,
 )
+from bot.core.registry import GUIDANCE_2_RATIO, guidance_2_of
 
 if TYPE_CHECKING:
     from bot.core.previews import LatentPreviewer, Layout
@@ -38,12 +43,22 @@ class TransformerVideoAdapter:
     """The registry family, which names its latent space for previews."""
     latent_layout: Layout = "BCFHW"
     """How the pipeline holds its latents in the loop (see :data:`bot.core.previews.Layout`)."""
+    guided_by_guider: bool = False
+    """HunyuanVideo 1.5 takes no ``guidance_scale``: its ``guider`` component holds the scale,
+    set per job (diffusers' doc: ``pipe.guider = pipe.guider.new(guidance_scale=...)``)."""
+    step_callback: bool = True
+    """Whether the pipeline takes ``callback_on_step_end``; HunyuanVideo 1.5's do not (diffusers
+    0.42.1), so their steps are reported from the scheduler's ``step``."""
     stage: str = "denoise"
 
     def load(self, request: LoadRequest) -> Any:
         import diffusers
 
         pipeline_cls = getattr(diffusers, self.text_class)
+        if pipeline_cls.load_config(request.source).get("_class_name") == self.image_class:
+            # A picture-only repo (Wan 2.2 I2V A14B, HunyuanVideo 1.5's step-distilled I2V):
+            # its own class, so parts only it has (an image encoder) are loaded too.
+            pipeline_cls = getattr(diffusers, self.image_class)
         return pipeline_cls.from_pretrained(
             request.source,
             dtype=request.dtypes(),
@@ -52,26 +67,30 @@ class TransformerVideoAdapter:
         )
 
     def image_pipeline(self, pipe: Any, request: LoadRequest) -> Any:
-        """Same weights (LTX, Wan 2.2 TI2V): a second pipeline object over the very same modules,
-        so nothing is loaded or placed twice. Separate weights (CogVideoX-5b-I2V): only its
-        transformer is loaded; the text encoder, tokenizer and VAE are shared."""
+        """Same weights (LTX, Wan 2.2 TI2V, Wan 2.2 I2V A14B): a second pipeline object over the
+        very same modules, so nothing is loaded or placed twice. Separate weights (CogVideoX-5b-I2V,
+        HunyuanVideo 1.5's I2V repo): its transformer is loaded, and so is any part the image
+        pipeline needs that the text one lacks (HunyuanVideo 1.5's SigLIP encoder and its
+        processor); the text encoders, tokenizers, VAE, scheduler and guider are shared."""
         import diffusers
 
         image_cls = getattr(diffusers, self.image_class)
         components = dict(pipe.components)
+        wanted = [n for n in inspect.signature(image_cls.__init__).parameters if n != "self"]
         if request.image_source is not None:
-            transformer_cls = type(components["transformer"])
-            components["transformer"] = transformer_cls.from_pretrained(
-                request.image_source,
-                subfolder="transformer",
-                dtype=request.torch_dtype,
-                variant=request.image_variant,
-            )
+            index = image_cls.load_config(request.image_source)
+            missing = [n for n in wanted if components.get(n) is None and _listed(index, n)]
+            for name in ["transformer", *(n for n in missing if n != "transformer")]:
+                components[name] = _load_part(index, name, request)
+            extras = [n for n in missing if n != "transformer"]
+            for name in extras:  # small encoders: kept where the pipeline runs its encoders
+                if hasattr(components[name], "to"):
+                    components[name].to(pipe._execution_device)
         kwargs: dict[str, Any] = {}
-        for name in inspect.signature(image_cls.__init__).parameters:
+        for name in wanted:
             if name in components:
                 kwargs[name] = components[name]
-            elif name != "self" and name in pipe.config:
+            elif name in pipe.config:
                 kwargs[name] = pipe.config[name]  # Wan's expand_timesteps and boundary_ratio
         image_pipe = image_cls(**kwargs)
         image_pipe.set_progress_bar_config(disable=True)
@@ -79,6 +98,14 @@ class TransformerVideoAdapter:
 
     def run(self, pipe: Any, request: DenoiseRequest, control: JobControl) -> np.ndarray:
         control.check()
+        options = dict(request.call_options)
+        ratio = options.pop(GUIDANCE_2_RATIO, None)
+        callback = StepEndCallback(
+            control,
+            self.stage,
+            request.num_inference_steps,
+            self._previewer(pipe, request, control),
+        )
         arguments: dict[str, Any] = {
             "prompt": request.prompt,
             "negative_prompt": request.negative_prompt or None,
@@ -89,20 +116,29 @@ class TransformerVideoAdapter:
             "guidance_scale": request.guidance_scale,
             "generator": request.generator,
             "output_type": "np",
-            "callback_on_step_end": StepEndCallback(
-                control,
-                self.stage,
-                request.num_inference_steps,
-                self._previewer(pipe, request, control),
-            ),
-            "callback_on_step_end_tensor_inputs": STEP_TENSORS,
-            **request.call_options,
+            **options,
         }
+        if self.step_callback:
+            arguments["callback_on_step_end"] = callback
+            arguments["callback_on_step_end_tensor_inputs"] = STEP_TENSORS
+        if ratio is not None and getattr(pipe.config, "boundary_ratio", None) is not None:
+            # Wan 2.2 A14B: ``guidance_scale`` guides the high-noise expert, this the low-noise one.
+            arguments["guidance_scale_2"] = guidance_2_of(request.guidance_scale, float(ratio))
+        if self.guided_by_guider:
+            set_guidance(pipe, float(arguments.pop("guidance_scale")))
         if self.takes_frame_rate:
             arguments["frame_rate"] = request.fps
         if request.image is not None:
             arguments["image"] = request.image
-        output = pipe(**arguments)
+            if "height" not in inspect.signature(type(pipe).__call__).parameters:
+                # HunyuanVideo 1.5's I2V sizes the video from the picture (its shape at the
+                # model's target area); the engine has already fitted it to the job's size.
+                del arguments["width"], arguments["height"]
+        if self.step_callback:
+            output = pipe(**arguments)
+        else:
+            with scheduler_steps_reported(pipe, callback):
+                output = pipe(**arguments)
         return to_uint8_frames(output.frames)
 
     def _previewer(
@@ -130,7 +166,47 @@ LTX_ADAPTER = TransformerVideoAdapter(
     latent_layout="packed",
 )
 WAN_ADAPTER = TransformerVideoAdapter("WanPipeline", "WanImageToVideoPipeline", family="wan")
+HUNYUAN15_ADAPTER = TransformerVideoAdapter(
+    "HunyuanVideo15Pipeline",
+    "HunyuanVideo15ImageToVideoPipeline",
+    family="hunyuan_video15",
+    guided_by_guider=True,
+    step_callback=False,
+)
 # CogVideoX keeps frames before channels: [batch, frames, channels, height, width].
 COGVIDEOX_ADAPTER = TransformerVideoAdapter(
     "CogVideoXPipeline", "CogVideoXImageToVideoPipeline", family="cogvideox", latent_layout="BFCHW"
 )
+
+
+def set_guidance(pipe: Any, scale: float) -> None:
+    """Guide this job at ``scale`` through the pipeline's guider: a new guider of the same kind
+    and settings with the job's scale (diffusers' way; the guider holds its scale in its config),
+    made only when the scale changes, since each new guider logs an "experimental" warning."""
+    guider = pipe.guider
+    if getattr(guider, "guidance_scale", None) != scale:
+        pipe.guider = guider.new(guidance_scale=scale)
+
+
+def _listed(index: dict[str, Any], name: str) -> bool:
+    """Whether a repo's ``model_index.json`` names a component (``[null, null]`` does not)."""
+    entry = index.get(name)
+    return isinstance(entry, (list, tuple)) and len(entry) == 2 and entry[1] is not None
+
+
+def _load_part(index: dict[str, Any], name: str, request: LoadRequest) -> Any:
+    """One component of the image-to-video repo, with the class its ``model_index.json`` names,
+    in the job's precision (processors have none), from the variant its files have."""
+    import importlib
+
+    import torch
+
+    library, class_name = index[name]
+    cls = getattr(importlib.import_module(library), class_name)
+    source = request.image_source
+    if not issubclass(cls, torch.nn.Module):
+        return cls.from_pretrained(source, subfolder=name)
+    options: dict[str, Any] = {"subfolder": name, "dtype": request.torch_dtype}
+    if request.image_variant is not None:
+        options["variant"] = request.image_variant
+    return cls.from_pretrained(source, **options)

@@ -32,6 +32,14 @@ from bot.core.tiny.dit import (
     build_tiny_wan,
     build_tiny_wan_lightx2v,
 )
+from bot.core.tiny.enhance import build_tiny_realesrgan, build_tiny_rife
+from bot.core.tiny.newer import (
+    build_tiny_hunyuan15,
+    build_tiny_hunyuan15_i2v_distilled,
+    build_tiny_wan_a14b,
+    build_tiny_wan_a14b_i2v,
+    build_tiny_wan_a14b_lightx2v,
+)
 from bot.core.tiny.unet import _build_tiny_animatediff, _build_tiny_t2v, _build_tiny_v2v
 
 __all__ = [
@@ -103,4 +111,11 @@ _BUILDERS: dict[str, Callable[[Path], None]] = {
     "tiny_wan_lightx2v": build_tiny_wan_lightx2v,
     "tiny_cogvideox": build_tiny_cogvideox,
     "tiny_lightning": build_tiny_lightning,
+    "tiny_wan_a14b": build_tiny_wan_a14b,
+    "tiny_wan_a14b_lightx2v": build_tiny_wan_a14b_lightx2v,
+    "tiny_wan_a14b_i2v": build_tiny_wan_a14b_i2v,
+    "tiny_hunyuan15": build_tiny_hunyuan15,
+    "tiny_hunyuan15_i2v_distilled": build_tiny_hunyuan15_i2v_distilled,
+    "tiny_rife": build_tiny_rife,
+    "tiny_realesrgan": build_tiny_realesrgan,
 }
