@@ -6,11 +6,17 @@ BIN := $(VENV)/bin
 # and on a GPU box the same pin resolves to the CUDA build. Any other spec would download gigabytes.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: demo test run lint bench clean
+.PHONY: demo test run lint bench clean image-check
+
+# spandrel (the learned upscalers' loader) is installed without its dependencies: it lists
+# torchvision, whose only wheel for this torch pin is a CUDA build that crashes beside the CPU
+# torch; spandrel uses torchvision only in models we never load (bot/core/enhance/esrgan.py).
+SPANDREL_PIN := spandrel==0.4.2
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet $(TORCH_PIN)
+	$(BIN)/pip install --quiet --no-deps $(SPANDREL_PIN)
 
 $(VENV)/.stamp-run: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e .
@@ -44,6 +50,11 @@ bench: $(VENV)/.stamp-dev
 	$(BIN)/python bench/engine_overhead.py
 	$(BIN)/python bench/encode_throughput.py
 	$(BIN)/python bench/load_test.py
+
+# Builds the Dockerfile with buildah (no Docker daemon), runs the image and checks it: by hand, as
+# root, never part of `make test` (many minutes, gigabytes). docs/DOCKER.md says what it does.
+image-check:
+	scripts/image_check.sh
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -440,6 +440,7 @@ async def run_load(args: argparse.Namespace, workdir: Path, logs: LogCounter) ->
         models={"preload": ["tiny_t2v"]},
         limits={
             "max_queued_per_user": MEMBER_CAP,
+            "max_queued_per_user_total": MEMBER_CAP,
             "max_queue": 1000,
             "progress_interval_s": 2.0,
             "cooldown_s": 0.0,

@@ -1,9 +1,11 @@
 """Admission: whether a request may start a job, decided in one room.
 
-Every job (a generation, an upscale, an edit) passes here first: blocked words, the direct-message
-policy, blocks, the member's cooldown, the member's cap per server and the global queue cap. A
-request that passes gets a :class:`Ticket`, a reservation counted against the caps and the cooldown
-from that moment until the job ends, whatever happens in between.
+Every job (a generation, an upscale, an edit) passes here first: blocked words (matched on their
+confusable skeleton, :mod:`bot.wordfilter`), the direct-message policy, blocks, the member's
+cooldown, the member's cap per server, the person's cap across every server and DM (one person in
+many servers must not fill the shared queue) and the global queue cap. A request that passes gets a
+:class:`Ticket`, a reservation counted against the caps and the cooldown from that moment until
+the job ends, whatever happens in between.
 
 Why it cannot be raced: the checks read the store first (blocks, the server's overrides, the time of
 the member's last request), then decide and reserve with no ``await`` in between, on the one event
@@ -16,10 +18,9 @@ each resumed job here again (:meth:`Admission.track`), so the caps hold across r
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING
 from bot.core.errors import VideoBotError
 from bot.lifecycle import JobKind
 from bot.visibility import Viewer
+from bot.wordfilter import WordFilter
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -57,7 +59,7 @@ class Requester:
     channel_id: int
     application_id: int | None = None
     interaction_token: str | None = None
-    can_view_channel: Callable[[int], bool] | None = field(default=None, compare=False)
+    can_view_channel: Callable[[int], Awaitable[bool]] | None = field(default=None, compare=False)
 
     @property
     def viewer(self) -> Viewer:
@@ -102,8 +104,10 @@ class Admission:
         self.store = store
         self._clock = clock
         self._active: Counter[Scope] = Counter()
+        self._per_person: Counter[int] = Counter()
         self._gpu_active = 0
         self._last_request: dict[Scope, float] = {}
+        self._words: tuple[tuple[str, ...], WordFilter] | None = None
 
     # --- the checks ----------------------------------------------------------------------------
 
@@ -140,6 +144,14 @@ class Admission:
             raise RequestRefused(
                 f"you already have {mine} job(s) queued or running here; the limit is "
                 f"{limits.cap}. Wait for one to finish or cancel one with /queue cancel."
+            )
+        total = self.settings.limits.max_queued_per_user_total
+        everywhere = self._per_person[who.user_id]
+        if everywhere >= total:
+            raise RequestRefused(
+                f"you already have {everywhere} job(s) queued or running across all servers and "
+                f"direct messages; the limit is {total}. Wait for one to finish or cancel one "
+                "with /queue cancel where you started it."
             )
         if kind.uses_gpu and self._gpu_active >= self.queue_capacity:
             raise RequestRefused(
@@ -180,15 +192,21 @@ class Admission:
         )
 
     def check_words(self, texts: Iterable[tuple[str, str]]) -> None:
-        blocked = {w.lower() for w in self.settings.moderation.blocked_words}
-        if not blocked:
-            return
+        """Refuse a text holding a blocked word, however it is spelled (:mod:`bot.wordfilter`)."""
+        words = self._word_filter()
         for field_name, text in texts:
-            for word in re.findall(r"\w+", text.lower()):
-                if word in blocked:
-                    raise RequestRefused(
-                        f"{field_name}: the word '{word}' is not allowed on this server"
-                    )
+            entry = words.find(text)
+            if entry is not None:
+                raise RequestRefused(
+                    f"{field_name}: the word '{entry.lower()}' is not allowed on this bot"
+                )
+
+    def _word_filter(self) -> WordFilter:
+        """The blocked words keyed once (again only if the list changed)."""
+        entries = tuple(self.settings.moderation.blocked_words)
+        if self._words is None or self._words[0] != entries:
+            self._words = (entries, WordFilter.of(entries))
+        return self._words[1]
 
     # --- the ledger ----------------------------------------------------------------------------
 
@@ -201,6 +219,10 @@ class Admission:
         """Jobs reserved, queued or running for the member in that place."""
         return self._active[(guild_id, user_id)]
 
+    def active_everywhere(self, user_id: int) -> int:
+        """Jobs reserved, queued or running for the person in every server and DM together."""
+        return self._per_person[user_id]
+
     @property
     def gpu_active(self) -> int:
         return self._gpu_active
@@ -208,6 +230,7 @@ class Admission:
     def _reserve(self, scope: Scope, kind: JobKind, now: float | None) -> Ticket:
         ticket = Ticket(self, scope, kind, self._last_request.get(scope))
         self._active[scope] += 1
+        self._per_person[scope[1]] += 1
         if kind.uses_gpu:
             self._gpu_active += 1
         if now is not None:
@@ -218,6 +241,10 @@ class Admission:
         self._active[ticket.scope] -= 1
         if self._active[ticket.scope] <= 0:
             del self._active[ticket.scope]
+        person = ticket.scope[1]
+        self._per_person[person] -= 1
+        if self._per_person[person] <= 0:
+            del self._per_person[person]
         if ticket.kind.uses_gpu:
             self._gpu_active -= 1
         if not ticket.recorded:

@@ -17,13 +17,16 @@ import re
 import signal
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.core.errors import InvalidParameterError, MediaError, VideoBotError
 from bot.core.manager import ManagerOptions
 from bot.core.rules import EDIT_OPERATIONS, SCHEDULERS
+
+if TYPE_CHECKING:
+    from bot.core.media import MediaLimits
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -139,7 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
     upscale.add_argument("--seed", type=int, default=None)
     _add_output(upscale)
 
-    commands.add_parser("models", help="list the models, their sizes and memory needs")
+    models = commands.add_parser("models", help="list the models, their sizes and memory needs")
+    models.add_argument(
+        "--json", action="store_true", help="the registry as JSON, with each model's memory plans"
+    )
+    models.add_argument(
+        "--vram-gb",
+        type=float,
+        default=0.0,
+        help="plan for a card of this many GB (default: the GPU here, if any)",
+    )
 
     run = commands.add_parser("run", help="start the Discord bot (token from DISCORD_TOKEN)")
     run.add_argument(
@@ -153,7 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="join this host's GPUs to the bot's Ray cluster ([executor] backend = \"ray\")",
         description="Runs `ray start` for this host (in the foreground: Ctrl-C leaves the "
         "cluster): --head on the first host, --address=HEAD:6379 on the others. Each GPU (or "
-        "each unit of [executor] resource) becomes one worker of the bot.",
+        "each unit of [executor] resource) becomes one worker of the bot. Ray's token "
+        "authentication is on (RAY_AUTH_MODE=token): every host needs the cluster's token, "
+        "made once with `ray get-auth-token --generate` and copied to ~/.ray/auth_token; "
+        "[executor] node_ip picks the address this host announces.",
     )
     place = worker.add_mutually_exclusive_group()
     place.add_argument("--head", action="store_true", help="start the cluster's head node here")
@@ -172,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
             flag, text = f"--{option.name.replace('_', '-')}", option.metadata["help"]
             if option.default is False:
                 sub.add_argument(flag, action="store_true", help=text)
+            elif isinstance(option.default, float):
+                sub.add_argument(flag, type=float, default=option.default, help=text)
             else:
                 sub.add_argument(flag, default=option.default, help=text)
         sub.add_argument(
@@ -285,27 +302,66 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_edit(args: argparse.Namespace) -> int:
-    from bot.core import GenerationResult, get_generation_engine
+    from bot.core import get_generation_engine, media
+    from bot.core.edits import plan_edit
 
     kwargs: dict[str, Any] = {
         name: getattr(args, name)
         for name in ("start_frame", "end_frame", "speed_factor", "loops", "factor")
         if getattr(args, name) is not None
     }
+    limits = _bot_limits()
     with _output_folder(args.output):
-        source = GenerationResult.from_video_file(_existing(args.input))
-        edited = get_generation_engine().edit_video(source, args.operation, **kwargs)
-        path = edited.save_as_video(args.output)
-    print(f"saved {path}: {len(edited.images)} frames at {edited.frame_rate:g} fps")
+        source = _existing(args.input)
+        plan = plan_edit(
+            args.operation,
+            media.probe(source, limits.media),
+            limits.media,
+            time_limit_s=limits.edit_time_limit_s,
+            **kwargs,
+        )
+        edited = get_generation_engine().edit_file(
+            plan,
+            source,
+            args.output,
+            limits=limits.media,
+            encoder=_encoder(),
+            timeout_s=limits.edit_time_limit_s,
+            metadata={"source": source.name},
+        )
+    sound = "with sound" if edited.sound is not None else "silent"
+    print(f"saved {args.output}: {len(edited.images)} frames at {edited.frame_rate:g} fps, {sound}")
+    if edited.metadata.get("note"):
+        print(edited.metadata["note"])
     return 0
+
+
+@dataclass(frozen=True)
+class _Limits:
+    media: MediaLimits
+    edit_time_limit_s: float
+
+
+def _bot_limits() -> _Limits:
+    """``[limits]`` as the bot reads them (``config.toml`` or ``VIDEOBOT_CONFIG``, then
+    ``VIDEOBOT_LIMITS__*``): the CLI opens, decodes and edits videos under the same limits and
+    memory budget as the bot. A configuration mistake is a usage error naming it."""
+    from bot.config import ConfigError, load_settings
+
+    try:
+        limits = load_settings().limits
+    except ConfigError as exc:
+        raise InvalidParameterError("config", "; ".join(exc.lines)) from None
+    return _Limits(limits.media_limits(), limits.edit_time_limit_s)
 
 
 def _cmd_upscale(args: argparse.Namespace) -> int:
     from bot.core import GenerationResult, get_generation_engine
 
     _configure_manager(args)
+    limits = _bot_limits().media
     with _output_folder(args.output):
-        source = GenerationResult.from_video_file(_existing(args.input))
+        source = GenerationResult.from_video_file(_existing(args.input), limits)
         upscaler = args.upscaler or "zeroscope_v2_xl"
         _load(upscaler)
         with _ProgressBar() as bar:
@@ -321,28 +377,50 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
         if result.error:
             raise VideoBotError(result.error)
         path = result.save_as_video(args.output, encoder=_encoder())
-    print(f"saved {path}: {result.size[0]}x{result.size[1]}, {len(result.images)} frames")
+    sound = "with sound" if result.sound is not None else "silent"
+    print(f"saved {path}: {result.size[0]}x{result.size[1]}, {len(result.images)} frames, {sound}")
     return 0
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    import json
+
     from bot.core import get_model_manager
     from bot.core.registry import REGISTRY
+    from bot.models_json import registry_json
 
-    rows = get_model_manager().list_models()
+    if args.vram_gb < 0:
+        return _usage_error("models", f"--vram-gb must be 0 or more (got {args.vram_gb:g})")
+    manager = get_model_manager()
+    if args.vram_gb:
+        manager.configure(vram_gb=args.vram_gb)
+    if args.json:
+        print(json.dumps(registry_json(manager), indent=1))
+        return 0
+    rows = manager.list_models()
+    card = manager.card()
     print(
         f"{'key':<22} {'role':<9} {'native':>9} {'frames':>14} {'steps':>5} {'VRAM':>6} "
-        f"{'image':<5}  source"
+        f"{'image':<5} {'plan':<18} source"
     )
     for row in rows:
         spec = REGISTRY[row.key]
         native = f"{row.native_size[0]}x{row.native_size[1]}"
         rule = f" ({spec.frames.formula})" if spec.frames.formula else ""
+        plan = (
+            row.plan.chosen.key
+            if row.plan and row.plan.chosen
+            else ("none fits" if row.plan else "-")
+        )
         print(
             f"{row.key:<22} {row.role:<9} {native:>9} {str(spec.default_frames) + rule:>14} "
             f"{spec.default_steps:>5} {row.vram_gb:>4g}GB {'yes' if spec.image_to_video else '-':<5}"
-            f"  {row.source}"
+            f" {plan:<18} {row.source}"
         )
+    if card is None:
+        print("plan: none on the CPU; --vram-gb N shows the plans a card of N GB gets")
+    else:
+        print(f"plans for a {card.describe()}; `videobot models --json` says why")
     return 0
 
 
@@ -470,6 +548,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for line in exc.lines:
             print(f"videobot run: error: {line}", file=sys.stderr)
         return EXIT_USAGE
+    if settings.executor.backend == "ray":  # no Ray cluster without its token (or the opt-out)
+        from bot.executors.ray_auth import RayAuthError, check_bot_auth
+
+        try:
+            check_bot_auth(settings.executor)
+        except RayAuthError as exc:
+            print(f"videobot run: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     if args.sync_commands:
         settings.discord.sync_commands_on_start = True
     import logging
@@ -479,9 +565,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "config: %s", path.resolve() if path.is_file() else f"none ({path} not found): defaults"
     )
     from bot.client import VideoBot
+    from bot.store import StoreError
 
     try:
         asyncio.run(_serve(VideoBot(settings), token))
+    except StoreError as exc:  # a damaged, locked or newer database: one line, like the config
+        print(f"videobot run: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except Exception as exc:
         code, message = _start_failure(exc)
         if code is None:
@@ -527,7 +617,10 @@ async def _serve(bot: Any, token: str) -> None:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    """``ray start`` for a GPU host of the bot's cluster, from ``[executor]`` and the flags."""
+    """``ray start`` for a GPU host of the bot's cluster, from ``[executor]`` and the flags, with
+    Ray's token authentication on: without a token here it refuses, saying what to do
+    (:mod:`bot.executors.ray_auth`), unless ``[executor] allow_unauthenticated``."""
+    import importlib.util
     import json
     import shlex
     import shutil
@@ -551,26 +644,39 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     if workers < 0:
         return _usage_error("worker", f"--workers must be 0 or more (got {workers})")
     resource = args.resource or section.resource
-    command = ["ray", "start", "--block", "--disable-usage-stats"]
-    command += [f"--port={args.port}"] if args.head else [f"--address={address}"]
-    if resource == "GPU":
-        if workers:
-            command.append(f"--num-gpus={workers}")
-    else:
-        command.append(f"--resources={json.dumps({resource: workers or 1})}")
-    if args.dry_run:
-        print(shlex.join(command))
-        return 0
     ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
-    if ray is None:
+    if ray is None or importlib.util.find_spec("ray") is None:
         print(
             "videobot worker: error: Ray is not installed: pip install 'videobot[ray]'",
             file=sys.stderr,
         )
         return EXIT_FAILED
-    print(f"videobot worker: {shlex.join(command)}", file=sys.stderr)
-    os.execv(ray, [ray, *command[1:]])
-    return EXIT_FAILED  # not reached: execv replaced this process
+    from bot.executors.ray_auth import RayAuthError, cluster_auth
+
+    try:
+        auth = cluster_auth(section)
+    except RayAuthError as exc:
+        print(f"videobot worker: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if auth.warning:
+        print(f"videobot worker: warning: {auth.warning}", file=sys.stderr)
+    command = ["ray", "start", "--block", "--disable-usage-stats"]
+    command += ["--head", f"--port={args.port}"] if args.head else [f"--address={address}"]
+    if section.node_ip:
+        command.append(f"--node-ip-address={section.node_ip}")
+    if resource == "GPU":
+        if workers:
+            command.append(f"--num-gpus={workers}")
+    else:
+        command.append(f"--resources={json.dumps({resource: workers or 1})}")
+    # RAY_AUTH_MODE only: the token stays where Ray reads it, never on a command line.
+    shown = shlex.join([*(f"{key}={value}" for key, value in auth.environ.items()), *command])
+    if args.dry_run:
+        print(shown)
+        return 0
+    print(f"videobot worker: {shown}", file=sys.stderr)
+    os.execve(ray, [ray, *command[1:]], {**os.environ, **auth.environ})
+    return EXIT_FAILED  # not reached: execve replaced this process
 
 
 _COMMANDS = {

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
 from typing import Any
 
@@ -21,7 +20,7 @@ from bot.delivery import ChannelReply, follow_job
 from bot.executors import make_executor
 from bot.interactions import report_failure
 from bot.jobs import Job, JobExecutor
-from bot.lifecycle import JobStatus
+from bot.lifecycle import INTERACTION_TOKEN_LIFETIME, JobStatus
 from bot.render import error_embed
 from bot.service import VideoService
 from bot.store import JobRecord, Store
@@ -29,13 +28,22 @@ from bot.store import JobRecord, Store
 log = logging.getLogger(__name__)
 
 SHUTDOWN_POST_TIMEOUT_S = 15.0
-INTERACTION_TOKEN_LIFETIME = datetime.timedelta(minutes=14, seconds=30)
-"""Discord accepts an interaction's token for 15 minutes; a little margin for clock skew."""
+RETENTION_EVERY_S = 3600.0
+"""How often retention runs while the bot is up (it also runs once at start)."""
 COGS = ("cogs.video", "cogs.edit", "cogs.history", "cogs.admin")
 
 
 class VideoBotTree(app_commands.CommandTree["VideoBot"]):
     """Slash commands and context menus end their failures on the one failure path."""
+
+    async def interaction_check(self, interaction: discord.Interaction[VideoBot]) -> bool:
+        """A server outside ``[discord] allowed_guilds`` is left at once (:meth:`VideoBot.
+        leave_if_not_allowed`); until Discord has processed that, its commands are refused."""
+        if interaction.guild_id is None or interaction.client.guild_allowed(interaction.guild_id):
+            return True
+        if interaction.type is discord.InteractionType.autocomplete:
+            return False  # no choices; there is no message to answer with
+        raise app_commands.CheckFailure("This bot is not available in this server.")
 
     async def on_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
@@ -75,6 +83,7 @@ class VideoBot(commands.Bot):
         self.manager = manager or get_model_manager()
         self._executor = executor
         self._background: asyncio.Task[None] | None = None
+        self._retention: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         self.configure_models()
@@ -84,6 +93,9 @@ class VideoBot(commands.Bot):
         self.executor = self._executor or make_executor(self.settings, engine)
         await self.executor.start()
         self.service = VideoService(self.settings, self.store, self.executor, engine)
+        # Before any job runs, so every partial file in the output folder is a crash's leftover.
+        await self.service.apply_retention(at_start=True)
+        self._retention = asyncio.create_task(self.keep_tidy(), name="videobot-retention")
         resumed, failed = await self.service.recover()
         if resumed or failed:
             log.info("resuming %d job(s); %d could not be resumed", len(resumed), len(failed))
@@ -119,6 +131,32 @@ class VideoBot(commands.Bot):
         )
         content = "on" if self.intents.message_content else "off (reply commands need a mention)"
         log.info("message content intent: %s", content)
+        for guild in list(self.guilds):
+            await self.leave_if_not_allowed(guild)
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await self.leave_if_not_allowed(guild)
+
+    def guild_allowed(self, guild_id: int) -> bool:
+        """``[discord] allowed_guilds``, when set, names the only servers the bot serves."""
+        allowed = self.settings.discord.allowed_guilds
+        return not allowed or guild_id in allowed
+
+    async def leave_if_not_allowed(self, guild: discord.Guild) -> None:
+        """A public bot can be invited anywhere: leave a server the owner did not allow, and say so
+        in the log (which server, who owns it)."""
+        if self.guild_allowed(guild.id):
+            return
+        log.warning(
+            "leaving server %s (%s, owner id %s): it is not in [discord] allowed_guilds",
+            guild.name,
+            guild.id,
+            guild.owner_id,
+        )
+        try:
+            await guild.leave()
+        except discord.HTTPException as exc:
+            log.error("could not leave server %s (%s): %s", guild.name, guild.id, exc)
 
     async def announce_recovered(self, resumed: list[Job], failed: list[JobRecord]) -> None:
         """Jobs from before a restart report in their channel, mentioning their member: the
@@ -136,6 +174,17 @@ class VideoBot(commands.Bot):
             if stored is not None:
                 await self.retire_original(stored, "resumed after a restart: it continues below")
         await asyncio.gather(*(self.follow_resumed(job) for job in resumed))
+
+    async def keep_tidy(self) -> None:
+        """Retention every :data:`RETENTION_EVERY_S` while the bot runs (old jobs, interaction
+        tokens, leftover files, the disk budget): a pass that fails is logged, the next one
+        comes."""
+        while True:
+            await asyncio.sleep(RETENTION_EVERY_S)
+            try:
+                await self.service.apply_retention()
+            except Exception:
+                log.exception("retention failed; it runs again in %.0f s", RETENTION_EVERY_S)
 
     async def retire_original(self, record: JobRecord, what: str) -> None:
         """The member's original "queued…" message belonged to the old process and would keep a
@@ -220,6 +269,8 @@ class VideoBot(commands.Bot):
                 await asyncio.wait(presenting, timeout=SHUTDOWN_POST_TIMEOUT_S)
         if self._background is not None:
             self._background.cancel()
+        if self._retention is not None:
+            self._retention.cancel()
         if hasattr(self, "store"):
             await self.store.close()
         await super().close()

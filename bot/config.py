@@ -40,9 +40,12 @@ from pydantic_settings import (
 from pydantic_settings.exceptions import SettingsError
 
 from bot.admission import DirectMessages
+from bot.budget import default_decode_memory_mb
+from bot.core import media
 from bot.core.manager import ManagerOptions, check_device
 from bot.core.registry import REGISTRY, get_spec
 from bot.core.speed import SpeedOptions
+from bot.wordfilter import words
 
 TOKEN_ENV = "DISCORD_TOKEN"
 CONFIG_ENV = "VIDEOBOT_CONFIG"
@@ -93,7 +96,15 @@ class DiscordSettings(Section):
     guild_ids: list[int] = Field(default_factory=list)
     """Guilds to sync slash commands to instantly; empty syncs globally (can take up to an hour)."""
     moderator_role: str | None = None
-    """Members with this role name may use moderator commands, besides Manage Server."""
+    """Members with this role name may use moderator commands, besides Manage Server. Moderators
+    control their own server only (its default model, limits, blocks, queue)."""
+    owner_ids: list[int] = Field(default_factory=list)
+    """User ids of the bot's owners besides the application's owner (or its team's admins and
+    developers) in the developer portal: only owners load and unload models and see the workers,
+    which affect every server."""
+    allowed_guilds: list[int] = Field(default_factory=list)
+    """The only servers the bot stays in: it leaves any other at start and on being invited (and
+    logs it). Empty: any server that invites it (switch Public Bot off in the developer portal)."""
     sync_commands_on_start: bool = False
     message_content_intent: bool = False
     """Ask Discord for the privileged Message Content intent (enable it in the developer portal
@@ -102,6 +113,17 @@ class DiscordSettings(Section):
     live_previews: bool = True
     """Show a small moving preview of the forming video in a running job's message, replaced at
     the progress cadence and by the video at the end. Off: the progress bar only."""
+
+    @model_validator(mode="after")
+    def _synced_guilds_allowed(self) -> DiscordSettings:
+        if self.allowed_guilds:
+            outside = [g for g in self.guild_ids if g not in self.allowed_guilds]
+            if outside:
+                raise ValueError(
+                    f"guild_ids: {', '.join(map(str, outside))} not in allowed_guilds; the bot "
+                    "would leave them. Add them to allowed_guilds or remove them from guild_ids"
+                )
+        return self
 
 
 _ManagerKeys = section_of(ManagerOptions, "_ManagerKeys", leave_out=("speed",))
@@ -172,34 +194,87 @@ class ModelSettings(_ManagerKeys):  # type: ignore[misc,valid-type]
 
 class LimitSettings(Section):
     max_queued_per_user: int = Field(default=3, ge=1, le=100)
+    max_queued_per_user_total: int = Field(default=6, ge=1, le=200)
+    """Most jobs one person may have queued or running across every server and DM together (the
+    per-server cap, which each server's /limits can change, applies too)."""
     max_queue: int = Field(default=100, ge=1)
     cooldown_s: float = Field(default=0.0, ge=0)
     progress_interval_s: float = Field(default=2.0, ge=0.2)
     """How often a running job's message is edited: Discord rate-limits message edits."""
     max_upload_mb: float = Field(default=50.0, gt=0)
     """Largest video a member may upload for editing or upscaling."""
-    max_upload_frames: int = Field(default=600, ge=8)
+    max_upload_frames: int | None = Field(default=None, ge=8)
+    """Deprecated: ``decode_memory_mb`` replaced this flat frame cap (a 60 fps clip over 10 s
+    passed no cap of 600, even to be trimmed). A config that still sets it keeps it, as a cap on
+    top of the memory budget; leave it out."""
     max_upload_seconds: float = Field(default=60.0, gt=0)
+    """Longest video the bot opens, uploads and its own results alike. An edit whose result would
+    last longer is refused up front, so every result the bot made can be edited again."""
+    decode_memory_mb: float = Field(default_factory=default_decode_memory_mb, gt=0)
+    """Memory the bot may spend on decoded video at once, all edits and uploads together (one
+    budget for the process). A video costs width x height x 3 bytes per frame it holds: reverse
+    and an upscale's source hold every frame, the other edits stream about 40 at a time. What
+    cannot fit is refused with the numbers. Default: a quarter of this machine's memory (or of
+    its container's limit), at most 1024 and at least 256."""
     history_page_size: int = Field(default=5, ge=1, le=10)
     job_time_limit_s: float = Field(default=900.0, gt=0)
     """A job running longer is stopped: a stuck or huge job must not hold the GPU forever."""
     edit_workers: int = Field(default=2, ge=1, le=32)
     """Edits (trim, speed, loop, interpolate) run on this many CPU threads at most; more wait."""
+    max_waiting_edits: int = Field(default=4, ge=0, le=100)
+    """Edits that may wait for an edit worker; past them the next is refused ("the edit queue is
+    full"). A waiting edit holds nothing: its video is fetched when its turn comes."""
+    edit_time_limit_s: float = Field(default=180.0, gt=0)
+    """An edit running longer is stopped, and an interpolation estimated to take longer is
+    refused before it starts (interpolating 1080p runs at about 1.6 frames a second)."""
     direct_messages: DirectMessages = DirectMessages.SAME_LIMITS
     """same_limits: members may use the bot in DMs with the default cap and cooldown (refused to
     members blocked in any server); off: the bot refuses requests in DMs."""
 
+    @property
+    def decode_memory_bytes(self) -> int:
+        return int(self.decode_memory_mb * 2**20)
+
+    def media_limits(self) -> media.MediaLimits:
+        """What the bot (and the CLI, from the same settings) opens: uploads and its own results,
+        checked against the memory budget before anything is decoded."""
+        return media.MediaLimits(
+            max_bytes=int(self.max_upload_mb * 2**20),
+            max_frames=self.max_upload_frames,
+            max_duration_s=self.max_upload_seconds,
+            max_decoded_bytes=self.decode_memory_bytes,
+        )
+
 
 class ModerationSettings(Section):
     blocked_words: list[str] = Field(default_factory=list)
-    """Prompts containing any of these words (whole words, any case) are refused."""
+    """Prompts containing any of these words or phrases (whole words) are refused. Matched after
+    normalising (NFKC, case folded, format characters removed) on Unicode's confusable skeleton,
+    so full-width letters, hidden characters and look-alike letters do not get past it."""
+
+    @field_validator("blocked_words")
+    @classmethod
+    def _matchable(cls, entries: list[str]) -> list[str]:
+        empty = [entry for entry in entries if not words(entry)]
+        if empty:
+            raise ValueError(
+                f"{', '.join(map(repr, empty))} has no letters or digits to match; each entry "
+                "must be a word or a phrase"
+            )
+        return entries
 
 
 class StorageSettings(Section):
     database: Path = Path("data/videobot.sqlite3")
     output_dir: Path = Path("data/outputs")
     max_output_mb: float = Field(default=5000.0, gt=0)
-    """Disk budget for finished videos: the oldest are deleted past it (their history stays)."""
+    """Disk budget for ``output_dir``: videos, members' pictures and any leftover partial files
+    all count. Past it the oldest videos (and pictures no queued job needs) are deleted; their
+    history rows stay, marked."""
+    retention_days: float = Field(default=90.0, ge=0)
+    """Finished jobs older than this are deleted: their rows (prompts, settings, errors), videos
+    and pictures. 0 keeps them forever. Interaction tokens are always forgotten once Discord
+    stops accepting them (15 minutes), whatever this says."""
 
 
 class SpeedSettings(section_of(SpeedOptions, "_SpeedKeys")):  # type: ignore[misc]
@@ -241,6 +316,36 @@ class ExecutorSettings(Section):
     namespace: str = Field(default="videobot", min_length=1)
     """The Ray namespace of the workers (named and detached: a restarted bot finds them, models
     still loaded). Two bots sharing a cluster need different namespaces."""
+    allow_unauthenticated: bool = False
+    """Start ``videobot worker`` and the bot's join even with no Ray auth token on this host, Ray's
+    token authentication off (a warning at every start). Off, they refuse: whoever reaches an
+    unauthenticated cluster's port runs code as the bot's user (``bot.executors.ray_auth``)."""
+    node_ip: str = ""
+    """This host's address on the network the Ray hosts share (``10.0.0.5``): the one Ray announces
+    and the other hosts connect to. Empty: the one Ray picks (the default route's)."""
+
+    @field_validator("node_ip")
+    @classmethod
+    def _node_ip_is_an_interface(cls, node_ip: str) -> str:
+        """An address Ray can announce: not a name, and not loopback or 0.0.0.0, which Ray 2.60
+        silently replaces with the default route's address."""
+        import ipaddress
+
+        if not node_ip:
+            return node_ip
+        try:
+            address = ipaddress.ip_address(node_ip.strip())
+        except ValueError:
+            raise ValueError(
+                f"not an IP address (got {node_ip!r}); give this host's address on the private "
+                "network the Ray hosts share, e.g. 10.0.0.5, or leave it empty"
+            ) from None
+        if address.is_loopback or address.is_unspecified:
+            raise ValueError(
+                f"{node_ip} is not one interface (Ray would announce the default route's address "
+                "instead); give this host's private address, e.g. 10.0.0.5, or leave it empty"
+            )
+        return str(address)
 
     @field_validator("backend")
     @classmethod

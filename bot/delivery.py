@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -302,16 +303,24 @@ async def show_finished(reply: Reply, service: VideoService, finished: Finished)
 
 
 async def fitted_copy(finished: Finished, max_bytes: int) -> Path:
-    """The finished mp4, or a smaller re-encode of it (quality, then size, then frame rate go
-    down: :func:`bot.core.media.encode_within`) when it exceeds ``max_bytes``. The kept file
-    stays at full quality for edits and reruns."""
+    """The finished mp4, or a smaller re-encode of it (the sound's bitrate, then quality, then
+    size, then frame rate go down: :func:`bot.core.media.encode_within`) when it exceeds
+    ``max_bytes``; the sound counts in the budget. The kept file stays at full quality for
+    edits and reruns."""
     assert finished.path is not None
     if finished.path.stat().st_size <= max_bytes:
         return finished.path
     smaller = finished.path.with_suffix(".upload.mp4")
     result = finished.result
     await asyncio.to_thread(
-        media.encode_within, result.images, smaller, result.frame_rate, max_bytes
+        partial(
+            media.encode_within,
+            result.images,
+            smaller,
+            result.frame_rate,
+            max_bytes,
+            sound=result.sound,
+        )
     )
     return smaller
 
@@ -326,7 +335,7 @@ async def upload_result(reply: Reply, service: VideoService, finished: Finished)
         path = await fitted_copy(finished, budget)
         try:
             message = await reply.show(
-                None,
+                finished.result.metadata.get("note") or None,  # e.g. why the sound was left out
                 embed=result_embed(finished),
                 file=path,
                 view=result_view(finished.job_id, draft=is_draft(finished)),

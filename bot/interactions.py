@@ -1,5 +1,11 @@
 """What every handler shares: who asked, who may do what, and the one path every failure takes.
 
+Who may do what, in one place: a job's reach goes through :func:`channel_visibility` (which
+:mod:`bot.visibility` awaits), a server's settings need a moderator of that server
+(:func:`moderator_only`), and what acts on every server at once (loading and unloading models,
+the workers and their hosts) needs one of the bot's owners (:func:`owner_only`): the
+application's owner or its team in the developer portal, or ``[discord] owner_ids``.
+
 Slash commands, context menus (through the tree's ``on_error``), buttons (``DynamicItem``
 callbacks, which discord.py would only log), modals and reply commands all end a failure the same
 way: a private message that says what went wrong, sent through whichever channel the interaction
@@ -20,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
+from discord.ext import commands
 
 from bot.admission import Requester
 from bot.core.errors import VideoBotError
@@ -47,7 +54,9 @@ def requester(interaction: discord.Interaction) -> Requester:
         channel_id=interaction.channel_id or 0,
         application_id=interaction.application_id,
         interaction_token=interaction.token,
-        can_view_channel=channel_visibility(interaction.guild, interaction.user),
+        can_view_channel=channel_visibility(
+            interaction.guild, interaction.user, here=interaction.channel_id
+        ),
     )
 
 
@@ -58,23 +67,57 @@ def message_requester(message: discord.Message) -> Requester:
         user_name=message.author.name,
         guild_id=message.guild.id if message.guild else None,
         channel_id=message.channel.id,
-        can_view_channel=channel_visibility(message.guild, message.author),
+        can_view_channel=channel_visibility(message.guild, message.author, here=message.channel.id),
     )
 
 
 def channel_visibility(
-    guild: discord.Guild | None, user: discord.abc.User | discord.Member
-) -> Callable[[int], bool] | None:
-    """Whether ``user`` can see a channel of ``guild`` (View Channel), from the bot's cache; a
+    guild: discord.Guild | None,
+    user: discord.abc.User | discord.Member,
+    *,
+    here: int | None = None,
+) -> Callable[[int], Awaitable[bool]] | None:
+    """Whether ``user``, acting in channel ``here``, can see a channel of ``guild``: View Channel
+    from the bot's cache and, for a private thread, membership (:func:`can_view_thread`). A
     channel the bot does not know counts as unseen."""
     if guild is None or not isinstance(user, discord.Member):
         return None
 
-    def can_view(channel_id: int) -> bool:
+    async def can_view(channel_id: int) -> bool:
         channel = guild.get_channel_or_thread(channel_id)
-        return channel is not None and channel.permissions_for(user).view_channel
+        if channel is None:
+            return False
+        if isinstance(channel, discord.Thread):
+            return await can_view_thread(channel, user, here=here)
+        return channel.permissions_for(user).view_channel
 
     return can_view
+
+
+async def can_view_thread(
+    thread: discord.Thread, member: discord.Member, *, here: int | None
+) -> bool:
+    """A thread is seen by whoever sees its parent; a private one only by its members and by
+    those with Manage Threads. discord.py's ``Thread.permissions_for`` is the parent's (it knows
+    nothing of membership), and its member cache is filled only with the Server Members intent, so
+    membership is asked of Discord (``GET /channels/{thread}/thread-members/{user}``: 404 for a
+    non-member). Anything that cannot be settled (no parent cached, the bot not allowed to list the
+    thread's members, Discord unreachable) counts as unseen."""
+    try:
+        permissions = thread.permissions_for(member)
+    except discord.ClientException:  # the parent channel is not cached
+        return False
+    if not permissions.view_channel:
+        return False
+    if not thread.is_private() or permissions.manage_threads:
+        return True
+    if here == thread.id:
+        return True  # Discord only lets members (or Manage Threads) act inside a private thread
+    try:
+        await thread.fetch_member(member.id)
+    except discord.HTTPException:
+        return False
+    return True
 
 
 def is_moderator(settings: Settings, member: discord.abc.User | discord.Member) -> bool:
@@ -87,14 +130,50 @@ def is_moderator(settings: Settings, member: discord.abc.User | discord.Member) 
     return bool(role) and any(r.name == role for r in member.roles)
 
 
-def moderator_only() -> Any:
-    """An app-command check that explains itself: what is needed, not just "no"."""
+async def is_owner(client: discord.Client, user: discord.abc.User | discord.Member) -> bool:
+    """One of the bot's owners: ``[discord] owner_ids``, or the application's owner or team
+    (discord.py's ``Bot.is_owner``, which asks Discord once and remembers). Not knowing counts as
+    no."""
+    settings: Settings = client.settings  # type: ignore[attr-defined]
+    if user.id in settings.discord.owner_ids:
+        return True
+    if not isinstance(client, commands.Bot):
+        return False
+    try:
+        return await client.is_owner(user)  # type: ignore[arg-type]
+    except discord.HTTPException as exc:
+        log.warning("could not ask Discord who owns the application: %s", exc)
+        return False
+
+
+OWNERS_ONLY = (
+    "This command is for the bot's owners: it changes the bot for every server. Owners are the "
+    "application's owner or team in the Discord developer portal and the ids in [discord] owner_ids."
+)
+
+
+def owner_only() -> Any:
+    """An app-command check for what acts on every server at once (models, workers)."""
+
+    async def predicate(interaction: discord.Interaction) -> bool:
+        if await is_owner(interaction.client, interaction.user):
+            return True
+        raise app_commands.CheckFailure(OWNERS_ONLY)
+
+    return app_commands.check(predicate)
+
+
+def moderator_only(*, or_owner: bool = False) -> Any:
+    """An app-command check that explains itself: what is needed, not just "no". ``or_owner``
+    lets the bot's owners in too (for what only reads, such as the models list)."""
 
     async def predicate(interaction: discord.Interaction) -> bool:
         settings: Settings = interaction.client.settings  # type: ignore[attr-defined]
         if interaction.guild_id is None:
             raise app_commands.CheckFailure("Moderator commands only work in a server.")
         if is_moderator(settings, interaction.user):
+            return True
+        if or_owner and await is_owner(interaction.client, interaction.user):
             return True
         role = settings.discord.moderator_role
         needs = "the Manage Server permission" + (f" or the '{role}' role" if role else "")
@@ -238,14 +317,17 @@ async def explain_missing_permissions(message: discord.Message) -> None:
 __all__ = [
     "AnsweringModal",
     "answer_reply_failure",
+    "can_view_thread",
     "channel_visibility",
     "check_channel_permissions",
     "error_text",
     "explain",
     "explain_missing_permissions",
     "is_moderator",
+    "is_owner",
     "message_requester",
     "moderator_only",
+    "owner_only",
     "press",
     "refuse",
     "report_failure",

@@ -10,6 +10,13 @@ Threads: the event loop owns the queue and every ``Job`` field; the GPU thread o
 job's spec (or, for tests and tools, ``job.work``). Progress crosses back with
 ``loop.call_soon_threadsafe``; cancel crosses in through the job's
 :class:`~bot.core.progress.JobControl`, which the pipelines check at every step.
+
+The watchdog: a job still running :data:`WATCHDOG_GRACE_S` past its time limit hangs outside the
+steps (a download, the VAE decode, a CUDA call) where the step check never comes. It is failed with
+a message, its slot is freed, and the GPU thread, which cannot be killed, is abandoned for a new
+one with a new :class:`~bot.worker.Worker`. The same restart follows a job that ends in a GPU fault
+(a CUDA error that breaks the context for every later job): new jobs are refused with a line saying
+why until a probe on the new thread shows the GPU works again.
 """
 
 from __future__ import annotations
@@ -17,20 +24,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
+import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from bot.core.errors import GenerationCancelled, VideoBotError
 from bot.core.progress import DEFAULT_PREVIEWS_EVERY_S, JobControl, Progress
 from bot.core.result import GenerationResult
 from bot.jobspec import JobSpec, ModelReport, WorkerState
 from bot.lifecycle import DEFAULT_RETRY_POLICY, JobKind, JobStatus, RetryPolicy
-from bot.worker import Worker, cancelled_result, failed_result
+from bot.worker import Worker, cancelled_result, failed_result, mark_gpu_fault, probe_gpu
 
 if TYPE_CHECKING:
     from bot.core.engine import GenerationEngine
@@ -38,11 +47,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+P = ParamSpec("P")
 Work = Callable[[JobControl], GenerationResult]
+
+WATCHDOG_GRACE_S = 60.0
+"""How long past its time limit a job may still run before the watchdog gives up on it. The step
+check stops a job within a step of its limit; only a hang outside the steps gets this far."""
+PROBE_TIMEOUT_S = 60.0
+"""How long the health probe of a restarted GPU worker may take before the GPU counts as down."""
 
 
 class QueueFull(Exception):
     """The queue holds ``max_queue`` jobs; the message says roughly when to try again."""
+
+
+class GpuUnavailable(QueueFull):
+    """The GPU worker is restarting after a fault, or is out of order: new jobs are refused with a
+    line saying which, and the service refuses the request like a full queue."""
 
 
 @dataclass(eq=False)
@@ -260,9 +281,59 @@ class QueueingExecutor:
                 job.touch()
 
 
+class GpuThread(Executor):
+    """One daemon thread running what it is given, in order: the GPU thread.
+
+    Not a ``ThreadPoolExecutor``: the interpreter joins those at exit, so one the watchdog gave up
+    on (stuck in a CUDA call) would hold the process forever. A daemon thread does not."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._calls: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        if self._closed:
+            raise RuntimeError(f"{self.name} was shut down")
+        future: Future[T] = Future()
+        self._calls.put((future, partial(fn, *args, **kwargs)))
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """No more calls; those queued still run (the thread ends after them). ``wait`` joins the
+        thread: never for one that is stuck."""
+        if not self._closed:
+            self._closed = True
+            self._calls.put(None)
+        if wait:
+            self._thread.join()
+
+    def _serve(self) -> None:
+        while (item := self._calls.get()) is not None:
+            future, call = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                value = call()
+            except BaseException as exc:  # handed to whoever awaits it
+                future.set_exception(exc)
+            else:
+                future.set_result(value)
+
+
 class GpuExecutor(QueueingExecutor):
     """A dispatcher task feeding one worker thread, so the GPU runs one job at a time and the event
-    loop never blocks on it. Specs run on one :class:`~bot.worker.Worker` named ``local``."""
+    loop never blocks on it. Specs run on one :class:`~bot.worker.Worker` named ``local``.
+
+    A watchdog fails a job still running ``watchdog_grace_s`` past its time limit; that, or a job
+    ending in a GPU fault, restarts the worker: a new thread and a new ``Worker`` (the old thread
+    cannot be killed and may hold the old worker's lock), then ``probe`` (default: a tiny CUDA
+    kernel) on the new thread. Until the probe passes new jobs are refused; if it fails, the GPU
+    is down until the bot restarts, and the jobs still queued fail with a message saying so."""
 
     def __init__(
         self,
@@ -270,12 +341,22 @@ class GpuExecutor(QueueingExecutor):
         max_queue: int = 100,
         engine: GenerationEngine | None = None,
         retry: RetryPolicy = DEFAULT_RETRY_POLICY,
+        watchdog_grace_s: float = WATCHDOG_GRACE_S,
+        probe: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(max_queue)
+        self._retry = retry
         self._worker = Worker("local", engine, retry=retry) if engine is not None else None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videobot-gpu")
+        self._restarts = 0
+        self._thread = GpuThread("videobot-gpu")
         self._running: Job | None = None
         self._dispatcher: asyncio.Task[None] | None = None
+        self._watchdog_grace_s = watchdog_grace_s
+        self._probe = probe
+        self._fault: str | None = None
+        """Why the GPU is not taking jobs (restarting or down); None while healthy."""
+        self._down = False
+        """The restarted worker failed its probe: refused until the bot restarts."""
 
     async def start(self) -> None:
         if self._dispatcher is None:
@@ -286,16 +367,23 @@ class GpuExecutor(QueueingExecutor):
         memory only: the store still has them queued, and the next start resumes them."""
         self._stop_accepting()
         if self._running is not None:
-            await self._running.done.wait()
+            await self._running.done.wait()  # at most its time limit and the watchdog's grace
         if self._dispatcher is not None:
             self._dispatcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._dispatcher
             self._dispatcher = None
-        self._thread.shutdown(wait=True)
+        self._thread.shutdown(wait=self._fault is None)
+
+    @property
+    def healthy(self) -> bool:
+        """False while the GPU worker restarts after a fault, and for good once it is down."""
+        return self._fault is None
 
     def submit(self, job: Job) -> int:
         """Queue a job; returns its 1-based position (1: next to run)."""
+        if self._fault is not None:
+            raise GpuUnavailable(self._unavailable())
         self._check_room()
         loop = asyncio.get_running_loop()
 
@@ -344,11 +432,8 @@ class GpuExecutor(QueueingExecutor):
         if self._worker is None:
             return []
         running = self._running
-        return [
-            self._worker.state(
-                "busy" if running else "idle", running.id if running is not None else None
-            )
-        ]
+        status = "down" if self._fault is not None else "busy" if running else "idle"
+        return [self._worker.state(status, running.id if running is not None else None)]
 
     async def load_model(self, key: str, worker: str | None = None) -> list[ModelReport]:
         target = self._local_worker(worker)
@@ -361,6 +446,8 @@ class GpuExecutor(QueueingExecutor):
     def _local_worker(self, name: str | None) -> Worker:
         if self._worker is None:
             raise VideoBotError("this executor has no engine to load models on")
+        if self._fault is not None:
+            raise VideoBotError(self._unavailable())
         if name not in (None, self._worker.name):
             raise VideoBotError(f"there is no worker {name!r}; this bot has one: local")
         return self._worker
@@ -368,7 +455,6 @@ class GpuExecutor(QueueingExecutor):
     # --- internals -----------------------------------------------------------------------------
 
     async def _dispatch(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             job = self._queue.pop()
             if job is None:
@@ -376,25 +462,99 @@ class GpuExecutor(QueueingExecutor):
                 await self._wakeup.wait()
                 continue
             self._renumber()
+            if self._down:  # every job would fail the same way: say so, and run none
+                job.finish(failed_result(self._unavailable()))
+                continue
             self._running = job
             started = await self._start(
                 job, self._worker.name if self._worker is not None else None
             )
             try:
-                result = await loop.run_in_executor(self._thread, self._run_safely, job)
+                result, hung = await self._run_watched(job)
             finally:
                 self._running = None
             self._recent_durations.append(time.monotonic() - started)
             job.finish(result)
             self._renumber()
+            fault = result.metadata.get("gpu_fault")
+            if hung:
+                await self._restart_worker(f"job {job.id} hung past its time limit")
+            elif fault:
+                log.error("job %s hit a GPU fault: %s", job.id, fault)
+                await self._restart_worker(f"a GPU fault in job {job.id}")
+
+    async def _run_watched(self, job: Job) -> tuple[GenerationResult, bool]:
+        """Run ``job`` on the GPU thread under the watchdog: its result, or a failed result and
+        True when it is still running ``watchdog_grace_s`` past its time limit. The limit
+        counts from when the thread starts it, not while it waits behind a model load."""
+        began: list[float] = []  # the thread appends when the job starts there
+        future = asyncio.get_running_loop().run_in_executor(
+            self._thread, self._run_safely, job, began
+        )
+        limit = job.time_limit_s
+        if limit is None:
+            return await future, False
+        while True:
+            left = began[0] + limit + self._watchdog_grace_s - time.monotonic() if began else 0.5
+            done, _ = await asyncio.wait({future}, timeout=max(left, 0.0))
+            if done:
+                return future.result(), False
+            if began and time.monotonic() - began[0] > limit + self._watchdog_grace_s:
+                break
+        job.control.cancel()  # should it ever come back to a step, it stops there
+        log.error(
+            "job %s ran %g s past its time limit of %g s without stopping (a hang outside the "
+            "denoising steps: a download, the VAE decode, a CUDA call); the watchdog failed it",
+            job.id,
+            self._watchdog_grace_s,
+            limit,
+        )
+        return hung_result(limit), True
+
+    async def _restart_worker(self, reason: str) -> None:
+        """A new GPU thread and worker, then the probe on it; new jobs are refused meanwhile,
+        and for good if the probe fails (the queued ones then fail with that message)."""
+        self._fault = f"the GPU worker is restarting after {reason}"
+        old, self._restarts = self._thread, self._restarts + 1
+        self._thread = GpuThread(f"videobot-gpu-{self._restarts + 1}")
+        old.shutdown(wait=False)  # if it ever comes back, it ends after its call
+        if self._worker is not None:
+            old_worker = self._worker
+            self._worker = Worker(
+                old_worker.name, old_worker.engine, retry=self._retry, node=old_worker.node
+            )
+        probe = self._probe or (self._worker.probe if self._worker is not None else probe_gpu)
+        try:
+            await asyncio.wait_for(self.run_on_gpu_thread(probe), timeout=PROBE_TIMEOUT_S)
+        except Exception as exc:
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self._down = True
+            self._fault = (
+                f"the GPU is out of order ({detail}) since {reason}; the bot's owner must restart "
+                "the bot"
+            )
+            log.error("%s; until then every job is refused", self._fault)
+            return
+        self._fault = None
+        log.warning("the GPU worker was restarted after %s; the GPU works again", reason)
+
+    def _unavailable(self) -> str:
+        if self._down:
+            return f"{self._fault}; no job can run until then"
+        return f"{self._fault}; try again in a minute"
 
     def _progress(self, job: Job, progress: Progress) -> None:
+        if job.done.is_set():  # a job the watchdog gave up on, still reporting from its thread
+            return
         job.progress = progress
         job.touch()
 
-    def _run_safely(self, job: Job) -> GenerationResult:
+    def _run_safely(self, job: Job, began: list[float] | None = None) -> GenerationResult:
         """The GPU thread's loop body: whatever a job raises, the thread lives on. A spec runs on
-        the worker (which catches its own failures); ``job.work`` is caught here."""
+        the worker (which catches its own failures); ``job.work`` is caught here. A GPU fault is
+        marked on the result (``metadata["gpu_fault"]``) for the dispatcher to restart on."""
+        if began is not None:
+            began.append(time.monotonic())
         if job.spec is not None:
             if self._worker is None:
                 return failed_result("The job failed: this executor has no engine")
@@ -403,12 +563,21 @@ class GpuExecutor(QueueingExecutor):
             return failed_result("The job failed: it has nothing to run")
         job.control.restart_clock()
         try:
-            return job.work(job.control)
+            return mark_gpu_fault(job.work(job.control))
         except GenerationCancelled:
             return cancelled_result()
         except Exception as exc:  # one job's bug must not kill the executor
             log.exception("job %s failed", job.id)
-            return failed_result(f"The job failed: {type(exc).__name__}: {exc}")
+            return mark_gpu_fault(failed_result(f"The job failed: {type(exc).__name__}: {exc}"))
+
+
+def hung_result(limit_s: float) -> GenerationResult:
+    """What the member of a job the watchdog gave up on is told (both executors)."""
+    return failed_result(
+        f"The job went past its time limit of {limit_s:g} s and did not stop, so it was ended "
+        "and the GPU worker restarted. Try fewer frames, fewer steps or a smaller size; if it "
+        "happens again, tell the bot's owner."
+    )
 
 
 def describe_wait(seconds: float) -> str:
@@ -418,8 +587,12 @@ def describe_wait(seconds: float) -> str:
 
 
 __all__ = [
+    "PROBE_TIMEOUT_S",
+    "WATCHDOG_GRACE_S",
     "FairQueue",
     "GpuExecutor",
+    "GpuThread",
+    "GpuUnavailable",
     "Job",
     "JobExecutor",
     "JobKind",
@@ -427,4 +600,5 @@ __all__ = [
     "QueueFull",
     "cancelled_result",
     "describe_wait",
+    "hung_result",
 ]

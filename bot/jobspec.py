@@ -20,11 +20,15 @@ from bot.lifecycle import JobKind
 
 @dataclass(frozen=True)
 class MediaBudget:
-    """The limits a source video is decoded under on the worker (the bot's upload limits)."""
+    """The limits a source video is decoded under on the worker: the bot's upload limits, its
+    memory budget for one decode (every frame of an upscale's source is held), and the most
+    frames the upscaler takes, so a file that lies about its length is cut off while decoding.
+    The bot checked the probe against them before queueing the job."""
 
     max_bytes: int
-    max_frames: int
+    max_frames: int | None
     max_duration_s: float
+    max_decoded_bytes: int
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ nothing of the bot.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 
@@ -43,6 +44,10 @@ class JobStatus(StrEnum):
 
 FINAL_STATUSES = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED})
 UNFINISHED_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+INTERACTION_TOKEN_LIFETIME = timedelta(minutes=14, seconds=30)
+"""Discord accepts an interaction's token for 15 minutes; a little margin for clock skew. Past it
+a job's stored token is useless, so retention forgets it."""
 
 MEMORY_SAVERS = ("cpu_offload", "vae_slicing", "vae_tiling", "forward_chunking")
 """The switches an out-of-memory retry turns on, for that one job's model only."""
@@ -85,6 +90,7 @@ DEFAULT_RETRY_POLICY = RetryPolicy()
 __all__ = [
     "DEFAULT_RETRY_POLICY",
     "FINAL_STATUSES",
+    "INTERACTION_TOKEN_LIFETIME",
     "MEMORY_SAVERS",
     "UNFINISHED_STATUSES",
     "JobKind",

@@ -12,25 +12,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import tempfile
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot import retention
 from bot.admission import Admission, Requester, RequestRefused, Ticket
-from bot.core import media
+from bot.budget import DecodeBudget, EditQueue
+from bot.core import edits, media
 from bot.core.engine import GenerationEngine
 from bot.core.errors import MediaError, VideoBotError
 from bot.core.images import ImageLimits, fit_image, load_image, save_image
-from bot.core.params import GenerationParams, validate_edit
+from bot.core.params import GenerationParams
 from bot.core.registry import REGISTRY, get_spec
 from bot.core.result import GenerationResult
 from bot.jobs import Job, JobExecutor, QueueFull, describe_wait
 from bot.jobspec import JobSpec, MediaBudget
-from bot.lifecycle import DEFAULT_RETRY_POLICY, JobKind, JobStatus, RetryPolicy
+from bot.lifecycle import (
+    DEFAULT_RETRY_POLICY,
+    INTERACTION_TOKEN_LIFETIME,
+    JobKind,
+    JobStatus,
+    RetryPolicy,
+)
 from bot.store import StoreError
 from bot.visibility import can_reach, may_cancel, not_found
 from bot.worker import generate_with_oom_retry
@@ -43,16 +54,43 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class SourceVideo:
-    """A video to edit or upscale: a previous job's output or a member's upload, decoded."""
+class UploadedVideo:
+    """A member's attachment, not fetched yet: ``size`` is what Discord says it is, checked
+    before the download; ``read`` fetches it, and is called only once the request was admitted
+    and, for an edit, has its turn."""
 
-    result: GenerationResult
+    filename: str
+    size: int
+    read: Callable[[], Awaitable[bytes]] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class StoredVideo:
+    """One of the bot's results: job ``job_id``, or the member's latest finished video (None)."""
+
+    job_id: int | None = None
+
+
+VideoRef = UploadedVideo | StoredVideo
+"""Where the video of an edit or upscale is, as the cogs found it: nothing is read yet."""
+
+
+@dataclass(frozen=True)
+class SourceVideo:
+    """A video to edit or upscale, probed but not decoded: a previous job's stored output, or a
+    member's upload written to a private temporary folder for the length of the request."""
+
+    path: Path
+    info: media.VideoInfo
     job_id: int | None
     prompt: str
     model: str | None
+    limits: media.MediaLimits
+    """What it is opened under: the upload limits (for the bot's own results, any file size)."""
+    name: str = ""
+    """What the result's metadata names as its source: the upload's file name, or the mp4's."""
     data: bytes | None = field(default=None, repr=False)
-    """The video as its mp4 bytes (the stored output or the upload): what an upscale job sends to
-    its worker, wherever the worker runs."""
+    """The upload's bytes, when it is one: what an upscale job sends to its worker."""
 
 
 @dataclass
@@ -97,6 +135,9 @@ class VideoService:
         self._edit_pool = ThreadPoolExecutor(
             max_workers=settings.limits.edit_workers, thread_name_prefix="videobot-edit"
         )
+        self.decode_budget = DecodeBudget(settings.limits.decode_memory_bytes)
+        """The one memory budget for decoded video of the whole process (``decode_memory_mb``)."""
+        self.edit_queue = EditQueue(settings.limits.edit_workers, settings.limits.max_waiting_edits)
         self.presenting: set[asyncio.Task[Any]] = set()
         settings.storage.output_dir.mkdir(parents=True, exist_ok=True)
 
@@ -169,6 +210,7 @@ class VideoService:
         params = params.for_model(model) if params.model is None else params
         texts = [("prompt", params.prompt), ("negative_prompt", params.negative_prompt)]
         ticket = await self.admission.admit(who, JobKind.GENERATE, texts)
+        record: JobRecord | None = None
         try:
             record = await self._record_request(
                 who,
@@ -183,8 +225,10 @@ class VideoService:
             return await self._queue(
                 record, who, JobKind.GENERATE, model, params.prompt, spec, ticket
             )
-        except BaseException:
+        except BaseException as exc:
             ticket.release()
+            if record is not None and isinstance(exc, Exception):
+                await self._unqueued(record.id, exc)
             raise
 
     async def rerun(
@@ -197,12 +241,27 @@ class VideoService:
     ) -> Job:
         """``/rerun`` (same seed), the Reroll button (a new seed) and Refine (same seed, with
         ``changes``: full quality) of a video job ``who`` may reach; the new job is ``who``'s, in
-        ``who``'s server."""
+        ``who``'s server.
+
+        A member's picture stays where it was shared: the new job carries the picture of the job
+        it reruns, so rerunning someone's public image job (which makes a job of one's own) and
+        then rerunning that from another server or a DM would carry the picture out. The job that
+        first held the picture decides: its owner may animate it anywhere, anyone else only in its
+        server. Where that job is gone (deleted with old history), nobody but the owner of
+        ``job_id`` can be told apart, and only in its server."""
         record = await self.reachable_job(who, job_id)
         if record.kind is not JobKind.GENERATE:
             raise RequestRefused(
                 f"job #{job_id} is an {record.kind.value}, not a video: only videos can be made again"
             )
+        if record.params.get("image") is not None:
+            origin = await self._picture_origin(record)
+            owner, home = (origin.user_id, origin.guild_id) if origin else (None, record.guild_id)
+            if owner != who.user_id and (home is None or home != who.guild_id):
+                raise RequestRefused(
+                    f"job #{job_id} animates a picture another member shared in another server; "
+                    "it can only be made again in that server"
+                )
         seed = (
             (record.seed if record.seed is not None else record.params.get("seed"))
             if same_seed
@@ -214,6 +273,24 @@ class VideoService:
                 f"the picture of job #{job_id} is gone, so it cannot be animated again"
             )
         return await self.submit_generation(who, params, parent_id=record.id)
+
+    async def _picture_origin(self, record: JobRecord) -> JobRecord | None:
+        """The job that first held ``record``'s picture: up its reruns while the parent is a video
+        job with the same picture (a rerun copies it; only an upload makes a new one). None when
+        the chain is broken (a parent deleted), so the origin cannot be known."""
+        picture = record.params.get("image")
+        seen = {record.id}
+        while record.parent_id is not None:
+            if record.parent_id in seen:
+                return None
+            parent = await self.store.get_job(record.parent_id)
+            if parent is None:
+                return None
+            if parent.kind is not JobKind.GENERATE or parent.params.get("image") != picture:
+                break
+            seen.add(parent.id)
+            record = parent
+        return record
 
     async def _generation_spec(self, params: GenerationParams, model: str) -> JobSpec:
         """The generation as data: its parameters as JSON and its picture as bytes, so any
@@ -234,31 +311,63 @@ class VideoService:
             time_limit_s=self.settings.limits.job_time_limit_s,
         )
 
-    async def submit_upscale(self, who: Requester, source: SourceVideo) -> Job:
-        upscaler = get_spec(source.model).upscaler if source.model else None
-        upscaler = upscaler or self._default_upscaler()
-        self.check_enabled(upscaler)
+    async def submit_upscale(self, who: Requester, where: VideoRef) -> Job:
+        """Admission first, then the video (an upload is fetched only now), then its probe against
+        the upscaler's frame limit and the memory budget (the worker holds every frame), both
+        refused with the numbers before anything is recorded or queued."""
         ticket = await self.admission.admit(who, JobKind.UPSCALE)
+        record: JobRecord | None = None
         try:
-            record = await self._record_request(
-                who, JobKind.UPSCALE, {"upscaler": upscaler}, source.prompt, upscaler, source.job_id
-            )
-            ticket.recorded = True
-            spec = await self._upscale_spec(source, upscaler)
+            async with self._open_source(who, where) as source:
+                upscaler = get_spec(source.model).upscaler if source.model else None
+                upscaler = upscaler or self._default_upscaler()
+                self.check_enabled(upscaler)
+                self._check_upscale_source(source.info, upscaler)
+                record = await self._record_request(
+                    who,
+                    JobKind.UPSCALE,
+                    {"upscaler": upscaler},
+                    source.prompt,
+                    upscaler,
+                    source.job_id,
+                )
+                ticket.recorded = True
+                spec = await self._upscale_spec(source, upscaler)
             return await self._queue(
                 record, who, JobKind.UPSCALE, upscaler, source.prompt, spec, ticket
             )
-        except BaseException:
+        except BaseException as exc:
             ticket.release()
+            if record is not None and isinstance(exc, Exception):
+                await self._unqueued(record.id, exc)
             raise
 
+    def _check_upscale_source(self, info: media.VideoInfo, upscaler: str) -> None:
+        spec = get_spec(upscaler)
+        if info.frame_count > spec.max_frames:
+            raise MediaError(
+                f"the video has {info.frame_count} frames; {spec.key} upscales at most "
+                f"{spec.max_frames}: trim it first"
+            )
+        if not self.decode_budget.fits(info.decoded_bytes):
+            raise media.memory_refusal(
+                "upscaling this video",
+                info,
+                info.frame_count,
+                info.decoded_bytes,
+                self.decode_budget.total,
+                advice="trim it first",
+            )
+
     async def _upscale_spec(self, source: SourceVideo, upscaler: str) -> JobSpec:
-        """The upscale as data: the source video travels as its mp4 bytes (encoded here when the
-        source has none) and is decoded on the worker under the bot's upload limits."""
+        """The upscale as data: the source video travels as its mp4 bytes and is decoded on the
+        worker under the bot's upload limits, its memory budget and the upscaler's frame limit
+        (which a file lying about its length cannot get past)."""
         data = source.data
         if data is None:
-            data = await asyncio.to_thread(_encoded, source.result, self.settings.speed.encoder)
+            data = await asyncio.to_thread(source.path.read_bytes)
         limits = self.upload_limits()
+        upscaler_frames = get_spec(upscaler).max_frames
         return JobSpec(
             kind=JobKind.UPSCALE,
             model=upscaler,
@@ -267,8 +376,9 @@ class VideoService:
             media=data,
             media_budget=MediaBudget(
                 max_bytes=max(limits.max_bytes, len(data)),
-                max_frames=limits.max_frames,
+                max_frames=min(upscaler_frames, limits.max_frames or upscaler_frames),
                 max_duration_s=limits.max_duration_s,
+                max_decoded_bytes=limits.max_decoded_bytes,
             ),
             previews=self.settings.discord.live_previews,
             previews_every_s=self.settings.limits.progress_interval_s,
@@ -298,6 +408,25 @@ class VideoService:
             application_id=who.application_id,
             interaction_token=who.interaction_token,
         )
+
+    async def _unqueued(self, job_id: int, exc: Exception) -> None:
+        """A recorded job that never reached the queue (its picture unreadable, the executor
+        refusing it): failed in the store too, or the next start would run a job its member was
+        told had failed. Already failed (a full queue marks it): left as it is."""
+        if not isinstance(exc, VideoBotError | RequestRefused):
+            log.error("job %s failed before it was queued: %s: %s", job_id, type(exc).__name__, exc)
+        error = str(exc) if isinstance(exc, VideoBotError | RequestRefused) else "not queued"
+        await self._fail_quietly(job_id, error)
+
+    async def _fail_quietly(self, job_id: int, error: str) -> None:
+        """Mark a job failed where the store allows it; a store that cannot (its disk full, the
+        job already final) is logged, never raised: the member is told either way."""
+        try:
+            await self.store.mark_failed(job_id, error)
+        except StoreError:
+            pass  # already final: a full queue marked it, or it ended meanwhile
+        except Exception as exc:
+            log.error("could not record job %s as failed: %s: %s", job_id, type(exc).__name__, exc)
 
     def _default_upscaler(self) -> str:
         for key in self.settings.models.enabled:
@@ -349,22 +478,33 @@ class VideoService:
         await self.store.mark_running(job.id)
 
     async def _complete(self, job: Job, future: asyncio.Future[Finished]) -> None:
-        """Runs for every queued job, whoever watches it: encode, record, resolve."""
-        result = await job.wait()
+        """Runs for every queued job, whoever watches it: encode, record, resolve. Whatever
+        recording raises (a full disk, a damaged database), the future is resolved, so the
+        member's message always ends, and the job's end is logged."""
+        finished: Finished | None = None
         try:
-            finished = await self._record(job.id, job.kind, result)
-        except Exception as exc:
-            log.exception("finishing job %s failed", job.id)
-            finished = Finished(job.id, job.kind, _failed(f"saving the video failed: {exc}"))
-            with contextlib.suppress(StoreError):
-                await self.store.mark_failed(job.id, finished.result.error or "failed")
+            result = await job.wait()
+            try:
+                finished = await self._record(job.id, job.kind, result)
+            except Exception as exc:
+                log.exception("finishing job %s failed", job.id)
+                if not result.ok:  # only its record failed: the member still learns why it ended
+                    finished = Finished(job.id, job.kind, result)
+                else:
+                    finished = Finished(job.id, job.kind, _failed(_saving_failed(exc)))
+                    # not recorded as done: no file for the budget to count or a rerun to find
+                    await asyncio.to_thread(self.output_path(job.id).unlink, missing_ok=True)
+                if not result.cancelled:
+                    await self._fail_quietly(job.id, finished.error or "failed")
         finally:
             ticket = self._tickets.pop(job.id, None)
             if ticket is not None:
                 ticket.release()
-        if not future.done():
-            future.set_result(finished)
-        self._outcomes.pop(job.id, None)
+            if finished is not None:
+                _log_end(finished)
+                if not future.done():
+                    future.set_result(finished)
+            self._outcomes.pop(job.id, None)
 
     async def outcome(self, job: Job) -> Finished:
         future = self._outcomes.get(job.id)
@@ -430,16 +570,27 @@ class VideoService:
         failed: list[JobRecord] = []
         for record in await self.store.unfinished_jobs():
             reason = self.retry.resume_after_restart(record.kind, record.status, record.attempts)
-            if reason is not None:
-                failed.append(await self.store.mark_failed(record.id, reason))
-                continue
-            if record.status is JobStatus.RUNNING:
-                record = await self.store.requeue(record.id)
-            try:
-                resumed.append(await self._resubmit(record))
-            except VideoBotError as exc:
-                with contextlib.suppress(StoreError):
-                    failed.append(await self.store.mark_failed(record.id, str(exc)))
+            if reason is None:
+                try:
+                    if record.status is JobStatus.RUNNING:
+                        record = await self.store.requeue(record.id)
+                    resumed.append(await self._resubmit(record))
+                    continue
+                except Exception as exc:  # one job that cannot resume must not stop the start
+                    if isinstance(exc, VideoBotError | RequestRefused):
+                        reason = str(exc)
+                    else:
+                        log.error(
+                            "job %s could not be resumed: %s: %s",
+                            record.id,
+                            type(exc).__name__,
+                            exc,
+                        )
+                        reason = (
+                            f"the job could not be resumed after a restart ({type(exc).__name__})"
+                        )
+            await self._fail_quietly(record.id, reason)
+            failed.append(replace(record, status=JobStatus.FAILED, error=reason))
         return resumed, failed
 
     async def _resubmit(self, record: JobRecord) -> Job:
@@ -454,6 +605,11 @@ class VideoService:
             if record.kind is JobKind.GENERATE:
                 params = GenerationParams(**record.params)
                 model = params.model or self.settings.models.default_model
+                if params.image is not None and not Path(params.image).is_file():
+                    raise VideoBotError(
+                        "the picture to animate was deleted from the bot's disk, so the job "
+                        "could not be resumed; send the picture again"
+                    )
                 spec = await self._generation_spec(params, model)
                 return await self._queue(
                     record, who, JobKind.GENERATE, model, params.prompt, spec, ticket
@@ -474,45 +630,120 @@ class VideoService:
     # --- edits (CPU, no GPU queue) -------------------------------------------------------------
 
     async def edit(
-        self, who: Requester, source: SourceVideo, operation: str, arguments: dict[str, Any]
+        self,
+        who: Requester,
+        where: VideoRef,
+        operation: str,
+        arguments: dict[str, Any],
+        *,
+        on_start: Callable[[], Awaitable[Any]] | None = None,
     ) -> Finished:
-        """Edits are quick ffmpeg/frame work, so they skip the GPU queue but are recorded like
-        any job (with the source as parent) so they can be edited again and listed in history."""
-        request = validate_edit(operation, len(source.result.images), **arguments)
+        """Edits are ffmpeg work on the CPU, so they skip the GPU queue but are recorded like any
+        job (with the source as parent) so they can be edited again and listed in history.
+
+        In this order, each step only once the one before passed: admission (blocks, direct
+        messages, cooldown, caps); a place in the bounded edit queue, then a worker; the video (an
+        upload is fetched only now); the edit checked against its probe (a result the bot could
+        not open again, or memory over the budget, refused with the numbers); that memory reserved
+        from the process-wide budget (waiting while other edits hold it); the edit, streamed from
+        file to file. The ticket, the place and the memory are given back whatever happens.
+        ``on_start`` is awaited once the edit passed every check, just before it runs (the cog
+        shows "Editing…" then, so a refusal is the first thing the member sees)."""
         ticket = await self.admission.admit(who, JobKind.EDIT)
         try:
-            record = await self._record_request(
-                who,
-                JobKind.EDIT,
-                {"operation": request.operation, **arguments},
-                source.prompt,
-                source.model,
-                source.job_id,
-            )
-            ticket.recorded = True
-            await self.store.mark_running(record.id)
-            try:
-                result = await asyncio.get_running_loop().run_in_executor(
-                    self._edit_pool,
-                    partial(self.engine.edit_video, source.result, operation, **arguments),
+            async with self.edit_queue.place(), self._open_source(who, where) as source:
+                limits = self.settings.limits
+                plan = edits.plan_edit(
+                    operation,
+                    source.info,
+                    source.limits,
+                    time_limit_s=limits.edit_time_limit_s,
+                    **arguments,
                 )
-            except Exception as exc:
-                await self.store.mark_failed(record.id, str(exc))
-                if isinstance(exc, VideoBotError):
-                    raise
-                log.exception("edit %s failed", record.id)
-                raise VideoBotError(f"the edit failed: {type(exc).__name__}") from exc
-            return await self._record(record.id, JobKind.EDIT, result)
+                record = await self._record_request(
+                    who,
+                    JobKind.EDIT,
+                    {"operation": plan.request.operation, **arguments},
+                    source.prompt,
+                    source.model,
+                    source.job_id,
+                )
+                ticket.recorded = True
+                try:
+                    if on_start is not None:
+                        await on_start()
+                    async with self.decode_budget.reserve(plan.memory_bytes):
+                        await self.store.mark_running(record.id)
+                        result = await asyncio.get_running_loop().run_in_executor(
+                            self._edit_pool, partial(self._run_edit, plan, source, record.id)
+                        )
+                except Exception as exc:
+                    await self._fail_quietly(record.id, str(exc))
+                    if isinstance(exc, VideoBotError):
+                        raise
+                    log.exception("edit %s failed", record.id)
+                    raise VideoBotError(f"the edit failed: {type(exc).__name__}") from exc
+            return await self._finish_edit(record.id, result)
         finally:
             ticket.release()
 
+    def _run_edit(self, plan: edits.EditPlan, source: SourceVideo, job_id: int) -> GenerationResult:
+        """On an edit worker: stream the edit straight into the job's mp4."""
+        return self.engine.edit_file(
+            plan,
+            source.path,
+            self.output_path(job_id),
+            limits=source.limits,
+            encoder=self.settings.speed.encoder,
+            timeout_s=self.settings.limits.edit_time_limit_s,
+            metadata={"source": source.name},
+        )
+
+    async def _finish_edit(self, job_id: int, result: GenerationResult) -> Finished:
+        """The edit wrote its mp4 where the job's video goes: record it as done."""
+        path = self.output_path(job_id)
+        await self.store.mark_done(
+            job_id,
+            output_path=str(path),
+            seed=result.seed_used,
+            timings={**result.timings, "total": result.generation_time},
+        )
+        try:  # the job is done: tidying the disk must not turn it into a failure
+            await self.enforce_disk_budget(keep=path)
+        except Exception:
+            log.exception("the disk budget check after job %s failed", job_id)
+        return Finished(job_id, JobKind.EDIT, result, path)
+
     # --- sources -------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _open_source(self, who: Requester, where: VideoRef) -> AsyncIterator[SourceVideo]:
+        """The video ``where`` names, probed: an upload is fetched now (into a private folder,
+        removed when the block ends), a stored result is looked up through visibility."""
+        if isinstance(where, UploadedVideo):
+            with tempfile.TemporaryDirectory(prefix="videobot-upload-") as folder:
+                data = await self.download(where)
+                yield await self.source_from_upload(where.filename, data, Path(folder))
+        elif where.job_id is None:
+            yield await self.latest_source(who)
+        else:
+            yield await self.source_from_job(who, where.job_id)
+
+    async def download(self, upload: UploadedVideo) -> bytes:
+        """The attachment's bytes, its declared size checked before it is fetched."""
+        limit = self.upload_limits().max_bytes
+        if upload.size > limit:
+            raise _too_large(upload.size, limit)
+        data = await upload.read()
+        if len(data) > limit:  # the CDN sent more than was declared
+            raise _too_large(len(data), limit)
+        return data
 
     async def reachable_job(self, who: Requester, job_id: int) -> JobRecord:
         """The job, if ``who`` may reach it (:func:`bot.visibility.can_reach`); otherwise the same
         refusal as for a job that does not exist."""
         record = await self.store.get_job(job_id)
-        if record is None or not can_reach(who.viewer, record):
+        if record is None or not await can_reach(who.viewer, record):
             raise RequestRefused(not_found(job_id))
         return record
 
@@ -526,40 +757,39 @@ class VideoService:
         return await self._source_from_record(record)
 
     async def _source_from_record(self, record: JobRecord) -> SourceVideo:
+        """A stored result, probed under the upload limits but whatever its file size (the bot
+        wrote it), so every result the bot made can be opened again."""
         if record.status != "done" or not record.output_path:
             raise RequestRefused(f"job #{record.id} has no video ({record.status})")
-        if record.output_pruned or not Path(record.output_path).is_file():
+        path = Path(record.output_path)
+        if record.output_pruned or not path.is_file():
             raise RequestRefused(
                 f"the video of job #{record.id} was deleted to free disk space; "
                 f"use /rerun {record.id} to make it again"
             )
-        result = await asyncio.to_thread(
-            GenerationResult.from_video_file, record.output_path, self.upload_limits()
+        limits = self.upload_limits()
+        with contextlib.suppress(OSError):
+            limits = replace(limits, max_bytes=max(limits.max_bytes, path.stat().st_size))
+        info = await asyncio.to_thread(media.probe, path, limits)
+        return SourceVideo(
+            path, info, record.id, record.prompt or "", record.model, limits, name=path.name
         )
-        data = await asyncio.to_thread(Path(record.output_path).read_bytes)
-        return SourceVideo(result, record.id, record.prompt or "", record.model, data)
 
-    async def source_from_upload(self, filename: str, data: bytes) -> SourceVideo:
-        """A member's upload: size checked before writing, limits checked before decoding."""
+    async def source_from_upload(self, filename: str, data: bytes, folder: Path) -> SourceVideo:
+        """A member's upload, written into ``folder`` under a fixed name (the member's file name
+        never reaches the disk) and probed; nothing is decoded."""
         limits = self.upload_limits()
         if len(data) > limits.max_bytes:
-            raise MediaError(
-                f"the file is {len(data) / 2**20:.1f} MiB; the limit is "
-                f"{limits.max_bytes / 2**20:.0f} MiB"
-            )
-        with tempfile.TemporaryDirectory(prefix="videobot-upload-") as folder:
-            path = Path(folder) / "upload"  # the member's filename never reaches the disk
-            path.write_bytes(data)
-            result = await asyncio.to_thread(GenerationResult.from_video_file, path, limits)
-        result.metadata["source"] = filename[:100]
-        return SourceVideo(result, None, "", None, data)
+            raise _too_large(len(data), limits.max_bytes)
+        path = folder / "upload"
+        await asyncio.to_thread(path.write_bytes, data)
+        info = await asyncio.to_thread(media.probe, path, limits)
+        return SourceVideo(path, info, None, "", None, limits, name=filename[:100], data=data)
 
     def upload_limits(self) -> media.MediaLimits:
-        limits = self.settings.limits
-        return media.MediaLimits(
-            max_bytes=int(limits.max_upload_mb * 2**20),
-            max_frames=limits.max_upload_frames,
-            max_duration_s=limits.max_upload_seconds,
+        """``[limits]`` as media limits, with the process-wide budget's size as one decode's."""
+        return replace(
+            self.settings.limits.media_limits(), max_decoded_bytes=self.decode_budget.total
         )
 
     # --- output --------------------------------------------------------------------------------
@@ -584,27 +814,73 @@ class VideoService:
             seed=result.seed_used,
             timings={**result.timings, "total": result.generation_time},
         )
-        await self.enforce_disk_budget(keep=path)
+        try:  # the job is done: tidying the disk must not turn it into a failure
+            await self.enforce_disk_budget(keep=path)
+        except Exception:
+            log.exception("the disk budget check after job %s failed", job_id)
         return Finished(job_id, kind, result, path)
 
     async def enforce_disk_budget(self, keep: Path | None = None) -> list[int]:
-        """Delete the oldest videos while the output folder is over its budget. Their history rows
-        stay, marked as pruned, so /history still lists them and /edit says what happened."""
+        """Delete the oldest videos (and pictures no queued or running job needs) while the
+        output folder is over its budget; everything in it counts, pictures and leftover partial
+        files included. The videos' history rows stay, marked as pruned, so /history still lists
+        them and /edit says what happened. Returns the jobs whose videos went."""
         budget = int(self.settings.storage.max_output_mb * 2**20)
+        needed = {Path(p) for p in await self.store.pictures(unfinished_only=True)}
         victims = await asyncio.to_thread(
-            _oldest_over_budget, self.settings.storage.output_dir, budget, keep
+            _oldest_over_budget, self.settings.storage.output_dir, budget, keep, needed
         )
+        removed = await asyncio.to_thread(retention.remove, victims)
         pruned = []
-        for path in victims:
-            with contextlib.suppress(FileNotFoundError):
-                await asyncio.to_thread(path.unlink)
-            if path.stem.isdigit():
+        for item in removed:
+            if item.job_id is not None:
                 with contextlib.suppress(StoreError):
-                    await self.store.mark_pruned(int(path.stem))
-                    pruned.append(int(path.stem))
+                    await self.store.mark_pruned(item.job_id)
+                    pruned.append(item.job_id)
         if pruned:
             log.info("disk budget: deleted the videos of jobs %s", pruned)
+        if len(removed) > len(pruned):
+            log.info("disk budget: deleted %d picture(s)", len(removed) - len(pruned))
         return pruned
+
+    async def apply_retention(self, *, at_start: bool = False) -> RetentionReport:
+        """Forget what the bot no longer needs: interaction tokens past Discord's 15 minutes;
+        finished jobs older than ``[storage] retention_days`` (rows, videos, pictures); pictures
+        no job names; partial files a crash left (all of them at start, when nothing can be
+        writing one); then the disk budget. Each step is logged and none stops the others."""
+        storage = self.settings.storage
+        report = RetentionReport()
+        try:
+            report.tokens = await self.store.forget_interaction_tokens(INTERACTION_TOKEN_LIFETIME)
+            if storage.retention_days > 0:
+                age = timedelta(days=storage.retention_days)
+                deleted = await self.store.delete_finished_jobs(age)
+                report.jobs = [record.id for record in deleted]
+                videos = [Path(r.output_path) for r in deleted if r.output_path is not None]
+                report.files += await asyncio.to_thread(retention.remove_paths, videos)
+            referenced = {Path(p) for p in await self.store.pictures()}
+        except Exception:
+            log.exception("retention: the database could not be tidied")
+            return report
+        files = await asyncio.to_thread(retention.scan, storage.output_dir)
+        stale = retention.leftovers(
+            files, older_than_s=0.0 if at_start else retention.LEFTOVER_AGE_S
+        )
+        unused = retention.unused_pictures(files, referenced)
+        report.files += len(await asyncio.to_thread(retention.remove, [*stale, *unused]))
+        try:
+            report.pruned = await self.enforce_disk_budget()
+        except Exception:
+            log.exception("retention: the disk budget check failed")
+        if report.jobs:
+            log.info(
+                "retention: deleted %d finished job(s) older than %g days",
+                len(report.jobs),
+                storage.retention_days,
+            )
+        if report.files:
+            log.info("retention: deleted %d file(s) no job needs any more", report.files)
+        return report
 
     def wait_text(self, job: Job) -> str:
         return describe_wait(self.executor.estimated_wait_s(job.position))
@@ -615,28 +891,51 @@ class VideoService:
         task.add_done_callback(self._tasks.discard)
 
 
-def _oldest_over_budget(folder: Path, budget: int, keep: Path | None) -> list[Path]:
-    files = sorted(
-        (p for p in folder.glob("*.mp4") if p.is_file()), key=lambda p: p.stat().st_mtime
+def _oldest_over_budget(
+    folder: Path, budget: int, keep: Path | None, needed: set[Path] | None = None
+) -> list[retention.StoredFile]:
+    """What to delete to bring ``folder`` within ``budget`` (see
+    :func:`bot.retention.over_budget`); files that vanish while it looks are not counted."""
+    return retention.over_budget(retention.scan(folder), budget, keep=keep, needed=needed or ())
+
+
+@dataclass
+class RetentionReport:
+    """What one retention pass removed."""
+
+    tokens: int = 0
+    jobs: list[int] = field(default_factory=list)
+    files: int = 0
+    pruned: list[int] = field(default_factory=list)
+
+
+def _saving_failed(exc: Exception) -> str:
+    """The member's line for a job whose result could not be recorded."""
+    text = str(exc).lower()
+    if "disk is full" in text or "no space left" in text or getattr(exc, "errno", None) == 28:
+        return (
+            "the video was made but could not be saved: the bot's disk is full. The owner has "
+            "been told (in the log); try again later"
+        )
+    if isinstance(exc, sqlite3.DatabaseError):
+        return "the video was made but could not be recorded: the bot's database failed"
+    return f"saving the video failed: {exc}"
+
+
+def _log_end(finished: Finished) -> None:
+    """One line per job's end, whatever watches it."""
+    if finished.ok:
+        log.info("job %s (%s) done", finished.job_id, finished.kind.value)
+    elif finished.result.cancelled:
+        log.info("job %s (%s) cancelled", finished.job_id, finished.kind.value)
+    else:
+        log.info("job %s (%s) failed: %s", finished.job_id, finished.kind.value, finished.error)
+
+
+def _too_large(size: int, limit: int) -> MediaError:
+    return MediaError(
+        f"the file is {media.format_size(size)}; the limit is {media.format_size(limit)}"
     )
-    total = sum(p.stat().st_size for p in files)
-    victims = []
-    for path in files:
-        if total <= budget:
-            break
-        if keep is not None and path == keep:
-            continue
-        victims.append(path)
-        total -= path.stat().st_size
-    return victims
-
-
-def _encoded(result: GenerationResult, encoder: str) -> bytes:
-    """A decoded source as mp4 bytes, for a worker that only takes data."""
-    with tempfile.TemporaryDirectory(prefix="videobot-source-") as folder:
-        path = Path(folder) / "source.mp4"
-        result.save_as_video(path, encoder=encoder)
-        return path.read_bytes()
 
 
 def _failed(message: str) -> GenerationResult:
@@ -649,7 +948,11 @@ __all__ = [
     "Finished",
     "RequestRefused",
     "Requester",
+    "RetentionReport",
     "SourceVideo",
+    "StoredVideo",
+    "UploadedVideo",
+    "VideoRef",
     "VideoService",
     "generate_with_oom_retry",
 ]

@@ -22,7 +22,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
@@ -30,12 +30,13 @@ from typing import Any
 
 import aiosqlite
 
-from bot.lifecycle import UNFINISHED_STATUSES, JobKind, JobStatus
+from bot.lifecycle import FINAL_STATUSES, UNFINISHED_STATUSES, JobKind, JobStatus
 
 __all__ = [
     "GUILD_SETTING_KEYS",
     "AuditRecord",
     "BlockRecord",
+    "DatabaseUnusable",
     "GuildSettings",
     "JobKind",
     "JobNotFoundError",
@@ -58,6 +59,28 @@ _MIGRATION_NAME = re.compile(r"^V(?P<version>\d+)__(?P<name>\w+)\.sql$")
 
 class StoreError(Exception):
     """Base of the store's own errors (a broken migration set, a job that cannot change state)."""
+
+
+class DatabaseUnusable(StoreError):
+    """The database file cannot be used: damaged, not a database, locked, unreachable or on a
+    full disk. The message names the file and what to do, in one line for the owner."""
+
+    def __init__(self, path: str, error: BaseException) -> None:
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        lowered = detail.lower()
+        if "locked" in lowered or "busy" in lowered:
+            advice = "another process holds it: is a second videobot running on this file?"
+        elif "full" in lowered:
+            advice = "its disk is full: free some space, then start again"
+        elif isinstance(error, OSError) or "unable to open" in lowered:
+            advice = "check that its folder exists and that the bot may write there"
+        else:
+            advice = (
+                "it is damaged: restore it from a backup, or move it (and its -wal and -shm "
+                "files) aside to start with an empty one"
+            )
+        super().__init__(f"the database {path} cannot be used ({detail}); {advice}")
+        self.path = path
 
 
 class JobNotFoundError(StoreError, LookupError):
@@ -250,15 +273,29 @@ class Store:
 
         ``migrations`` defaults to the files in ``bot/migrations``; ``now`` (an aware datetime
         factory) lets tests control timestamps. ``":memory:"`` gives a throwaway database.
+        A file that is not a usable database (garbage, damaged pages, locked, on a full disk)
+        raises :class:`DatabaseUnusable`, whose one line says which file and what to do.
         """
         path = str(path)
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            db = await aiosqlite.connect(path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise DatabaseUnusable(path, exc) from exc
         try:
             db.row_factory = aiosqlite.Row
-            await _configure(db)
-            await _migrate(db, load_migrations() if migrations is None else migrations)
+            try:
+                await _configure(db)
+                await _check_integrity(db)
+            except sqlite3.DatabaseError as exc:
+                raise DatabaseUnusable(path, exc) from exc
+            try:
+                await _migrate(db, load_migrations() if migrations is None else migrations)
+            except sqlite3.DatabaseError as exc:
+                if not _is_file_fault(exc):  # a broken migration is the bot's bug, not the file's
+                    raise
+                raise DatabaseUnusable(path, exc) from exc
         except BaseException:
             await db.close()
             raise
@@ -403,6 +440,47 @@ class Store:
         """Queued and running jobs, oldest first: what a restart must requeue or fail."""
         sql = "SELECT * FROM jobs WHERE status IN (?, ?) ORDER BY id"
         return [_job_from_row(row) for row in await self._fetchall(sql, _UNFINISHED)]
+
+    async def pictures(self, *, unfinished_only: bool = False) -> set[str]:
+        """The pictures jobs animate (their ``params.image``): of every job, or only of queued and
+        running ones, which must never lose theirs."""
+        sql = (
+            "SELECT DISTINCT json_extract(params, '$.image') FROM jobs"
+            " WHERE json_extract(params, '$.image') IS NOT NULL"
+            " AND (:all OR status IN (SELECT value FROM json_each(:statuses)))"
+        )
+        values = {"all": not unfinished_only, "statuses": json.dumps(_UNFINISHED)}
+        return {str(row[0]) for row in await self._fetchall(sql, values)}
+
+    # Retention -----------------------------------------------------------------------------------
+
+    async def delete_finished_jobs(self, older_than: timedelta) -> list[JobRecord]:
+        """Delete the finished jobs (done, failed, cancelled) created more than ``older_than``
+        ago, prompts and all; returns them so their files can go too. Jobs made from them keep
+        their rows (their ``parent_id`` becomes NULL)."""
+        cutoff = _format_time(self._now() - older_than)
+        sql = (
+            "DELETE FROM jobs WHERE created_at < :cutoff"
+            " AND status IN (SELECT value FROM json_each(:final)) RETURNING *"
+        )
+        final = json.dumps(sorted(FINAL_STATUSES))
+        async with self._transaction() as db:
+            rows = await db.execute_fetchall(sql, {"cutoff": cutoff, "final": final})
+        return [_job_from_row(row) for row in rows]
+
+    async def forget_interaction_tokens(self, older_than: timedelta) -> int:
+        """Clear the interaction tokens of jobs created more than ``older_than`` ago (Discord
+        accepts one for 15 minutes; kept longer it only gives a leaked database more to
+        misuse). Returns how many were cleared."""
+        sql = (
+            "UPDATE jobs SET interaction_token = NULL"
+            " WHERE interaction_token IS NOT NULL AND created_at < :cutoff RETURNING id"
+        )
+        async with self._transaction() as db:
+            rows = await db.execute_fetchall(
+                sql, {"cutoff": _format_time(self._now() - older_than)}
+            )
+        return len(list(rows))
 
     async def count_queued(
         self,
@@ -677,6 +755,27 @@ async def _configure(db: aiosqlite.Connection) -> None:
     await db.execute("PRAGMA synchronous = NORMAL")
     await db.execute("PRAGMA foreign_keys = ON")
     await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")  # PRAGMA takes no parameters
+    # Rows deleted by retention (prompts, tokens) are overwritten, not left in free pages.
+    await db.execute("PRAGMA secure_delete = ON")
+
+
+def _is_file_fault(exc: sqlite3.DatabaseError) -> bool:
+    """Whether ``exc`` is about the file (damaged, locked, its disk full) rather than the SQL."""
+    if type(exc) is sqlite3.DatabaseError:
+        return True  # "file is not a database", "database disk image is malformed"
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False  # an integrity or programming error: the SQL's
+    text = str(exc).lower()
+    return any(word in text for word in ("full", "locked", "busy", "malformed", "disk i/o"))
+
+
+async def _check_integrity(db: aiosqlite.Connection) -> None:
+    """``quick_check`` reads every page once (milliseconds for a bot's database), so a damaged
+    file is named at start rather than failing some later query in the middle of a job."""
+    rows = list(await db.execute_fetchall("PRAGMA quick_check"))
+    problems = [str(row[0]) for row in rows if str(row[0]) != "ok"]
+    if problems:
+        raise sqlite3.DatabaseError(f"integrity check failed: {problems[0]}")
 
 
 async def _migrate(db: aiosqlite.Connection, migrations: Sequence[Migration]) -> None:

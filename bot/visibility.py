@@ -7,12 +7,18 @@ queued, a result sent in a direct message, and a job of another server stay thei
 covers the pictures members upload for image-to-video: the job that holds one is reachable only
 where its result was posted, so a picture never leaves its server.
 
+"A channel they can see" is Discord's View Channel, with one exception Discord's clients enforce but
+its permission bits do not show: a private thread is seen only by its members and by those with
+Manage Threads (discord.py's ``Thread.permissions_for`` returns the parent channel's permissions).
+The channel check is the caller's (:func:`bot.interactions.channel_visibility`, which asks Discord
+about thread membership); it is awaited, and anything it cannot settle counts as unseen.
+
 A refusal never says whether the job exists: "no such job" and "not yours" read the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,14 +29,15 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Viewer:
     """Who is looking, and from where. ``can_view_channel`` answers for channels of the viewer's
-    server (Discord's View Channel permission); None means "every channel" (tests, the CLI)."""
+    server (View Channel, and membership of a private thread); None means "every channel" (tests,
+    the CLI)."""
 
     user_id: int
     guild_id: int | None
-    can_view_channel: Callable[[int], bool] | None = None
+    can_view_channel: Callable[[int], Awaitable[bool]] | None = None
 
 
-def can_reach(viewer: Viewer, record: JobRecord) -> bool:
+async def can_reach(viewer: Viewer, record: JobRecord) -> bool:
     """True when ``viewer`` may use ``record`` (rerun it, edit or upscale its video, press its
     buttons, see its prompt)."""
     if record.user_id == viewer.user_id:
@@ -39,7 +46,7 @@ def can_reach(viewer: Viewer, record: JobRecord) -> bool:
         return False
     if record.message_id is None or record.channel_id is None:
         return False  # not posted: queued, running, failed before posting, or never announced
-    return viewer.can_view_channel is None or viewer.can_view_channel(record.channel_id)
+    return viewer.can_view_channel is None or await viewer.can_view_channel(record.channel_id)
 
 
 def not_found(job_id: int) -> str:

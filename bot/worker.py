@@ -57,8 +57,13 @@ class Worker:
             except Exception as exc:  # one job's bug must not kill the worker
                 log.exception("a %s job on %s failed", spec.kind.value, self.name)
                 result = failed_result(f"The job failed: {type(exc).__name__}: {exc}")
+        result = mark_gpu_fault(result)
         result.metadata["worker"] = self.name
         return result
+
+    def probe(self) -> None:
+        """Raise if this worker's GPU cannot run a kernel any more (see :func:`probe_gpu`)."""
+        probe_gpu()
 
     def _run(self, spec: JobSpec, control: JobControl) -> GenerationResult:
         with tempfile.TemporaryDirectory(prefix="videobot-job-") as folder:
@@ -80,11 +85,14 @@ class Worker:
                         max_bytes=budget.max_bytes,
                         max_frames=budget.max_frames,
                         max_duration_s=budget.max_duration_s,
+                        max_decoded_bytes=budget.max_decoded_bytes,
                     )
                     if budget is not None
                     else None
                 )
                 source = GenerationResult.from_video_file(source_path, limits)
+                if source.sound is not None:  # the folder goes before the result is encoded
+                    source.sound = source.sound.detached()
                 upscaler = str(spec.params.get("upscaler") or spec.model)
                 return self.engine.upscale(
                     source, upscaler=upscaler, prompt=spec.prompt, control=control
@@ -153,8 +161,10 @@ def generate_with_oom_retry(
     control: JobControl,
     policy: RetryPolicy = DEFAULT_RETRY_POLICY,
 ) -> GenerationResult:
-    """Out of GPU memory: retry once with the memory savers on for this job's model only (the
-    engine has already freed the cache); the manager's options never change. Runs on the GPU
+    """Out of GPU memory: retry once on a smaller plan. A model placed by a memory plan
+    (``bot.core.plans``) is loaded again with the next plan that needs less GPU memory, and keeps
+    it for later jobs; any other model is retried with the memory savers on for this job only
+    (the engine has already freed the cache; the manager's options never change). Runs on the GPU
     thread."""
     result = engine.generate_video(params, control)
     if not result.metadata.get("out_of_memory") or not policy.retry_out_of_memory:
@@ -162,6 +172,16 @@ def generate_with_oom_retry(
     model = params.model or result.metadata.get("model")
     if not model:
         return result
+    loaded = engine.manager.get_loaded(str(model))
+    before = loaded.plan.chosen.key if loaded and loaded.plan and loaded.plan.chosen else None
+    lower = engine.manager.step_down(str(model)) if before else None
+    if lower is not None:
+        log.warning(
+            "%s ran out of memory on plan %s; stepping down to plan %s", model, before, lower
+        )
+        retried = engine.generate_video(params, control)
+        retried.metadata["stepped_down_to_plan"] = lower
+        return retried
     with engine.manager.memory_savers_for(str(model), MEMORY_SAVERS) as switched:
         if not switched:
             return result  # not loaded, or the savers were already on: nothing left to try
@@ -169,6 +189,60 @@ def generate_with_oom_retry(
         retried = engine.generate_video(params, control)
     retried.metadata["retried_with_memory_savers"] = True
     return retried
+
+
+GPU_FAULT_MARKERS = (
+    "cuda error",
+    "device-side assert",
+    "illegal memory access",
+    "illegal instruction",
+    "unspecified launch failure",
+    "cublas_status_execution_failed",
+    "cudnn_status_execution_failed",
+    "cudaerrorlaunchfailure",
+    "nccl error",
+)
+"""Words of the errors after which a CUDA context is broken for good ("sticky" errors): every
+later kernel in the process fails the same way, so the job's worker must be restarted."""
+
+
+def is_gpu_fault(text: str | None) -> bool:
+    """Whether an error message is a GPU fault rather than one job's problem. Out of memory is
+    not one (the engine frees the cache and the next job runs), even when CUDA words it as an
+    error."""
+    if not text:
+        return False
+    lowered = text.lower()
+    return "out of memory" not in lowered and any(m in lowered for m in GPU_FAULT_MARKERS)
+
+
+def mark_gpu_fault(result: GenerationResult) -> GenerationResult:
+    """A failed result whose error is a GPU fault gets ``metadata["gpu_fault"]`` (the error, for
+    the log) and an error its member can act on; executors restart their worker on it."""
+    if result.ok or result.cancelled or "gpu_fault" in result.metadata:
+        return result
+    if not is_gpu_fault(result.error):
+        return result
+    detail = str(result.error).strip().splitlines()[0]
+    result.metadata["gpu_fault"] = detail
+    result.error = (
+        "The GPU failed during this job (a CUDA error, not a problem with your request); the bot "
+        "is restarting its GPU worker: try again in a minute."
+    )
+    return result
+
+
+def probe_gpu() -> None:
+    """A tiny kernel and a synchronize on the current CUDA device: raises when the context is
+    broken. Without CUDA there is nothing to probe."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return
+    value = torch.ones(1, device="cuda") + 1
+    torch.cuda.synchronize()
+    if float(value.item()) != 2.0:
+        raise RuntimeError("CUDA error: the GPU returned a wrong result")
 
 
 def cancelled_result() -> GenerationResult:
@@ -196,8 +270,12 @@ def _one_line(exc: BaseException) -> str:
 
 
 __all__ = [
+    "GPU_FAULT_MARKERS",
     "Worker",
     "cancelled_result",
     "failed_result",
     "generate_with_oom_retry",
+    "is_gpu_fault",
+    "mark_gpu_fault",
+    "probe_gpu",
 ]

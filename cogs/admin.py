@@ -1,6 +1,8 @@
 """Moderator commands and the queue: ``/models``, ``/queue``, ``/block``, ``/unblock``,
-``/limits`` and ``/audit``. Moderators have Manage Server or the role named in the config; every
-moderator action is recorded in the audit table."""
+``/limits`` and ``/audit``. Moderators have Manage Server or the role named in the config and
+control their own server; what changes the bot for every server (``/models load`` and ``unload``,
+the workers and their hosts in ``/models list``) is the bot's owners' (:func:`bot.interactions.
+owner_only`). Every such action is recorded in the audit table of the server it was taken in."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from discord.ext import commands
 
 from bot.core.errors import VideoBotError
 from bot.core.registry import REGISTRY, get_spec
-from bot.interactions import is_moderator, moderator_only, requester
+from bot.interactions import is_moderator, is_owner, moderator_only, owner_only, requester
 from bot.lifecycle import JobStatus
 from bot.render import EMBED_COLOUR, clean
 
@@ -22,7 +24,9 @@ if TYPE_CHECKING:
 
 class AdminCog(commands.Cog):
     models = app_commands.Group(
-        name="models", description="Moderators: load, unload and choose models", guild_only=True
+        name="models",
+        description="Choose this server's model; owners: load and unload",
+        guild_only=True,
     )
     queue = app_commands.Group(name="queue", description="What is queued and running")
 
@@ -40,11 +44,12 @@ class AdminCog(commands.Cog):
     # --- /models -------------------------------------------------------------------------------
 
     @models.command(name="list")
-    @moderator_only()
+    @moderator_only(or_owner=True)
     async def models_list(self, interaction: discord.Interaction) -> None:
-        """Which models are enabled, where they are loaded, and each worker's state."""
+        """Which models are enabled and loaded; for the bot's owners, each worker's state."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         default = await self.bot.service.default_model(interaction.guild_id)
+        owner = await is_owner(self.bot, interaction.user)
         workers = await self.bot.executor.workers()
         rows = {row.key: row for row in self.bot.manager.list_models()}
         lines = []
@@ -61,35 +66,46 @@ class AdminCog(commands.Cog):
             elif len(workers) == 1:
                 memory = holders[0][1]
                 state = f"loaded, {memory:.0f} MB" if memory else "loaded"
-            else:
+            elif owner:
                 state = "loaded on " + ", ".join(name for name, _ in holders)
+            else:
+                state = f"loaded on {len(holders)} of {len(workers)} workers"
             marks = " · default" if key == default else ""
             spec = REGISTRY[key]
             if spec.image_to_video:
                 marks += " · animates pictures"
             advice = f"\n  small cards: {spec.memory_advice}" if spec.memory_advice else ""
+            if row.plan is not None:  # the memory plan this card gets, and why
+                chosen = row.plan.chosen.key if row.plan.chosen else "no plan fits"
+                advice = f"\n  plan: {chosen} ({row.plan.reason})"
             lines.append(
                 f"**{key}** ({row.role}) · {state} · needs {row.vram_gb:g} GB VRAM · "
                 f"native {row.native_size[0]}x{row.native_size[1]}{marks}{advice}"
             )
-        lines.append("")
-        lines.append(f"**Workers** ({len(workers)})" if workers else "**Workers**: none reachable")
-        for worker in workers:
-            doing = f"running #{worker.job_id}" if worker.job_id is not None else worker.status
-            holds = ", ".join(model.key for model in worker.loaded) or "no model loaded"
-            lines.append(f"`{worker.name}` · {worker.node} · {worker.device} · {doing} · {holds}")
+        # Worker names, hosts (a Ray node's address) and what runs where are the owners' to see.
+        if owner:
+            lines.append("")
+            lines.append(
+                f"**Workers** ({len(workers)})" if workers else "**Workers**: none reachable"
+            )
+            for worker in workers:
+                doing = f"running #{worker.job_id}" if worker.job_id is not None else worker.status
+                holds = ", ".join(model.key for model in worker.loaded) or "no model loaded"
+                lines.append(
+                    f"`{worker.name}` · {worker.node} · {worker.device} · {doing} · {holds}"
+                )
         embed = discord.Embed(
             title="Models", description="\n".join(lines)[:4096], colour=EMBED_COLOUR
         )
         await interaction.followup.send(embed=embed, ephemeral=True)
 
     @models.command(name="load")
-    @moderator_only()
+    @owner_only()
     @app_commands.describe(model="Model key", worker="One worker by name (default: every worker)")
     async def models_load(
         self, interaction: discord.Interaction, model: str, worker: str | None = None
     ) -> None:
-        """Load a model now on every worker or one (each after its current job)."""
+        """Owners: load a model now on every worker or one (each after its current job)."""
         key = self.enabled_key(model)
         await interaction.response.defer(ephemeral=True, thinking=True)
         reports = await self.bot.executor.load_model(key, worker)
@@ -111,12 +127,12 @@ class AdminCog(commands.Cog):
         )
 
     @models.command(name="unload")
-    @moderator_only()
+    @owner_only()
     @app_commands.describe(model="Model key", worker="One worker by name (default: every worker)")
     async def models_unload(
         self, interaction: discord.Interaction, model: str, worker: str | None = None
     ) -> None:
-        """Free a model's memory on every worker or one (each after its current job)."""
+        """Owners: free a model's memory on every worker or one (each after its current job)."""
         key = self.enabled_key(model)
         await interaction.response.defer(ephemeral=True, thinking=True)
         reports = await self.bot.executor.unload_model(key, worker)
@@ -144,6 +160,8 @@ class AdminCog(commands.Cog):
     async def worker_names(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
+        if not await is_owner(self.bot, interaction.user):
+            return []  # worker names are the owners' (the commands refuse anyone else anyway)
         return [
             app_commands.Choice(name=worker.name, value=worker.name)
             for worker in await self.bot.executor.workers()
@@ -293,7 +311,8 @@ class AdminCog(commands.Cog):
         blocks = await self.bot.store.list_blocks(interaction.guild_id)
         await interaction.response.send_message(
             f"Per member: at most **{queued}** job(s) queued, cooldown **{wait:g} s**. "
-            f"Blocked members: {len(blocks)}.",
+            f"Across all servers a person has at most {defaults.max_queued_per_user_total} "
+            f"(set by the bot's owner). Blocked members: {len(blocks)}.",
             ephemeral=True,
         )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import discord
@@ -13,7 +12,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.admission import Requester
-from bot.core.errors import MediaError, VideoBotError
+from bot.core.errors import VideoBotError
 from bot.core.rules import INTERPOLATE_FACTOR, LOOPS, SPEED
 from bot.delivery import InteractionReply, MessageReply, Reply, follow_job, show_finished
 from bot.interactions import (
@@ -33,7 +32,7 @@ from bot.render import (
     picture_attachment,
     video_attachment,
 )
-from bot.service import SourceVideo
+from bot.service import StoredVideo, UploadedVideo, VideoRef
 from bot.textcommands import REPLY_COMMAND_HELP, ReplyCommand, parse_reply_command
 from cogs.video import build_params, submit_generation
 
@@ -70,6 +69,7 @@ class EditCommandModal(AnsweringModal, title="Edit video"):
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(thinking=True)
+        check_channel_permissions(interaction)  # as every other edit path: before any work
         # The modal is addressed to the bot already; a fixed prefix marks it so.
         typed = self.command.component
         assert isinstance(typed, discord.ui.TextInput)
@@ -135,9 +135,7 @@ class EditCog(commands.Cog):
             if value is not None
         }
         await self.respond(
-            interaction,
-            lambda: self.choose_source(interaction, job, video),
-            ReplyCommand(operation, arguments),
+            interaction, self.choose_source(job, video), ReplyCommand(operation, arguments)
         )
 
     @app_commands.command(name="upscale")
@@ -152,40 +150,27 @@ class EditCog(commands.Cog):
         video: discord.Attachment | None = None,
     ) -> None:
         """Upscale a video with the model's upscaler (Zeroscope XL: 1024x576)."""
-        await self.respond(
-            interaction,
-            lambda: self.choose_source(interaction, job, video),
-            ReplyCommand("upscale"),
-        )
+        await self.respond(interaction, self.choose_source(job, video), ReplyCommand("upscale"))
 
-    async def choose_source(
-        self,
-        interaction: discord.Interaction,
-        job: int | None,
-        video: discord.Attachment | None,
-    ) -> SourceVideo:
+    def choose_source(self, job: int | None, video: discord.Attachment | None) -> VideoRef:
+        """Where the video is; nothing is fetched or opened here (see :meth:`upload_of`)."""
         if video is not None:
-            return await self.download(video)
-        if job is not None:
-            return await self.bot.service.source_from_job(requester(interaction), job)
-        return await self.bot.service.latest_source(requester(interaction))
+            return self.upload_of(video)
+        return StoredVideo(job)
 
-    async def download(self, attachment: discord.Attachment) -> SourceVideo:
-        """Checked against the byte limit before downloading, and the rest before decoding."""
-        limit = self.bot.service.upload_limits().max_bytes
-        if attachment.size > limit:
-            raise MediaError(
-                f"the file is {attachment.size / 2**20:.1f} MiB; the limit is {limit / 2**20:.0f} MiB"
-            )
-        data = await attachment.read()
-        return await self.bot.service.source_from_upload(attachment.filename, data)
+    def upload_of(self, attachment: discord.Attachment) -> UploadedVideo:
+        """A member's attachment, not downloaded: the service checks its size and fetches it only
+        after admission (a blocked member's file is never fetched) and, for an edit, once the
+        edit has a worker."""
+        return UploadedVideo(attachment.filename, attachment.size, attachment.read)
 
     # --- the shared path -----------------------------------------------------------------------
 
     async def perform(
-        self, reply: Reply, who: Requester, source: SourceVideo, command: ReplyCommand
+        self, reply: Reply, who: Requester, source: VideoRef, command: ReplyCommand
     ) -> None:
-        """Run an edit (quick, off the GPU queue) or an upscale (queued) and show the result."""
+        """Run an edit (off the GPU queue) or an upscale (queued) of the video ``source`` names
+        and show the result; the service admits the request before it reads the video."""
         service = self.bot.service
         if command.operation == "upscale":
             job = await service.submit_upscale(who, source)
@@ -193,8 +178,13 @@ class EditCog(commands.Cog):
                 reply, service, job, interval_s=self.bot.settings.limits.progress_interval_s
             )
             return
-        await reply.show(f"✂️ Editing ({command.operation})…")
-        finished = await service.edit(who, source, command.operation, dict(command.arguments))
+        finished = await service.edit(
+            who,
+            source,
+            command.operation,
+            dict(command.arguments),
+            on_start=lambda: reply.show(f"✂️ Editing ({command.operation})…"),
+        )
         await show_finished(reply, service, finished)
 
     # --- reply-to-video ------------------------------------------------------------------------
@@ -268,24 +258,26 @@ class EditCog(commands.Cog):
         except discord.HTTPException:
             raise VideoBotError("I cannot read the message you replied to") from None
 
-    async def source_of_message(self, who: Requester, message: discord.Message) -> SourceVideo:
+    async def source_of_message(self, who: Requester, message: discord.Message) -> VideoRef:
         """The bot's own results come from the stored full-quality file (if ``who`` may reach
-        the job); anything else from the message's video attachment."""
+        the job, which the service checks); anything else from the message's video attachment.
+        Nothing is fetched here."""
         if self.bot.user is not None and message.author.id == self.bot.user.id:
             job_id = job_id_of(message)
             if job_id is not None:
-                return await self.bot.service.source_from_job(who, job_id)
+                return StoredVideo(job_id)
         attachment = video_attachment(message)
         if attachment is None:
             raise VideoBotError(
                 "that message has no video (mp4, mov, webm, mkv or gif)"
                 + self.hidden_content_hint(message)
             )
-        return await self.download(attachment)
+        return self.upload_of(attachment)
 
     # --- context menu and buttons --------------------------------------------------------------
 
     async def edit_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        check_channel_permissions(interaction)  # no form to fill in where no result can be posted
         if video_attachment(message) is None and job_id_of(message) is None:
             await interaction.response.send_message(
                 "That message has no video to edit.", ephemeral=True
@@ -294,31 +286,25 @@ class EditCog(commands.Cog):
         await interaction.response.send_modal(EditCommandModal(self, message))
 
     async def upscale_button(self, interaction: discord.Interaction, job_id: int) -> None:
-        await self.respond(
-            interaction,
-            lambda: self.bot.service.source_from_job(requester(interaction), job_id),
-            ReplyCommand("upscale"),
-        )
+        await self.respond(interaction, StoredVideo(job_id), ReplyCommand("upscale"))
 
     async def edit_button(self, interaction: discord.Interaction, job_id: int, action: str) -> None:
         """Reverse, Loop (x2) and Interpolate (x2) under a result."""
         await self.respond(
-            interaction,
-            lambda: self.bot.service.source_from_job(requester(interaction), job_id),
-            ReplyCommand(action, dict(BUTTON_EDITS[action])),
+            interaction, StoredVideo(job_id), ReplyCommand(action, dict(BUTTON_EDITS[action]))
         )
 
     async def respond(
         self,
         interaction: discord.Interaction,
-        load_source: Callable[[], Awaitable[SourceVideo]],
+        source: VideoRef,
         command: ReplyCommand,
     ) -> None:
-        """Defer at once, then find the video, run the command and show the result. Refusals
-        raise: the tree (slash commands) or ``press`` (buttons) answers the member privately."""
+        """Defer at once, then run the command on the video ``source`` names and show the result.
+        Refusals raise: the tree (slash commands) or ``press`` (buttons) answers the member
+        privately."""
         await interaction.response.defer(thinking=True)
         check_channel_permissions(interaction)
-        source = await load_source()
         await self.perform(InteractionReply(interaction), requester(interaction), source, command)
 
 

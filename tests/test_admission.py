@@ -134,7 +134,11 @@ def test_the_cooldown_admits_one_request_per_place_under_any_interleaving(
 def test_the_global_queue_cap_holds_for_gpu_jobs_only(tmp_path, requests, max_queue) -> None:  # type: ignore[no-untyped-def]
     async def scenario() -> None:
         async with await Store.open(":memory:") as store:
-            limits = {"max_queue": max_queue, "max_queued_per_user": 50}
+            limits = {
+                "max_queue": max_queue,
+                "max_queued_per_user": 50,
+                "max_queued_per_user_total": 200,
+            }
             admission = Admission(make_settings(tmp_path, **limits), store)
             kept = [(m, p, k, y, False) for m, p, k, y, _ in requests]  # nobody's job ends
             tickets, refusals, _ = await run_burst(admission, kept)
@@ -190,3 +194,112 @@ def test_blocked_words_are_refused_whole_words_any_case(tmp_path) -> None:  # ty
     with pytest.raises(RequestRefused, match="negative: the word 'gore'"):
         admission.check_words([("prompt", "a cat"), ("negative", "no GORE please")])
     admission.check_words([("prompt", "gorest of all, a gorey tale")])  # not whole words
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    requests=st.lists(request, min_size=1, max_size=24),
+    cap=st.integers(1, 3),
+    total=st.integers(1, 4),
+)
+def test_the_cap_across_servers_holds_under_any_interleaving(
+    tmp_path, requests, cap, total
+) -> None:  # type: ignore[no-untyped-def]
+    """One person in many servers (and DMs) holds at most ``max_queued_per_user_total`` jobs in
+    all of them together, and no slot within both caps is wasted."""
+
+    async def scenario() -> None:
+        async with await Store.open(":memory:") as store:
+            limits = {"max_queued_per_user": cap, "max_queued_per_user_total": total}
+            admission = Admission(make_settings(tmp_path, **limits), store)
+            peak: Counter[int] = Counter()
+            admit = admission.admit
+
+            async def watched(who: Requester, kind: JobKind, texts=()) -> Ticket:  # type: ignore[no-untyped-def]
+                ticket = await admit(who, kind, texts)
+                peak[who.user_id] = max(peak[who.user_id], admission.active_everywhere(who.user_id))
+                return ticket
+
+            admission.admit = watched  # type: ignore[method-assign]
+            kept = [(m, p, k, y, False) for m, p, k, y, _ in requests]  # nobody's job ends
+            tickets, refusals, _ = await run_burst(admission, kept)
+            assert len(tickets) + len(refusals) == len(requests)
+            assert all(held <= total for held in peak.values()), peak
+            for member in MEMBERS:
+                asked = Counter(p for m, p, *_ in kept if m == member)
+                within = sum(min(cap, n) for n in asked.values())
+                held = sum(1 for t in tickets if t.scope[1] == member)
+                assert held == min(total, within)  # every slot both caps allow is given
+            assert all("the limit is" in r for r in refusals)
+            for ticket in tickets:
+                ticket.release()
+            assert all(admission.active_everywhere(m) == 0 for m in MEMBERS)
+
+    asyncio.run(scenario())
+
+
+async def test_a_released_job_gives_its_slot_across_servers_back(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    async with await Store.open(":memory:") as store:
+        settings = make_settings(tmp_path, max_queued_per_user=3, max_queued_per_user_total=2)
+        admission = Admission(settings, store)
+        first = await admission.admit(who(1, 101), JobKind.GENERATE)
+        await admission.admit(who(1, 202), JobKind.EDIT)
+        with pytest.raises(RequestRefused, match="across all servers and direct messages"):
+            await admission.admit(who(1, None), JobKind.GENERATE)
+        await admission.admit(who(2, None), JobKind.GENERATE)  # another person is not counted
+        first.release()
+        await admission.admit(who(1, None), JobKind.GENERATE)
+
+
+def word_filter(tmp_path: Path, *entries: str) -> Admission:
+    settings = Settings(
+        storage={"database": tmp_path / "db.sqlite3", "output_dir": tmp_path / "out"},
+        moderation={"blocked_words": list(entries)},
+    )
+    return Admission(settings, store=None)  # type: ignore[arg-type]  # words need no store
+
+
+@pytest.mark.parametrize(
+    "disguised",
+    [
+        "ｇｏｒｅ",  # full-width letters
+        "go\u200bre",  # a zero-width space
+        "go\u00adre",  # a soft hyphen
+        "g\u2060o\u200dre",  # a word joiner and a zero-width joiner
+        "gor\u0435",  # a Cyrillic е
+        "g\u043er\u0435",  # Cyrillic о and е
+        "g\u03bfre",  # a Greek omicron
+        "\U0001d420\U0001d428\U0001d42b\U0001d41e",  # mathematical bold
+        "\u0261ore",  # Latin script small g
+        "GORE",
+        "G\u041eRE",  # a Cyrillic capital О
+        "g0re",  # TR39 puts the digit zero with o
+        "\u202egore",  # a right-to-left override before it
+    ],
+)
+def test_blocked_words_are_found_however_they_are_spelled(tmp_path, disguised) -> None:  # type: ignore[no-untyped-def]
+    """The text encoders read each of these as the word: so does the filter (NFKC, case folded,
+    format characters removed, Unicode's confusable skeleton)."""
+    admission = word_filter(tmp_path, "gore")
+    with pytest.raises(RequestRefused, match="prompt: the word 'gore' is not allowed"):
+        admission.check_words([("prompt", f"a cat, {disguised} everywhere")])
+
+
+def test_blocked_words_stay_whole_words_and_phrases_match_in_a_row(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    admission = word_filter(tmp_path, "gore", "red wine", "g\u043er\u0435d")
+    for fine in ("gorest of all", "a gorey tale", "go re", "red, then white wine", "redwine"):
+        admission.check_words([("prompt", fine)])
+    with pytest.raises(RequestRefused, match="the word 'red wine'"):
+        admission.check_words([("prompt", "a glass of RED\u200b  w\u0456ne")])
+    # an entry written with look-alikes blocks the plain word too
+    with pytest.raises(RequestRefused, match="the word 'g\u043er\u0435d'"):
+        admission.check_words([("prompt", "gored")])
+
+
+def test_a_blocked_entry_with_nothing_to_match_is_a_config_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="has no letters or digits to match"):
+        word_filter(tmp_path, "gore", "\u200b")

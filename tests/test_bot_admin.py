@@ -189,3 +189,29 @@ async def test_every_synced_command_and_option_has_a_real_description(
         return missing
 
     assert [p for c in slash for p in undescribed(c, "/" + c["name"])] == []
+
+
+async def test_models_list_shows_the_memory_plan_this_card_gets(
+    fake_discord, tmp_path, monkeypatch
+) -> None:
+    """A moderator sees which memory plan each model gets on the bot's card, and why."""
+    import dataclasses
+
+    from bot.core.manager import ManagerOptions, ModelManager
+    from bot.core.registry import REGISTRY
+    from tests.conftest import _CACHE
+
+    big = dataclasses.replace(
+        REGISTRY["tiny_animatediff"], parameters=REGISTRY["wan2_1_14b"].parameters
+    )
+    monkeypatch.setitem(REGISTRY, "tiny_animatediff", big)
+    monkeypatch.setattr("bot.core.manager.host_ram_gb", lambda: 64.0)
+    manager = ModelManager(ManagerOptions(cache_dir=_CACHE))
+    fake = fake_discord
+    settings = make_settings(tmp_path, models={"vram_gb": 24})  # [models] vram_gb reaches it
+    async with fake.run_bot(make_bot(settings, manager)):
+        listing = await fake.run_slash_command("models list", {})
+        text = (await ephemeral_reply(fake, listing))[0]["description"]
+    block = text.split("**tiny_animatediff**", 1)[1].split("**", 1)[0]
+    assert "plan: torchao_int8" in block and "of 24 GB" in block
+    assert "plan:" not in text.split("**tiny_t2v**", 1)[1].split("**", 1)[0]  # no parameters

@@ -211,7 +211,9 @@ async def test_buttons_pressed_in_another_server_or_by_another_member(
 
 async def test_picture_jobs_never_leave_their_server(fake_discord, manager, tmp_path) -> None:
     """An image-to-video job made from alice's picture can be rerun in its own server by others
-    once posted, never from another server: the picture is not reachable there."""
+    once posted, never from another server: the picture is not reachable there. Nor through a
+    rerun of one's own: bob's rerun of alice's job holds her picture, and rerunning that in
+    another server (or a DM) is refused; alice herself may take her picture anywhere."""
     import io
 
     from PIL import Image
@@ -240,6 +242,25 @@ async def test_picture_jobs_never_leave_their_server(fake_discord, manager, tmp_
         stolen = await fake.run_slash_command("rerun", {"job": job_id}, user=carol, channel=lobby)
         assert NOT_YOURS.format(job_id) in await private_reply(fake, stolen)
         assert await bot.store.history(carol.id, None) == []
+
+        bob = fake.other_user
+        guild_b = fake.guilds[lobby.guild_id]
+        await fake.add_member(bob, guild=guild_b)
+        await fake.add_member(fake.user, guild=guild_b)
+        his = job_id_of(
+            await wait_for_result(
+                fake, await fake.run_slash_command("rerun", {"job": job_id}, user=bob)
+            )
+        )
+        assert (await bot.store.get_job(his)).params["image"] == record.params["image"]
+        for channel in (lobby, fake.dm_channel(bob)):
+            carried = await fake.run_slash_command("rerun", {"job": his}, user=bob, channel=channel)
+            assert "can only be made again in that server" in await private_reply(fake, carried)
+        assert [r.id for r in await bot.store.history(bob.id, None)] == [his]  # no new job
+        hers = await wait_for_result(
+            fake, await fake.run_slash_command("rerun", {"job": job_id}, channel=lobby)
+        )
+        assert (await bot.store.get_job(job_id_of(hers))).guild_id == guild_b.id
 
 
 # --- admission ------------------------------------------------------------------------------------

@@ -78,6 +78,32 @@ def test_edit_each_operation(generated: Path, tmp_path: Path, capsys, monkeypatc
         assert media.probe(out).frame_count == frames, args
 
 
+def test_edit_and_upscale_honour_the_bots_limits(
+    generated: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """``[limits]`` from config.toml and ``VIDEOBOT_LIMITS__*`` apply to the CLI as to the bot."""
+    (tmp_path / "config.toml").write_text("[limits]\ndecode_memory_mb = 0.5\n")
+    out = tmp_path / "back.mp4"
+    code, _, err = run_in_process(
+        ["edit", str(generated), "reverse", "-o", str(out)], tmp_path, capsys, monkeypatch
+    )
+    assert code == 2 and "reversing this video would take" in err, err
+    assert "(64x64 x 8 frames); the limit is 512 KiB" in err and not out.exists()
+    monkeypatch.setenv("VIDEOBOT_LIMITS__MAX_UPLOAD_SECONDS", "0.5")
+    code, _, err = run_in_process(
+        ["upscale", str(generated), "--upscaler", "tiny_v2v", "-o", str(out)],
+        tmp_path,
+        capsys,
+        monkeypatch,
+    )
+    assert code == 2 and "the video is 1.0 s long; the limit is 0.5 s" in err, err
+    (tmp_path / "config.toml").write_text("[limits]\ndecode_memory = 1\n")
+    code, _, err = run_in_process(
+        ["edit", str(generated), "trim", "-o", str(out)], tmp_path, capsys, monkeypatch
+    )
+    assert code == 2 and "decode_memory" in err and "Traceback" not in err, err
+
+
 def test_upscale_with_the_tiny_upscaler(generated: Path, tmp_path: Path) -> None:
     out = tmp_path / "big.mp4"
     run = videobot(

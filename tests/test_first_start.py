@@ -224,6 +224,24 @@ async def test_run_failures_are_one_line(
     assert errors[0].startswith(line), output
 
 
+async def test_a_damaged_database_is_one_line_naming_the_file(
+    fake_discord: FakeDiscord, model_cache: Path, tmp_path: Path
+) -> None:
+    fake = fake_discord
+    config = write_config(tmp_path, fake.guild.id, model_cache)
+    database = tmp_path / "videobot.sqlite3"
+    database.write_bytes(b"\x00garbage, not SQLite\xff" * 500)
+    log = tmp_path / "run.log"
+    process = await start(["run"], environment(fake.base_url, config, fake.token), log)
+    assert await asyncio.wait_for(process.wait(), timeout=120) == 2  # as for a config error
+    output = log.read_text()
+    assert "Traceback" not in output, output
+    [error] = [line for line in output.splitlines() if "error" in line.lower()]
+    assert error.startswith(f"videobot run: error: the database {database} cannot be used")
+    assert "restore it from a backup" in error and "move it" in error
+    assert database.read_bytes().startswith(b"\x00garbage")  # left as it was, for the owner
+
+
 async def test_start_says_who_where_and_what_and_the_drain_says_what_it_waits_for(
     fake_discord: FakeDiscord, model_cache: Path, tmp_path: Path
 ) -> None:

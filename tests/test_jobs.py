@@ -8,7 +8,7 @@ import time
 
 from bot.core.progress import JobControl
 from bot.core.result import GenerationResult
-from bot.jobs import FairQueue, GpuExecutor, Job, JobKind, JobStatus, QueueFull
+from bot.jobs import FairQueue, GpuExecutor, GpuUnavailable, Job, JobKind, JobStatus, QueueFull
 
 
 def ok_result(tag: str = "") -> GenerationResult:
@@ -169,3 +169,127 @@ async def test_a_spec_job_builds_previews_at_the_cadence_its_spec_carries() -> N
     executor.submit(plain)
     assert (wanted.control.previews, wanted.control.previews_every_s) == (True, 0.7)
     assert plain.control.previews is False
+
+
+# --- the watchdog and GPU health ------------------------------------------------------------------
+
+
+async def test_a_job_hanging_outside_the_steps_is_failed_by_the_watchdog_and_the_next_runs() -> (
+    None
+):
+    """A hang where no step check comes (a download, the VAE decode, a CUDA call): past its limit
+    and the grace the job fails with a message, its slot is freed, and the next job runs on a new
+    thread, since the stuck one cannot be killed."""
+    executor = GpuExecutor(watchdog_grace_s=0.05)
+    await executor.start()
+    stuck = threading.Event()
+    threads: list[str] = []
+
+    def hang(control: JobControl) -> GenerationResult:
+        threads.append(threading.current_thread().name)
+        stuck.wait(30)  # never calls control.step: the time limit alone cannot stop it
+        return ok_result("late")
+
+    def after_work(control: JobControl) -> GenerationResult:
+        threads.append(threading.current_thread().name)
+        return ok_result("after")
+
+    hung = job(1, 1, hang)
+    hung.time_limit_s = 0.1
+    after = job(2, 2, after_work)
+    executor.submit(hung)
+    executor.submit(after)
+    try:
+        failed = await asyncio.wait_for(hung.wait(), 10)
+        assert not failed.ok and not failed.cancelled
+        assert "time limit of 0.1 s" in str(failed.error) and "did not stop" in str(failed.error)
+        assert hung.state is JobStatus.FAILED and hung.control.cancelled
+        assert (await asyncio.wait_for(after.wait(), 10)).metadata["tag"] == "after"
+        assert len(threads) == 2 and threads[0] != threads[1]  # the stuck thread was replaced
+        assert executor.healthy
+    finally:
+        stuck.set()
+        await executor.stop()
+
+
+async def test_a_cuda_error_restarts_the_worker_and_refuses_jobs_until_it_is_healthy() -> None:
+    probing = threading.Event()
+    release = threading.Event()
+
+    def probe() -> None:
+        probing.set()
+        release.wait(10)
+
+    executor = GpuExecutor(probe=probe)
+    await executor.start()
+    threads: list[str] = []
+
+    def fault(control: JobControl) -> GenerationResult:
+        threads.append(threading.current_thread().name)
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    def fine(control: JobControl) -> GenerationResult:
+        threads.append(threading.current_thread().name)
+        return ok_result("fine")
+
+    broken = job(1, 1, fault)
+    executor.submit(broken)
+    failed = await asyncio.wait_for(broken.wait(), 5)
+    assert "The GPU failed during this job" in str(failed.error)
+    assert "illegal memory access" in failed.metadata["gpu_fault"]
+    await asyncio.wait_for(asyncio.to_thread(probing.wait, 5), 6)
+    try:  # while the new worker is probed, new jobs are refused with a line saying why
+        executor.submit(job(2, 2, fine))
+        raise AssertionError("a job was accepted while the GPU worker restarted")
+    except GpuUnavailable as exc:
+        assert "restarting after a GPU fault in job 1" in str(exc) and "try again" in str(exc)
+    release.set()
+    while not executor.healthy:
+        await asyncio.sleep(0.01)
+    later = job(3, 2, fine)
+    executor.submit(later)
+    assert (await asyncio.wait_for(later.wait(), 5)).metadata["tag"] == "fine"
+    assert len(threads) == 2 and threads[0] != threads[1]  # a new worker thread ran it
+    await executor.stop()
+
+
+async def test_a_gpu_that_stays_broken_fails_the_queue_with_a_message_and_refuses_jobs() -> None:
+    def broken_probe() -> None:
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+    executor = GpuExecutor(probe=broken_probe)
+    gate = threading.Event()
+
+    def fault(control: JobControl) -> GenerationResult:
+        gate.wait(5)
+        return GenerationResult(
+            images=[],
+            metadata={},
+            generation_time=0,
+            seed_used=0,
+            params=None,
+            error="Generation failed on tiny_t2v: RuntimeError: CUDA error: device-side assert",
+        )
+
+    first, waiting = job(1, 1, fault), job(2, 2)
+    executor.submit(first)
+    executor.submit(waiting)
+    await executor.start()
+    gate.set()
+    assert "The GPU failed" in str((await asyncio.wait_for(first.wait(), 5)).error)
+    lost = await asyncio.wait_for(waiting.wait(), 5)
+    assert "GPU is out of order" in str(lost.error) and "restart the bot" in str(lost.error)
+    try:
+        executor.submit(job(3, 3))
+        raise AssertionError("a job was accepted on a broken GPU")
+    except GpuUnavailable as exc:
+        assert "out of order" in str(exc) and "device-side assert" in str(exc)
+    await executor.stop()
+
+
+def test_out_of_memory_is_not_a_gpu_fault() -> None:
+    from bot.worker import is_gpu_fault
+
+    assert is_gpu_fault("RuntimeError: CUDA error: an illegal memory access was encountered")
+    assert not is_gpu_fault("RuntimeError: CUDA error: out of memory")
+    assert not is_gpu_fault("the prompt is too long")

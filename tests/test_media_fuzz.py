@@ -133,9 +133,14 @@ def decode_case(path: Path, recipe: str, limits: media.MediaLimits = LIMITS) -> 
         )
     else:
         assert fps is not None
-        assert 1 <= len(frames) <= limits.max_frames, f"{recipe}: {len(frames)} frames"
+        assert len(frames) >= 1, f"{recipe}: no frames"
+        assert limits.max_frames is None or len(frames) <= limits.max_frames, (
+            f"{recipe}: {len(frames)} frames"
+        )
         size = frames[0].size
         assert size[0] * size[1] <= limits.max_pixels, f"{recipe}: {size}"
+        held = size[0] * size[1] * 3 * len(frames)
+        assert held <= limits.max_decoded_bytes, f"{recipe}: {held} bytes decoded"
         assert all(f.size == size and f.mode == "RGB" for f in frames), f"{recipe}: mixed frames"
         assert math.isfinite(fps) and 0 < fps <= MAX_ENCODABLE_FPS, f"{recipe}: {fps} fps"
     return Outcome(frames, fps, message, seconds)

@@ -277,3 +277,15 @@ def test_offload_plans_hold_one_expert_of_a_two_expert_model_at_a_time() -> None
     assert double["model_offload"].host_ram_gb == pytest.approx(
         single["model_offload"].host_ram_gb + expert
     )
+
+
+def test_fp8_storage_casts_both_experts_of_a_two_expert_model() -> None:
+    from tests.conftest import _CACHE
+
+    manager = ModelManager(ManagerOptions(cache_dir=_CACHE, layerwise_casting=True))
+    try:
+        pipe = manager.load_model("tiny_wan_a14b").pipeline
+        for expert in (pipe.transformer, pipe.transformer_2):
+            assert torch.float8_e4m3fn in {p.dtype for p in expert.parameters()}
+    finally:
+        manager.unload_all()

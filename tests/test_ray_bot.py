@@ -72,9 +72,11 @@ async def test_video_progress_and_upscale_on_each_backend(
     reference_frames = rendered_here(
         manager, tmp_path, seed=7, num_frames=8, num_inference_steps=12
     )
-    # The same worker code on either backend: the same frames as the engine in this process.
+    # The same worker code on either backend: the same frames as the engine in this process,
+    # within 2/255: a one-CPU Ray actor sums its float reductions in another order than this
+    # process's threads (2/255 was seen on the code before the Ray changes too).
     assert frames.shape == reference_frames.shape
-    assert np.abs(frames.astype(int) - reference_frames.astype(int)).max() <= 1
+    assert np.abs(frames.astype(int) - reference_frames.astype(int)).max() <= 2
     bigger, _ = decode_attachment(upscaled, tmp_path)
     assert bigger.shape[1] > frames.shape[1] and bigger.shape[2] > frames.shape[2]
     assert "upscale" in kinds
@@ -121,6 +123,8 @@ async def test_models_commands_reach_each_worker(
     target = "videobot-worker-1" if ray else "local"
     bot = make_bot(settings_for(tmp_path, executor_section), manager)
     async with fake.run_bot(bot):
+        if ray:  # a worker another test's bot made (other options) is replaced first: wait for it
+            await bot.executor.wait_for_workers(2, timeout=300)
         unload = await fake.run_slash_command("models unload", {"model": "tiny_v2v"})
         await ephemeral_text(fake, unload)
         load = await fake.run_slash_command("models load", {"model": "tiny_v2v", "worker": target})

@@ -1,6 +1,7 @@
 """``videobot worker``: the ``ray start`` a GPU host runs to join the bot's cluster, built from
-``[executor]`` and the flags (printed with ``--dry-run``), a clear refusal without a place, and the
-real command joining the session's cluster as a third node that a running bot then uses."""
+``[executor]`` and the flags (printed with ``--dry-run``), always with Ray's token authentication
+on; a clear refusal without a place or without a token; and the real command joining the session's
+cluster (token auth on) as a third node that a running bot then uses."""
 
 from __future__ import annotations
 
@@ -22,25 +23,95 @@ pytest_plugins = ("ray_fixtures",)
 pytestmark = pytest.mark.xdist_group("ray")
 
 
-def test_worker_joins_the_configured_head_with_its_resource(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.fixture
+def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A host with no Ray token yet: its own home, no token variables (the session cluster's are
+    in this process's environment)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+def configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, executor: str) -> None:
     config = tmp_path / "config.toml"
-    config.write_text(
-        '[executor]\nbackend = "ray"\naddress = "10.0.0.5:6379"\nresource = "videobot"\n'
-        "workers_per_host = 3\n"
-    )
+    config.write_text(f'[executor]\nbackend = "ray"\n{executor}')
     monkeypatch.setenv("VIDEOBOT_CONFIG", str(config))
-    assert main(["worker", "--dry-run"]) == 0
-    printed = capsys.readouterr().out.strip()
-    assert printed == (
-        "ray start --block --disable-usage-stats --address=10.0.0.5:6379 "
-        """'--resources={"videobot": 3}'"""
+
+
+def test_worker_joins_the_configured_head_with_its_resource_and_token_auth(
+    host: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (host / ".ray").mkdir()
+    (host / ".ray" / "auth_token").write_text("copied-from-the-head")  # as the README says
+    configure(
+        tmp_path,
+        monkeypatch,
+        'address = "10.0.0.5:6379"\nresource = "videobot"\nworkers_per_host = 3\n'
+        'node_ip = "10.0.0.7"\n',
     )
+    assert main(["worker", "--dry-run"]) == 0
+    printed = capsys.readouterr()
+    assert printed.out.strip() == (
+        "RAY_AUTH_MODE=token ray start --block --disable-usage-stats --address=10.0.0.5:6379 "
+        """--node-ip-address=10.0.0.7 '--resources={"videobot": 3}'"""
+    )
+    assert "copied-from-the-head" not in printed.out + printed.err  # never on a command line
     assert main(["worker", "--dry-run", "--head", "--workers", "2", "--resource", "GPU"]) == 0
     assert capsys.readouterr().out.strip() == (
-        "ray start --block --disable-usage-stats --port=6379 --num-gpus=2"
+        "RAY_AUTH_MODE=token ray start --block --disable-usage-stats --head --port=6379 "
+        "--node-ip-address=10.0.0.7 --num-gpus=2"
     )
+
+
+def test_worker_without_a_token_refuses_with_what_to_do_unless_allowed(
+    host: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure(tmp_path, monkeypatch, "")
+    for flags in (["--head"], ["--address=10.0.0.5:6379"], ["--head", "--dry-run"]):
+        assert main(["worker", *flags]) == 2
+        captured = capsys.readouterr()
+        [line] = captured.err.splitlines()
+        assert line.startswith("videobot worker: error: no Ray auth token on this host")
+        assert "ray get-auth-token --generate" in line and "allow_unauthenticated" in line
+        assert captured.out == ""
+
+    # A token path that names nothing: Ray would abort, so the refusal says which file.
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
+    assert main(["worker", "--head", "--dry-run"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert str(tmp_path / "missing") in line and "RAY_AUTH_TOKEN_PATH" in line
+    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH")
+
+    configure(tmp_path, monkeypatch, "allow_unauthenticated = true\n")
+    assert main(["worker", "--head", "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == (
+        "RAY_AUTH_MODE=disabled ray start --block --disable-usage-stats --head --port=6379"
+    )
+    [warning] = captured.err.splitlines()
+    assert warning.startswith("videobot worker: warning: Ray token authentication is OFF")
+
+
+def test_a_node_ip_that_is_not_one_interface_is_refused(
+    host: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for bad, says in (("head-host", "not an IP address"), ("127.0.0.1", "not one interface")):
+        configure(tmp_path, monkeypatch, f'node_ip = "{bad}"\n')
+        assert main(["worker", "--head", "--dry-run"]) == 2
+        error = capsys.readouterr().err
+        assert "node_ip" in error and says in error and "Traceback" not in error
 
 
 def test_worker_without_a_head_says_what_to_give(

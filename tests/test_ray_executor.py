@@ -6,6 +6,7 @@ backend never importing Ray."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -273,3 +274,130 @@ async def test_with_no_worker_in_reach_jobs_stay_queued_and_the_log_says_why(
     finally:
         executor.cancel(51)
         await executor.stop()
+
+
+async def test_a_squatter_or_a_reconfigured_bots_worker_is_replaced_never_used(
+    ray_settings: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The actor under a worker's name is used only if it answers this bot's fingerprint (code
+    version and model options): someone else's actor there, or the worker of a bot with other
+    options, is killed and replaced."""
+    import logging
+
+    import ray
+    from ray.exceptions import RayActorError
+    from ray_fixtures import SPARE
+
+    from bot.executors.ray import ACTOR_PREFIX, RayExecutor
+
+    namespace, name = "videobot-fingerprint", f"{ACTOR_PREFIX}0"
+
+    class Squatter:
+        def state(self) -> str:
+            return "not a worker"
+
+    squatter = (
+        ray.remote(Squatter)
+        .options(name=name, namespace=namespace, lifetime="detached", num_cpus=0)
+        .remote()
+    )
+    assert ray.get(squatter.state.remote(), timeout=60) == "not a worker"
+    section = ExecutorSettings(
+        **{**ray_settings, "resource": SPARE, "workers": 1, "namespace": namespace}
+    )
+    first = RayExecutor(section, ManagerOptions())
+    second = RayExecutor(section, ManagerOptions(vram_gb=3.0))  # the owner changed [models]
+    assert first.fingerprint != second.fingerprint
+    try:
+        with caplog.at_level(logging.WARNING, logger="bot.executors.ray"):
+            await first.start()
+            await first.wait_for_workers(1, timeout=300)
+            await first.stop()
+            replaced = ray.get_actor(name, namespace=namespace)
+            assert replaced._actor_id != squatter._actor_id
+            with pytest.raises(RayActorError):  # the squatter is gone
+                ray.get(squatter.state.remote(), timeout=60)
+            assert "not a videobot worker" in caplog.text
+
+            await second.start()
+            await second.wait_for_workers(1, timeout=300)
+            now = ray.get_actor(name, namespace=namespace)
+            assert now._actor_id != replaced._actor_id
+            assert ray.get(now.fingerprint.remote(), timeout=60) == second.fingerprint
+            with pytest.raises(RayActorError):  # the old worker, old options and all, is gone
+                ray.get(replaced.state.remote(), timeout=60)
+            assert "from another version or configuration" in caplog.text
+            assert (await second.workers())[0].status == "idle"
+    finally:
+        await first.stop()
+        await second.stop()
+        await second.shutdown_workers()
+        with contextlib.suppress(ValueError):
+            ray.kill(ray.get_actor(name, namespace=namespace))
+
+
+# --- the watchdog on Ray: a hung or GPU-broken actor is restarted (no cluster needed) ------------
+
+
+class _Stream:
+    """A stand-in for an actor's ``run`` stream: ``items`` then, with ``hang``, nothing forever."""
+
+    def __init__(self, items: list[Any], hang: bool) -> None:
+        self.items, self.hang = items, hang
+
+    def options(self, **_: Any) -> _Stream:
+        return self
+
+    def remote(self, *_: Any) -> AsyncIterator[Any]:
+        async def stream() -> AsyncIterator[Any]:
+            for item in self.items:
+                future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                future.set_result(item)
+                yield future
+            if self.hang:
+                await asyncio.sleep(3600)
+
+        return stream()
+
+
+async def _run_on_fake_actor(
+    monkeypatch: pytest.MonkeyPatch, items: list[Any], *, hang: bool
+) -> tuple[Job, list[str]]:
+    from bot.executors import ray as ray_backend
+    from bot.jobspec import WorkerState
+
+    monkeypatch.setattr(ray_backend, "WATCHDOG_GRACE_S", 0.2)
+    executor = ray_backend.RayExecutor(
+        ExecutorSettings(backend="ray", allow_unauthenticated=True), ManagerOptions()
+    )
+    restarted: list[str] = []
+    monkeypatch.setattr(executor, "_restart", lambda worker: restarted.append(worker.name))
+    state = WorkerState("videobot-worker-0", "node", "cpu")
+    handle = type("Handle", (), {"run": _Stream(items, hang)})()
+    worker = ray_backend._Remote("videobot-worker-0", handle, state)
+    job = spec_job(1, 1)
+    job.time_limit_s = 0.1
+    await asyncio.wait_for(executor._run(worker, job), timeout=30)
+    return job, restarted
+
+
+async def test_a_job_hanging_on_a_ray_actor_past_its_limit_is_failed_and_the_actor_restarted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    job, restarted = await _run_on_fake_actor(monkeypatch, [], hang=True)
+    result = await job.wait()
+    assert not result.ok and "time limit of 0.1 s" in (result.error or "")
+    assert restarted == ["videobot-worker-0"]
+
+
+async def test_a_gpu_fault_on_a_ray_actor_restarts_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.executors.ray import RunEnd
+    from bot.jobspec import WorkerState
+    from bot.worker import failed_result
+
+    broken = failed_result("CUDA error: an illegal memory access was encountered")
+    broken.metadata["gpu_fault"] = True
+    end = RunEnd(broken, WorkerState("videobot-worker-0", "node", "cuda"))
+    job, restarted = await _run_on_fake_actor(monkeypatch, [end], hang=False)
+    assert (await job.wait()).error == broken.error
+    assert restarted == ["videobot-worker-0"]

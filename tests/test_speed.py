@@ -615,6 +615,12 @@ def test_a_kernel_backend_is_set_on_the_transformer_through_diffusers_dispatcher
         "diffusers.models.attention_dispatch._check_attention_backend_requirements",
         lambda backend: None,
     )
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
+    # diffusers also makes the backend the process's active one: put it back for later tests.
+    monkeypatch.setattr(
+        _AttentionBackendRegistry, "_active_backend", _AttentionBackendRegistry._active_backend
+    )
     manager = ModelManager(ManagerOptions(cache_dir=model_cache, speed=OFF))
     try:
         pipe = manager.load_model("tiny_wan").pipeline

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from bot.store import (
     BUSY_TIMEOUT_MS,
     GUILD_SETTING_KEYS,
+    DatabaseUnusable,
     GuildSettings,
     JobKind,
     JobNotFoundError,
@@ -582,3 +583,64 @@ def test_any_json_params_round_trip(tmp_path: Path) -> None:
             round_trip()
         finally:
             runner.run(store.close())
+
+
+# A damaged database, and retention ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["garbage", "a damaged page"])
+async def test_a_damaged_database_is_named_with_what_to_do(db_path: Path, damage: str) -> None:
+    if damage == "garbage":
+        db_path.parent.mkdir(parents=True)
+        db_path.write_bytes(b"not a database at all " * 200)
+    else:
+        async with await Store.open(db_path) as store:
+            for _ in range(100):
+                await new_job(store, prompt="a long prompt " * 20)
+        with db_path.open("r+b") as raw:
+            raw.seek(4096 * 3)
+            raw.write(b"\xff" * 4096)
+    with pytest.raises(DatabaseUnusable) as caught:
+        await Store.open(db_path)
+    message = str(caught.value)
+    assert str(db_path) in message and "restore it from a backup" in message
+    assert "\n" not in message
+
+
+async def test_retention_deletes_old_finished_jobs_and_keeps_unfinished_ones(
+    store: Store, clock: Clock, db_path: Path
+) -> None:
+    old_done = await finished_job(store, JobStatus.DONE, prompt="secret one")
+    old_failed = await finished_job(store, JobStatus.FAILED)
+    old_queued = await new_job(store)
+    clock.advance(10 * 86400)
+    child = await new_job(store, parent_id=old_done.id)  # a rerun of the old job, made later
+    clock.advance(85 * 86400)
+
+    deleted = await store.delete_finished_jobs(timedelta(days=90))
+    assert sorted(r.id for r in deleted) == [old_done.id, old_failed.id]
+    assert deleted[0].output_path is not None  # the caller deletes the files
+    assert await store.get_job(old_done.id) is None
+    assert (await store.get_job(old_queued.id)) is not None  # never a job still to run
+    assert (await store.get_job(child.id)).parent_id is None  # type: ignore[union-attr]
+    assert raw_rows(db_path, "SELECT COUNT(*) FROM jobs WHERE prompt = 'secret one'") == [(0,)]
+
+
+async def test_interaction_tokens_are_forgotten_once_discord_refuses_them(
+    store: Store, clock: Clock
+) -> None:
+    old = await new_job(store, application_id=1, interaction_token="old-token")
+    clock.advance(16 * 60)
+    fresh = await new_job(store, application_id=1, interaction_token="fresh-token")
+    assert await store.forget_interaction_tokens(timedelta(minutes=15)) == 1
+    assert (await store.get_job(old.id)).interaction_token is None  # type: ignore[union-attr]
+    assert (await store.get_job(fresh.id)).interaction_token == "fresh-token"  # type: ignore[union-attr]
+
+
+async def test_pictures_of_all_jobs_or_of_unfinished_ones(store: Store) -> None:
+    done = await finished_job(store, JobStatus.DONE, params={"prompt": "x", "image": "/in/a.png"})
+    await new_job(store, params={"prompt": "y", "image": "/in/b.png"})
+    await new_job(store)
+    assert done.params["image"] == "/in/a.png"
+    assert await store.pictures() == {"/in/a.png", "/in/b.png"}
+    assert await store.pictures(unfinished_only=True) == {"/in/b.png"}

@@ -256,7 +256,9 @@ class GenerationEngine:
     def edit_video(
         self, result: GenerationResult, operation: str, **kwargs: Any
     ) -> GenerationResult:
-        """Apply one edit (trim, speed, reverse, loop, interpolate) and return a new result."""
+        """Apply one edit (trim, speed, reverse, loop, interpolate) and return a new result. The
+        sound gets the same edit, as ffmpeg filters applied when the result is encoded; an edit
+        that drops it says why in ``metadata["note"]``."""
         if not result.images:
             raise VideoBotError(
                 f"this result has no frames to edit ({result.error or 'it is empty'})"
@@ -265,13 +267,60 @@ class GenerationEngine:
         started = time.perf_counter()
         images, fps = edits.apply_edit(request, result.images, result.frame_rate)
         history = [*result.metadata.get("edits", []), {"operation": request.operation, **kwargs}]
+        sound = edits.edited_sound(
+            request, result.sound, len(result.images), result.frame_rate, len(images) / fps
+        )
+        metadata = {**result.metadata, "edits": history, "num_frames": len(images)}
+        metadata.pop("note", None)
+        if result.sound is not None and sound is None:
+            metadata["note"] = edits.sound_note(request)
         return GenerationResult(
             images=images,
-            metadata={**result.metadata, "edits": history, "num_frames": len(images)},
+            metadata=metadata,
             generation_time=time.perf_counter() - started,
             seed_used=result.seed_used,
             params=result.params,
             fps=fps,
+            sound=sound,
+        )
+
+    def edit_file(
+        self,
+        plan: edits.EditPlan,
+        source: str | Path,
+        output: str | Path,
+        *,
+        limits: media.MediaLimits,
+        encoder: str = "auto",
+        timeout_s: float = 600.0,
+        metadata: dict[str, Any] | None = None,
+    ) -> GenerationResult:
+        """Run an edit planned by :func:`bot.core.edits.plan_edit` from one video file to another,
+        streaming (no list of frames is ever held). The result's ``images`` read ``output`` frame
+        by frame when asked for (:class:`bot.core.media.VideoFrames`), and its ``sound`` is
+        ``output``'s own. ``metadata["note"]`` says when the source's sound was left out."""
+        started = time.perf_counter()
+        info = edits.run_edit(plan, source, output, limits, encoder=encoder, timeout_s=timeout_s)
+        own = dataclasses.replace(limits, max_bytes=max(limits.max_bytes, info.size_bytes))
+        meta = dict(metadata or {})
+        meta.pop("note", None)
+        history = [*meta.get("edits", []), {"operation": plan.request.operation, **plan.arguments}]
+        note = plan.note
+        if plan.keeps_sound and info.audio is None:
+            note = "The sound could not be read, so the result is silent."
+        return GenerationResult(
+            images=media.VideoFrames(output, info, own),
+            metadata={
+                **meta,
+                "edits": history,
+                "num_frames": info.frame_count,
+                **({"note": note} if note else {}),
+            },
+            generation_time=time.perf_counter() - started,
+            seed_used=0,
+            params=None,
+            fps=info.fps,
+            sound=media.Sound.of_file(output, info),
         )
 
     # --- upscaling -----------------------------------------------------------------------------
@@ -287,7 +336,8 @@ class GenerationEngine:
         seed: int | None = None,
         control: JobControl | None = None,
     ) -> GenerationResult:
-        """Upscale through the model's upscaler (video-to-video on the resized frames)."""
+        """Upscale through the model's upscaler (video-to-video on the resized frames); the
+        frames keep their count and rate, so the sound is carried over as it is."""
         if not result.images:
             raise VideoBotError(f"this result has no frames to upscale ({result.error or 'empty'})")
         control = control or JobControl()
@@ -337,6 +387,7 @@ class GenerationEngine:
             params=params,
             fps=result.frame_rate,
             timings=timings,
+            sound=result.sound,  # the frames keep their count and rate: the sound fits as it is
         )
 
     def upscale_video(

@@ -555,10 +555,14 @@ class ModelManager:
 
         pipe = loaded.pipeline
         if switches.layerwise_casting:
-            # Applied before any offloading hooks, as diffusers requires.
-            denoiser_of(pipe).enable_layerwise_casting(
-                storage_dtype=torch.float8_e4m3fn, compute_dtype=getattr(torch, loaded.dtype)
-            )
+            # Applied before any offloading hooks, as diffusers requires; to every denoiser, so
+            # Wan 2.2 A14B's low-noise expert (transformer_2) is stored in fp8 too.
+            from bot.core.speed import denoisers
+
+            for _, module in denoisers(pipe):
+                module.enable_layerwise_casting(
+                    storage_dtype=torch.float8_e4m3fn, compute_dtype=getattr(torch, loaded.dtype)
+                )
         if switches.group_offload:
             pipe.enable_group_offload(**self._group_offload_arguments(loaded.device))
         elif switches.cpu_offload:

@@ -8,10 +8,27 @@ file ffmpeg reads is the one that was checked, and playlists (HLS), concat scrip
 sequences and anything else that could open a second file are refused. Every run is killed after a
 wall-clock limit, and its stderr is kept out of sight of the user (it is logged at debug level).
 
+Memory is a budget, not a flat cap on frames or pixels: what a decode would hold is known from the
+probe (width x height x 3 bytes per frame, times the frames held at once) and refused, with the
+numbers, when it is over ``MediaLimits.max_decoded_bytes``. :func:`decode` holds every frame, so
+it is charged them all; :func:`open_video` streams frames one at a time (edits pipe them from one
+ffmpeg to another without keeping them), so a long video can be trimmed or sped up whatever its
+length.
+
 What ``probe`` reads from ffmpeg's log is advisory (a crafted file can lie about its size, length
 or rate); the hard bounds are enforced again while decoding: ``-max_pixels`` makes the decoder
-refuse larger pictures, the output is scaled to the probed size, ``-frames:v`` caps the count and
-the timeout caps the time.
+refuse pictures larger than the probed size (padded to the codec's block size: a 1080-pixel side
+is decoded as 1088), the output is scaled to the probed size, ``-frames:v`` caps the count at what
+the budget allows and the timeout caps the time.
+
+Sound is never decoded in Python. A probe finds the default audio stream (:class:`AudioInfo`);
+with sound, a video's length is its picture's (a longer soundtrack does not count) and its
+frames are read by their timestamps, so a variable frame rate stays in sync. A result's
+:class:`Sound` names where the sound is (a file's stream, a track in memory, a waveform) and the
+ffmpeg audio filters an edit put on it; the one encoder path (:func:`encode_stream`) reads it as
+ffmpeg's second input and writes it as AAC beside the H.264 picture, padded or cut to the
+picture's length. :func:`encode_within` lowers the sound's bitrate before the picture's quality.
+A video without sound gets no audio track.
 """
 
 from __future__ import annotations
@@ -25,14 +42,16 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import IO
+from typing import IO, overload
 
 import imageio_ffmpeg
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from PIL import Image
 
 from bot.core.errors import MediaError
@@ -93,7 +112,9 @@ _nvenc_works: bool | None = None
 once, not a setting."""
 _nvenc_warned = threading.Event()
 
-_MAX_FPS = 240.0
+MAX_FPS = 240.0
+"""The highest frame rate read or written: :func:`encode` refuses more, and so does a probe."""
+_MAX_FPS = MAX_FPS
 _BUDGET_CRFS = (18, 23, 28, 33, 38)
 _BUDGET_SCALES = (0.75, 0.5, 0.35)
 _BUDGET_MIN_FPS = 4.0
@@ -103,24 +124,98 @@ _STDERR_CAP = 1 << 20
 """Bytes of ffmpeg's stderr kept: a file with huge metadata must not grow the log without bound."""
 
 
+DEFAULT_DECODE_BYTES = 1 << 30
+"""``MediaLimits.max_decoded_bytes`` when nothing else is said: 1 GiB. The bot passes its
+``[limits] decode_memory_mb`` instead."""
+
+MAX_FRAME_PIXELS = 8192 * 8192
+"""One frame's size at most (67 megapixels, above 8K): a sanity bound for the decoder, so a header
+declaring 65535x65535 never gets a picture allocated. The member-facing limit is the budget."""
+
+FRAMES_IN_FLIGHT = 40
+"""What a streamed edit holds at once, in frames of the video's size at 3 bytes a pixel: the
+decoder's reference frames and threads, the frame passing through the bot, x264's frames in
+flight. Measured with ``/usr/bin/time`` on 1080p: decoding and encoding at ultrafast peak at about
+53 bytes a pixel together (~18 frames); 40 frames leaves room for other codecs."""
+
+INTERPOLATE_BYTES_PER_PIXEL = 330
+"""ffmpeg's ``minterpolate`` at its peak, per pixel of the frame (its motion vectors and block
+buffers): 711 MB for 1920x1080, 54 MB for 320x240 (measured with ``/usr/bin/time``)."""
+
+INTERPOLATE_PIXELS_PER_S = 3_300_000
+"""Output pixels ``minterpolate`` makes per second, for estimating an interpolation's time before
+it starts: 1.6 frames/s of 1920x1080, measured on real footage on a 2-core machine (a synthetic
+pattern ran at 11-14 megapixels/s; the slower figure is the one that protects the CPU)."""
+
+AUDIO_KBPS = 128
+"""AAC bitrate of a result's sound: transparent enough for phone-clip speech and music, and 1 MB a
+minute, small beside the picture."""
+
+BUDGET_AUDIO_KBPS = (AUDIO_KBPS, 64, 48, 32)
+"""The sound's bitrates when a result must fit a byte budget (:func:`encode_within`): each is
+tried before the picture gives anything up; 32 kb/s AAC still carries speech clearly."""
+
+_AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+"""Sample rates a result's sound keeps; any other (96 kHz recorders) is resampled to 48 kHz."""
+
+SOUND_BYTES_PER_SAMPLE = 4
+"""A decoded sample of one channel in ffmpeg's filters (32-bit float): what a filter that holds a
+whole sound (``areverse``, ``aloop``) is charged per sample and channel."""
+
+
 @dataclass(frozen=True)
 class MediaLimits:
-    """Hard limits checked before any decoding (hostile uploads)."""
+    """Hard limits checked before any decoding (hostile uploads).
+
+    ``max_decoded_bytes`` is the memory budget of one decode: frames held at once x width x height
+    x 3 bytes. ``max_frames`` is an optional flat cap on top of it (None: the budget alone decides);
+    ``max_pixels`` is a sanity bound on one frame's size (see ``MAX_FRAME_PIXELS``).
+    """
 
     max_bytes: int = 50 * 1024 * 1024
-    max_frames: int = 600
-    max_pixels: int = 1920 * 1080  # width*height of one frame
+    max_frames: int | None = None
+    max_pixels: int = MAX_FRAME_PIXELS  # width*height of one frame
     max_duration_s: float = 60.0
     timeout_s: float = 60.0  # wall-clock limit for any ffmpeg run on input
+    max_decoded_bytes: int = DEFAULT_DECODE_BYTES
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """The audio stream a video's sound is taken from: the one marked default, else the first.
+
+    ``index`` is ffmpeg's index of the stream in the file; ``channels`` is what the result keeps
+    (1 for mono, 2 for anything else: surround is mixed down to stereo); ``streams`` counts the
+    file's audio streams (a second language or a commentary track is left out)."""
+
+    index: int
+    codec: str
+    sample_rate: int
+    channels: int
+    streams: int = 1
+
+    @property
+    def output_rate(self) -> int:
+        """The sample rate the result's sound has: the source's where AAC carries it."""
+        return aac_rate(self.sample_rate)
+
+
+def aac_rate(rate: int) -> int:
+    """``rate`` if an AAC result keeps it, else 48 kHz."""
+    return rate if rate in _AAC_RATES else 48000
 
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What ffmpeg reports about an upload's first video stream.
+    """What ffmpeg reports about an upload's first video stream, and its sound.
 
     ``width`` and ``height`` are the displayed size (swapped for a video rotated by 90 degrees).
     ``frame_count`` is ``round(duration_s * fps)`` unless the container has no duration, in which
     case the packets were counted. ``container`` is ``mp4``, ``mov``, ``webm``, ``mkv`` or ``gif``.
+    ``audio`` is the sound's stream (None: the video is silent). With sound, ``duration_s`` is the
+    video stream's own length (the end of its last frame), not the container's, which a longer
+    soundtrack stretches; and the frames are read by their timestamps (a variable frame rate is
+    made constant at ``fps``), so picture and sound stay in sync.
     """
 
     width: int
@@ -132,6 +227,62 @@ class VideoInfo:
     container: str
     size_bytes: int
     pix_fmt: str = ""
+    audio: AudioInfo | None = None
+
+    @property
+    def sound_bytes(self) -> int:
+        """The whole sound decoded (what ``areverse`` or ``aloop`` holds); 0 when silent."""
+        if self.audio is None:
+            return 0
+        samples = math.ceil(self.duration_s * self.audio.output_rate)
+        return samples * self.audio.channels * SOUND_BYTES_PER_SAMPLE
+
+    @property
+    def frame_bytes(self) -> int:
+        """One decoded RGB frame: width x height x 3 bytes."""
+        return self.width * self.height * 3
+
+    @property
+    def decoded_bytes(self) -> int:
+        """Every frame decoded at once: what :func:`decode` holds."""
+        return self.frame_bytes * self.frame_count
+
+    @property
+    def frames_with_slack(self) -> int:
+        """The frame count to allow for when decoding: the probe's estimate is ``duration x fps``
+        rounded, so an honest file can have a frame or two more; a lying one is cut off here."""
+        return self.frame_count + max(2, self.frame_count // 50)
+
+
+def memory_refusal(
+    doing: str,
+    info: VideoInfo,
+    frames: int,
+    need: int,
+    limit: int,
+    *,
+    in_flight: bool = False,
+    advice: str = "",
+) -> MediaError:
+    """The one line for a video over the memory budget, with the numbers: what it would take, for
+    what size and how many frames (``in_flight``: held at once while streaming), and the limit."""
+    held = f"{frames} frames in flight" if in_flight else f"{frames} frames"
+    return MediaError(
+        f"{doing} would take {format_size(need)} of memory ({info.width}x{info.height} x "
+        f"{held}); the limit is {format_size(limit)}" + (f": {advice}" if advice else "")
+    )
+
+
+def check_decode(info: VideoInfo, limits: MediaLimits) -> None:
+    """Refuse, with the numbers, a video whose frames would not all fit in the budget at once."""
+    if info.decoded_bytes > limits.max_decoded_bytes:
+        raise memory_refusal(
+            "decoding this video",
+            info,
+            info.frame_count,
+            info.decoded_bytes,
+            limits.max_decoded_bytes,
+        )
 
 
 @dataclass(frozen=True)
@@ -146,6 +297,142 @@ class EncodedVideo:
     frame_count: int
     crf: int
     encoder: str = "libx264"
+    audio_kbps: int | None = None
+    """The AAC bitrate of its sound; None: the file is silent."""
+
+
+@dataclass(frozen=True, eq=False)
+class Sound:
+    """A result's sound, kept beside its frames (``GenerationResult.sound``) and never decoded in
+    Python: the encoder reads it straight from its source, through ``filters``.
+
+    The source is one of: ``path``, a video or audio file the bot opened (its stream ``stream``,
+    ffmpeg's index in the file); ``track``, an audio-only Matroska file held in memory (a sound
+    whose file goes away, such as an upscale's source on a GPU worker, see :meth:`detached`);
+    ``samples``, a waveform a generator made (float32, one column per channel, -1..1), written
+    once for the encoder. ``rate`` is the source's sample rate (the result keeps it where AAC
+    can, see :attr:`output_rate`); ``channels`` is what the result gets (1, or 2 for anything
+    more). ``until_s`` cuts the source first, on its own timestamps, where its picture ends: a
+    longer soundtrack, or a timestamp far past the end in a crafted file, never reaches a filter
+    (so what one holds is bounded by the picture's length). ``filters`` are ffmpeg audio filter
+    graphs applied in order after that, each with one input and one output (an edit's ``atrim``,
+    ``atempo``, ``areverse``, ``aloop``); a label written ``{n}`` inside one is made unique when
+    they are joined. ``duration_s`` is how long the sound lasts after them; the encoder then pads
+    or cuts it to the picture's length."""
+
+    path: Path | None = None
+    stream: int = 0
+    track: bytes | None = field(default=None, repr=False)
+    samples: NDArray[np.float32] | None = field(default=None, repr=False)
+    rate: int = 48000
+    channels: int = 2
+    duration_s: float = 0.0
+    filters: tuple[str, ...] = ()
+    until_s: float | None = None
+
+    def __post_init__(self) -> None:
+        given = [x is not None for x in (self.path, self.track, self.samples)]
+        if sum(given) != 1:
+            raise ValueError("a Sound has exactly one source: a path, a track or samples")
+        if self.channels not in (1, 2):
+            raise MediaError(f"a sound has 1 or 2 channels (got {self.channels})")
+        if not 1000 <= self.rate <= 384000:
+            raise MediaError(f"a sound's sample rate must be 1000-384000 Hz (got {self.rate})")
+
+    @classmethod
+    def of_file(cls, path: str | Path, info: VideoInfo) -> Sound | None:
+        """The sound of a probed video (its default audio stream, cut to the picture's length);
+        None when it has none."""
+        audio = info.audio
+        if audio is None:
+            return None
+        return cls(
+            path=Path(path),
+            stream=audio.index,
+            rate=audio.sample_rate,
+            channels=audio.channels,
+            duration_s=info.duration_s,
+            until_s=info.duration_s,
+        )
+
+    @classmethod
+    def waveform(cls, samples: ArrayLike, rate: int) -> Sound:
+        """A generator's sound: ``samples`` (a row per sample: one value, or one per channel for
+        1 or 2 channels) at ``rate`` Hz."""
+        data = np.asarray(samples, dtype=np.float32)
+        if data.ndim == 1:
+            data = data[:, None]
+        if data.ndim != 2 or data.shape[1] not in (1, 2) or data.shape[0] == 0:
+            raise MediaError(
+                f"a waveform is samples x 1 or 2 channels (got an array of shape {data.shape})"
+            )
+        return cls(
+            samples=np.ascontiguousarray(data),
+            rate=rate,
+            channels=int(data.shape[1]),
+            duration_s=data.shape[0] / rate,
+        )
+
+    @property
+    def output_rate(self) -> int:
+        """The result's sample rate: ``rate`` where AAC carries it, else 48 kHz."""
+        return aac_rate(self.rate)
+
+    def then(self, graph: str, duration_s: float) -> Sound:
+        """This sound through one more filter graph, lasting ``duration_s`` after it."""
+        return replace(self, filters=(*self.filters, graph), duration_s=duration_s)
+
+    @property
+    def held_bytes(self) -> int:
+        """The whole sound decoded: what a filter holding all of it (``areverse``) takes."""
+        samples = math.ceil(self.duration_s * self.output_rate)
+        return samples * self.channels * SOUND_BYTES_PER_SAMPLE
+
+    def detached(self, timeout_s: float = _OWN_FRAMES_TIMEOUT_S) -> Sound:
+        """This sound with its source in memory, so it outlives its file and can travel between
+        processes: a file's audio stream is copied (not re-encoded) into a Matroska track; a
+        track or a waveform is already in memory."""
+        if self.path is None:
+            return self
+        with tempfile.TemporaryDirectory(prefix="videobot-sound-") as folder:
+            out = Path(folder) / "sound.mka"
+            with _open_upload(self.path, _OWN_FILE_LIMITS) as upload:
+                for codec in ("copy", "flac"):  # flac: for a codec Matroska cannot hold as it is
+                    result = _run(
+                        [
+                            "-loglevel",
+                            "error",
+                            *_input_args(upload, MAX_FRAME_PIXELS),
+                            "-map",
+                            f"0:{self.stream}",
+                            "-c:a",
+                            codec,
+                            "-f",
+                            "matroska",
+                            "-y",
+                            f"file:{out}",
+                        ],
+                        timeout_s=timeout_s,
+                        action="reading the sound",
+                        pass_fds=(upload.fd,),
+                    )
+                    if result.returncode == 0:
+                        break
+                    _log_failure(f"sound copy ({codec})", result)
+                else:
+                    raise MediaError("the video's sound could not be read")
+            track = out.read_bytes()
+        return replace(self, path=None, track=track, stream=0)
+
+
+_OWN_FILE_LIMITS = MediaLimits(max_bytes=1 << 62)
+"""Limits for reopening a file the bot already vetted or wrote (a sound's source): the regular-file
+check and the demuxer whitelist still apply; its size was checked when it was first opened."""
+
+
+def _seconds(value: float) -> str:
+    """A time for an ffmpeg filter option, to the microsecond."""
+    return f"{value:.6f}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -159,20 +446,162 @@ def probe(path: str | Path, limits: MediaLimits = MediaLimits()) -> VideoInfo:
         return _probe_upload(upload, limits).info
 
 
+class OpenVideo:
+    """An upload opened, vetted and probed (see :func:`open_video`): its frames can be streamed,
+    one at a time, as often as needed (a loop decodes it once per pass)."""
+
+    def __init__(self, upload: _Upload, probed: _Probed, limits: MediaLimits) -> None:
+        self._upload = upload
+        self._probed = probed
+        self._limits = limits
+
+    @property
+    def info(self) -> VideoInfo:
+        return self._probed.info
+
+    def frames(
+        self,
+        *,
+        max_frames: int,
+        filters: str = "",
+        timeout_s: float | None = None,
+        too_many: str | None = None,
+    ) -> Generator[bytes, None, None]:
+        """Raw RGB frames (``info.frame_bytes`` each) in order, decoded as they are read: the bot
+        holds one at a time. ``filters`` run in the decoding ffmpeg after the scale to the probed
+        size (``reverse`` holds every frame there: the caller charges it). More than
+        ``max_frames`` frames is refused with ``too_many`` (or a line naming the cap); the input
+        is cut at ``max_frames + 1`` before ``filters``, so a lying file cannot make a filter hold
+        more. A damaged file raises when the end is reached; closing the iterator early (a trim)
+        stops ffmpeg. Streams of one video must not run at the same time (they share its
+        descriptor's offset)."""
+        return _stream_frames(
+            self._upload,
+            self._probed,
+            self._limits,
+            max_frames=max_frames,
+            filters=filters,
+            timeout_s=self._limits.timeout_s if timeout_s is None else timeout_s,
+            too_many=too_many,
+        )
+
+
+@contextmanager
+def open_video(path: str | Path, limits: MediaLimits = MediaLimits()) -> Iterator[OpenVideo]:
+    """Open, vet and probe an upload for streaming (:meth:`OpenVideo.frames`); the file stays
+    open, and the same file is read, until the block ends. Truncated GIF and Matroska files are
+    refused here; what a stream holds is the caller's to check against the budget."""
+    with _open_upload(path, limits) as upload:
+        probed = _probe_upload(upload, limits)
+        _refuse_if_cut_short(upload, probed.info.container)
+        yield OpenVideo(upload, probed, limits)
+
+
 def decode(
     path: str | Path,
     limits: MediaLimits = MediaLimits(),
 ) -> tuple[list[Image.Image], float]:
     """RGB frames and frame rate of an upload, with every limit enforced before and during decoding.
 
-    A damaged or truncated file is refused as a whole (ffmpeg runs with ``-xerror``) rather than
-    returning the part that happened to decode.
+    Every frame is held, so the probed size must fit ``limits.max_decoded_bytes`` (refused with
+    the numbers), and the decoder stops at the frames the budget (or ``max_frames``) allows, should
+    the file hold more than it claims. A damaged or truncated file is refused as a whole (ffmpeg
+    runs with ``-xerror``) rather than returning the part that happened to decode.
     """
-    with _open_upload(path, limits) as upload:
-        probed = _probe_upload(upload, limits)
-        _refuse_if_cut_short(upload, probed.info.container)
-        frames = _decode_upload(upload, probed, limits)
-    return frames, probed.info.fps
+    frames, info = decode_video(path, limits)
+    return frames, info.fps
+
+
+def decode_video(
+    path: str | Path, limits: MediaLimits = MediaLimits()
+) -> tuple[list[Image.Image], VideoInfo]:
+    """:func:`decode`, with the probe of the file that was decoded (its size, rate and sound)."""
+    with open_video(path, limits) as video:
+        info = video.info
+        check_decode(info, limits)
+        cap, too_many = _frame_cap(info, limits)
+        size = (info.width, info.height)
+        frames = [
+            Image.frombytes("RGB", size, data)
+            for data in video.frames(max_frames=cap, too_many=too_many)
+        ]
+    return frames, info
+
+
+def _frame_cap(info: VideoInfo, limits: MediaLimits) -> tuple[int, str]:
+    """How many frames :func:`decode` may hold, and the line for a file with more."""
+    by_budget = max(1, limits.max_decoded_bytes // info.frame_bytes)
+    if limits.max_frames is not None and limits.max_frames <= by_budget:
+        cap = limits.max_frames
+        return cap, f"the video has more than {cap} frames; the limit is {cap}"
+    return by_budget, (
+        f"the video has more than {by_budget} frames; at {info.width}x{info.height} the memory "
+        f"limit of {format_size(limits.max_decoded_bytes)} holds {by_budget}"
+    )
+
+
+class VideoFrames(Sequence[Image.Image]):
+    """The frames of a video file, decoded when they are read and one at a time, never all at
+    once: what an edit's result holds instead of a list of pictures (the embed reads its length
+    and first frame; an upload over Discord's limit is re-encoded from it frame by frame).
+
+    ``indices`` selects frames of the file (a slice of this sequence is another ``VideoFrames``,
+    so ``frames[::2]`` decodes nothing either). Only ascending selections are supported: the file
+    is read forwards."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        info: VideoInfo,
+        limits: MediaLimits = MediaLimits(),
+        indices: range | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.info = info
+        self._limits = limits
+        self._indices = range(info.frame_count) if indices is None else indices
+        if self._indices.step < 0:
+            raise ValueError("VideoFrames reads forwards: a negative step is not supported")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.info.width, self.info.height
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    @overload
+    def __getitem__(self, index: int) -> Image.Image: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> VideoFrames: ...
+
+    def __getitem__(self, index: int | slice) -> Image.Image | VideoFrames:
+        if isinstance(index, slice):
+            return VideoFrames(self.path, self.info, self._limits, self._indices[index])
+        wanted = self._indices[index]  # IndexError past the end, as a list
+        for frame in VideoFrames(self.path, self.info, self._limits, range(wanted, wanted + 1)):
+            return frame
+        raise IndexError(f"frame {wanted} is past the end of the video")
+
+    def __iter__(self) -> Iterator[Image.Image]:
+        if not self._indices:
+            return
+        wanted = iter(self._indices)
+        target = next(wanted)
+        with open_video(self.path, self._limits) as video:
+            stream = video.frames(max_frames=self.info.frames_with_slack)
+            try:
+                for number, data in enumerate(stream):
+                    while number == target:
+                        yield Image.frombytes("RGB", self.size, data)
+                        target = next(wanted, -1)
+                    if target < 0:
+                        return
+            finally:
+                stream.close()
+        if target >= 0:
+            raise MediaError(f"the video ended before frame {target}")
 
 
 def encode(
@@ -184,8 +613,11 @@ def encode(
     preset: str = DEFAULT_PRESET,
     max_side: int | None = None,
     encoder: str = "auto",
+    sound: Sound | None = None,
+    audio_kbps: int = AUDIO_KBPS,
 ) -> EncodedVideo:
-    """Write an H.264/yuv420p mp4 with the index first (``+faststart``) so it plays inline.
+    """Write an H.264/yuv420p mp4 with the index first (``+faststart``) so it plays inline, with
+    ``sound`` (if any) as AAC at ``audio_kbps``, fitted to the frames' length.
 
     The file appears at ``path`` only when complete: ffmpeg writes a hidden sibling that is moved
     into place on success and deleted on any failure. Odd sizes are scaled to the next even size
@@ -194,23 +626,107 @@ def encode(
     ``h264_nvenc`` (the ``[speed] encoder`` setting); an NVENC encode that fails is redone with
     libx264, and NVENC is not tried again in this process.
     """
-    global _nvenc_works
     width, height = _frame_size(frames)
+    encoded = encode_stream(
+        lambda: _rgb_bytes(frames),
+        path,
+        width,
+        height,
+        fps,
+        crf=crf,
+        preset=preset,
+        max_side=max_side,
+        encoder=encoder,
+        sound=sound,
+        audio_kbps=audio_kbps,
+        duration_s=len(frames) / fps if fps > 0 else None,
+    )
+    return replace(encoded, frame_count=len(frames))
+
+
+def encode_stream(
+    chunks: Callable[[], Iterable[bytes]],
+    path: str | Path,
+    width: int,
+    height: int,
+    fps: float,
+    *,
+    crf: int = 18,
+    preset: str = DEFAULT_PRESET,
+    max_side: int | None = None,
+    encoder: str = "auto",
+    filters: str = "",
+    frames: int | None = None,
+    timeout_s: float = _OWN_FRAMES_TIMEOUT_S,
+    sound: Sound | None = None,
+    audio_kbps: int = AUDIO_KBPS,
+    duration_s: float | None = None,
+) -> EncodedVideo:
+    """:func:`encode` for frames that are never all in memory: ``chunks()`` gives raw RGB frames
+    of ``width`` x ``height`` one at a time (called again if an NVENC encode must be redone with
+    libx264). ``filters`` run on them before the encoder's own scale (interpolation), and
+    ``frames`` cuts the output at that many. ``frame_count`` of the result is the frames fed in
+    (or ``frames`` when given).
+
+    ``sound`` is muxed in the same ffmpeg run, as AAC at ``audio_kbps``, padded with silence or
+    cut to ``duration_s`` (the picture's length; ``frames / fps`` when ``frames`` is given). A
+    sound ffmpeg cannot read is logged and left out: the result is silent, and says so
+    (``audio_kbps`` None), rather than lost. Without ``sound`` no audio track is written."""
+    global _nvenc_works
+    if width < 1 or height < 1:
+        raise MediaError(f"the frames must be at least 1x1 pixels (got {width}x{height})")
     _check_encode_args(fps, crf, preset, max_side)
+    if sound is not None and audio_kbps not in BUDGET_AUDIO_KBPS:
+        raise MediaError(
+            f"the audio bitrate must be one of {', '.join(map(str, BUDGET_AUDIO_KBPS))} kb/s "
+            f"(got {audio_kbps})"
+        )
+    if duration_s is None and frames is not None:
+        duration_s = frames / fps
     out_w, out_h = _even_size(width, height, max_side)
     target = Path(path)
     codec = video_encoder(encoder)
+    fed = [0]
+
+    def run(codec: str, tmp: Path, sound: Sound | None) -> _Completed:
+        fed[0] = 0
+        return _encode_run(
+            _counted(chunks(), fed),
+            tmp,
+            width,
+            height,
+            fps,
+            out_w,
+            out_h,
+            crf,
+            preset,
+            codec,
+            filters=filters,
+            frames=frames,
+            timeout_s=timeout_s,
+            sound=sound,
+            audio_kbps=audio_kbps,
+            duration_s=duration_s,
+        )
+
     with _atomic_output(target) as tmp:
-        result = _encode_run(frames, tmp, width, height, fps, out_w, out_h, crf, preset, codec)
+        result = run(codec, tmp, sound)
         if result.returncode != 0 and codec == "h264_nvenc":
             _log_failure("encode (h264_nvenc)", result)
             log.warning("h264_nvenc failed; encoding with libx264 from now on")
             with _encoder_lock:
                 _nvenc_works = False
             codec = "libx264"
-            result = _encode_run(frames, tmp, width, height, fps, out_w, out_h, crf, preset, codec)
-        if result.returncode != 0:
+            result = run(codec, tmp, sound)
+        if result.returncode != 0 and fed[0] > 0 and sound is not None:
+            _log_failure("encode with sound", result)
+            log.warning("the sound could not be encoded; writing the video without it")
+            sound = None
+            result = run(codec, tmp, sound)
+        if result.returncode != 0 or fed[0] == 0:
             _log_failure("encode", result)
+            if fed[0] == 0:
+                raise MediaError("there are no frames to process (at least 1 is needed)")
             raise MediaError("encoding the video failed (ffmpeg could not write the mp4)")
     return EncodedVideo(
         path=target,
@@ -218,14 +734,28 @@ def encode(
         width=out_w,
         height=out_h,
         fps=fps,
-        frame_count=len(frames),
+        frame_count=fed[0] if frames is None else frames,
         crf=crf,
         encoder=codec,
+        audio_kbps=audio_kbps if sound is not None else None,
     )
 
 
+def _counted(chunks: Iterable[bytes], fed: list[int]) -> Iterator[bytes]:
+    """``chunks``, counting them in ``fed[0]``; closing this closes the source (a decoder)."""
+    iterator = iter(chunks)
+    try:
+        for chunk in iterator:
+            fed[0] += 1
+            yield chunk
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
+
+
 def _encode_run(
-    frames: Sequence[Image.Image],
+    chunks: Iterable[bytes],
     tmp: Path,
     width: int,
     height: int,
@@ -235,25 +765,102 @@ def _encode_run(
     crf: int,
     preset: str,
     codec: str,
+    *,
+    filters: str = "",
+    frames: int | None = None,
+    timeout_s: float = _OWN_FRAMES_TIMEOUT_S,
+    sound: Sound | None = None,
+    audio_kbps: int = AUDIO_KBPS,
+    duration_s: float | None = None,
 ) -> _Completed:
     codec_args = _nvenc_args(crf, preset) if codec == "h264_nvenc" else _x264_args(crf, preset)
-    return _run(
-        [
-            *_raw_input_args(width, height, fps),
-            "-vf",
-            _encode_filter(out_w, out_h),
-            *codec_args,
-            "-movflags",
-            "+faststart",
-            "-f",
-            "mp4",
-            "-y",
-            f"file:{tmp}",
-        ],
-        timeout_s=_OWN_FRAMES_TIMEOUT_S,
-        action="encoding the video",
-        feed=_rgb_bytes(frames),
-    )
+    graph = (f"{filters}," if filters else "") + _encode_filter(out_w, out_h)
+    with ExitStack() as stack:
+        audio: list[str] = ["-an"]
+        fds: tuple[int, ...] = ()
+        if sound is not None:
+            audio_input, fds, label = stack.enter_context(_sound_input(sound))
+            audio = [
+                *audio_input,
+                "-filter_complex",
+                _sound_graph(sound, label, duration_s),
+                "-map",
+                "0:v:0",
+                "-map",
+                "[sound]",
+                *_aac_args(audio_kbps),
+            ]
+        return _run(
+            [
+                *_raw_input_args(width, height, fps),
+                *audio,
+                "-vf",
+                graph,
+                *(["-frames:v", str(frames)] if frames is not None else []),
+                *codec_args,
+                "-movflags",
+                "+faststart",
+                "-f",
+                "mp4",
+                "-y",
+                f"file:{tmp}",
+            ],
+            timeout_s=timeout_s,
+            action="encoding the video",
+            feed=chunks,
+            pass_fds=fds,
+        )
+
+
+@contextmanager
+def _sound_input(sound: Sound) -> Iterator[tuple[list[str], tuple[int, ...], str]]:
+    """ffmpeg's second input for ``sound``: its options, the descriptor it reads and the label
+    of the stream. A file is opened and vetted as an upload is (the same demuxer whitelist); a
+    track or a waveform is written once to a private temporary file first."""
+    with ExitStack() as stack:
+        path, label, raw = sound.path, f"1:{sound.stream}", []
+        if path is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="videobot-")))
+            path = folder / "sound"
+            if sound.track is not None:
+                path.write_bytes(sound.track)
+            else:
+                assert sound.samples is not None
+                path.write_bytes(np.asarray(sound.samples, "<f4").tobytes())
+                layout = "mono" if sound.channels == 1 else "stereo"
+                raw = ["-f", "f32le", "-ar", str(sound.rate), "-ch_layout", layout]
+            label = "1:a:0"
+        upload = stack.enter_context(_open_upload(path, _OWN_FILE_LIMITS))
+        if raw:  # our own samples: no demuxer to choose
+            args = ["-protocol_whitelist", "fd", *raw, "-fd", str(upload.fd), "-i", "fd:"]
+        else:
+            args = _input_args(upload, MAX_FRAME_PIXELS)
+        yield args, (upload.fd,), label
+
+
+def _sound_graph(sound: Sound, label: str, duration_s: float | None) -> str:
+    """The filter graph from ``label`` to ``[sound]``: cut at ``until_s``; on the source's
+    timestamps from 0 (a gap or a late start filled with silence); at the result's rate and
+    channels; through the sound's filters; then padded with silence and cut to ``duration_s``."""
+    layout = "mono" if sound.channels == 1 else "stereo"
+    until = f"atrim=end={_seconds(sound.until_s)}," if sound.until_s is not None else ""
+    steps = [
+        f"{until}aresample={sound.output_rate}:async=1:first_pts=0,"
+        f"aformat=sample_fmts=fltp:sample_rates={sound.output_rate}:channel_layouts={layout}",
+        *sound.filters,
+    ]
+    if duration_s is not None:
+        steps.append(f"apad,atrim=end={_seconds(duration_s)}")
+    chains, source = [], f"[{label}]"
+    for number, step in enumerate(steps):
+        out = "[sound]" if number == len(steps) - 1 else f"[s{number}]"
+        chains.append(f"{source}{step.replace('{n}', str(number))}{out}")
+        source = out
+    return ";".join(chains)
+
+
+def _aac_args(kbps: int) -> list[str]:
+    return ["-c:a", "aac", "-b:a", f"{kbps}k"]
 
 
 def video_encoder(choice: str = "auto") -> str:
@@ -288,7 +895,7 @@ def _probe_nvenc() -> bool:
         out = Path(folder) / "probe.mp4"
         try:
             result = _encode_run(
-                frames, out, 256, 256, 8.0, 256, 256, 23, "ultrafast", "h264_nvenc"
+                _rgb_bytes(frames), out, 256, 256, 8.0, 256, 256, 23, "ultrafast", "h264_nvenc"
             )
         except (OSError, MediaError):
             return False
@@ -308,44 +915,87 @@ def _cuda_present() -> bool:
 
 
 def encode_within(
-    frames: Sequence[Image.Image], path: str | Path, fps: float, max_bytes: int
+    frames: Sequence[Image.Image],
+    path: str | Path,
+    fps: float,
+    max_bytes: int,
+    *,
+    sound: Sound | None = None,
 ) -> EncodedVideo:
     """Encode under a byte budget (e.g. Discord's upload limit), giving up as little as possible.
 
-    Steps, in order of what is given up first: crf 18, 23, 28, 33, 38 at full size; then 0.75, 0.5
-    and 0.35 of the size at crf 38; then every other frame dropped (half the fps, repeatedly) while
-    the rate stays at or above 4 fps. Each step is meant to be smaller than the one before, so the
-    first that fits is returned; x264 is deterministic, so the same input always lands on the same
-    step. Encodes use the ``veryfast`` preset (see ``_BUDGET_PRESET``).
+    The sound counts in the budget, and gives way first: its bitrate goes down 128, 64, 48, 32
+    kb/s (``BUDGET_AUDIO_KBPS``) before the picture gives anything up. The picture's steps, in
+    order: crf 18, 23, 28, 33, 38 at full size; then 0.75, 0.5 and 0.35 of the size at crf 38;
+    then every other frame dropped (half the fps, repeatedly) while the rate stays at or above
+    4 fps. Each step is meant to be smaller than the one before, so the first that fits is
+    returned; x264 is deterministic, so the same input always lands on the same step. A lower
+    sound bitrate is encoded only where the size it would save can make the file fit. Encodes
+    use the ``veryfast`` preset (see ``_BUDGET_PRESET``).
     """
     if max_bytes <= 0:
         raise MediaError(f"the size budget must be positive (got {max_bytes} bytes)")
     width, height = _frame_size(frames)
     _check_fps(fps)
     target = Path(path)
+    duration = len(frames) / fps
+    kbps = list(BUDGET_AUDIO_KBPS) if sound is not None else [AUDIO_KBPS]
     smallest: EncodedVideo | None = None
     with _atomic_output(target) as trial:
         for step in _budget_steps(width, height, fps):
-            encoded = encode(
-                frames[:: step.stride],
-                trial,
-                fps / step.stride,
-                crf=step.crf,
-                preset=_BUDGET_PRESET,
-                max_side=step.side,
-                encoder="libx264",  # bytes matter here: x264's rate control, deterministic steps
-            )
+
+            def attempt(audio_kbps: int, step: _BudgetStep = step) -> EncodedVideo:
+                return encode(
+                    frames[:: step.stride],
+                    trial,
+                    fps / step.stride,
+                    crf=step.crf,
+                    preset=_BUDGET_PRESET,
+                    max_side=step.side,
+                    encoder="libx264",  # bytes matter here: x264's rate control, deterministic
+                    sound=sound,
+                    audio_kbps=audio_kbps,
+                )
+
+            encoded = attempt(kbps[0])
+            while (lower := _lower_sound_bitrate(encoded, kbps, duration, max_bytes)) is not None:
+                kbps = kbps[kbps.index(lower) :]
+                encoded = attempt(lower)
             if encoded.size_bytes <= max_bytes:
                 return replace(encoded, path=target)
             if smallest is None or encoded.size_bytes < smallest.size_bytes:
                 smallest = encoded
+            if encoded.audio_kbps is not None:  # the sound gave what it could: the picture next
+                kbps = kbps[-1:]
         assert smallest is not None  # the ladder always has a first step
         _discard(trial)
+    sound_part = f", sound {smallest.audio_kbps} kb/s" if smallest.audio_kbps else ""
     raise MediaError(
-        f"the video does not fit in {_format_bytes(max_bytes)}: the smallest encode was "
-        f"{_format_bytes(smallest.size_bytes)} ({smallest.width}x{smallest.height} at "
-        f"{smallest.fps:g} fps, crf {smallest.crf})"
+        f"the video does not fit in {format_size(max_bytes)}: the smallest encode was "
+        f"{format_size(smallest.size_bytes)} ({smallest.width}x{smallest.height} at "
+        f"{smallest.fps:g} fps, crf {smallest.crf}{sound_part})"
     )
+
+
+def _lower_sound_bitrate(
+    encoded: EncodedVideo, kbps: list[int], duration_s: float, max_bytes: int
+) -> int | None:
+    """The sound bitrate to try next for ``encoded``, which is over the budget: the highest of
+    the lower ones in ``kbps`` at which it would fit, judged by what the sound's bitrate costs
+    over ``duration_s``. None when it fits, is silent, has no lower bitrate left, or would not
+    fit even at the lowest (the picture's next step then starts from the lowest)."""
+    if encoded.size_bytes <= max_bytes or encoded.audio_kbps is None or len(kbps) < 2:
+        return None
+    picture = encoded.size_bytes - _sound_size(encoded.audio_kbps, duration_s)
+    for lower in kbps[1:]:
+        if picture + _sound_size(lower, duration_s) <= max_bytes:
+            return lower
+    return None
+
+
+def _sound_size(kbps: int, duration_s: float) -> int:
+    """What an AAC track at ``kbps`` takes over ``duration_s``, its framing included."""
+    return math.ceil(kbps * 1000 / 8 * duration_s * 1.02)
 
 
 def interpolate(
@@ -444,8 +1094,8 @@ def _open_upload(path: str | Path, limits: MediaLimits) -> Iterator[_Upload]:
             raise MediaError(f"this is not a regular file (allowed: {ALLOWED_KINDS})")
         if info.st_size > limits.max_bytes:
             raise MediaError(
-                f"the file is {_format_bytes(info.st_size)}; "
-                f"the limit is {_format_bytes(limits.max_bytes)}"
+                f"the file is {format_size(info.st_size)}; "
+                f"the limit is {format_size(limits.max_bytes)}"
             )
         if info.st_size == 0:
             raise MediaError(f"the file is empty, so not a video (allowed: {ALLOWED_KINDS})")
@@ -455,8 +1105,9 @@ def _open_upload(path: str | Path, limits: MediaLimits) -> Iterator[_Upload]:
         os.close(fd)
 
 
-def _input_args(upload: _Upload, limits: MediaLimits) -> list[str]:
-    """Options that open an upload safely; the decoder itself refuses pictures over max_pixels."""
+def _input_args(upload: _Upload, max_pixels: int) -> list[str]:
+    """Options that open an upload safely; the decoder itself refuses pictures over
+    ``max_pixels`` (a coded size: see :func:`_coded_pixels`)."""
     os.lseek(upload.fd, 0, os.SEEK_SET)  # the offset is shared with every ffmpeg that used the fd
     return [
         "-protocol_whitelist",
@@ -464,7 +1115,7 @@ def _input_args(upload: _Upload, limits: MediaLimits) -> list[str]:
         "-format_whitelist",
         _DEMUXERS,
         "-max_pixels",
-        str(limits.max_pixels),
+        str(max_pixels),
         "-fd",
         str(upload.fd),
         "-i",
@@ -472,17 +1123,42 @@ def _input_args(upload: _Upload, limits: MediaLimits) -> list[str]:
     ]
 
 
+_CODEC_BLOCK = 128
+"""Decoders allocate pictures padded to their block size (H.264: 16, VP9: 64, AV1: 128), and
+``-max_pixels`` counts the padded size: a native 1080x1920 portrait clip is decoded as 1088x1920.
+The decoder's guard allows for the largest block."""
+
+
+def _coded_pixels(width: int, height: int) -> int:
+    """The most pixels a decoder may allocate for a picture displayed at ``width x height``."""
+    return _padded(width) * _padded(height)
+
+
+def _padded(side: int) -> int:
+    return -(-side // _CODEC_BLOCK) * _CODEC_BLOCK
+
+
+def _probe_guard(limits: MediaLimits) -> int:
+    """``-max_pixels`` while probing, before the size is known: the limit on one frame, with room
+    for a block's padding on each side of a frame that just fits."""
+    return limits.max_pixels + limits.max_pixels // 8 + _CODEC_BLOCK * _CODEC_BLOCK
+
+
 def _probe_upload(upload: _Upload, limits: MediaLimits) -> _Probed:
     result = _run(
-        ["-loglevel", "info", *_input_args(upload, limits)],
+        ["-loglevel", "info", *_input_args(upload, _probe_guard(limits))],
         timeout_s=limits.timeout_s,
         action="reading the video",
         pass_fds=(upload.fd,),
     )
     demuxer = _parse_demuxer(result.stderr)
     stream = _parse_video_stream(result.stderr)
+    audio = _parse_audio_stream(result.stderr)
     duration = _parse_duration(result.stderr)
-    if duration is None:  # e.g. webm recorded by a browser: count packets instead
+    if audio is not None:  # the container's length is the longer stream's: a soundtrack's
+        duration = _video_end(upload, stream.index, limits)
+        frame_count = max(1, round(duration * stream.fps))
+    elif duration is None:  # e.g. webm recorded by a browser: count packets instead
         frame_count = _count_packets(upload, stream.index, limits)
         duration = frame_count / stream.fps
     else:
@@ -497,9 +1173,17 @@ def _probe_upload(upload: _Upload, limits: MediaLimits) -> _Probed:
         container=_container(demuxer, upload.head),
         size_bytes=upload.size,
         pix_fmt=stream.pix_fmt,
+        audio=audio,
     )
     _check_limits(info, limits)
     return _Probed(info=info, stream_index=stream.index)
+
+
+def _packet_cap(limits: MediaLimits) -> int:
+    """Packets counted at most: one more than the longest allowed video could have."""
+    if limits.max_frames is not None:
+        return limits.max_frames + 1
+    return math.ceil(limits.max_duration_s * _MAX_FPS) + 1
 
 
 def _count_packets(upload: _Upload, stream_index: int, limits: MediaLimits) -> int:
@@ -508,13 +1192,13 @@ def _count_packets(upload: _Upload, stream_index: int, limits: MediaLimits) -> i
         [
             "-loglevel",
             "error",
-            *_input_args(upload, limits),
+            *_input_args(upload, _probe_guard(limits)),
             "-map",
             f"0:{stream_index}",
             "-c",
             "copy",
             "-frames:v",
-            str(limits.max_frames + 1),
+            str(_packet_cap(limits)),
             "-nostats",
             "-progress",
             "pipe:2",
@@ -533,44 +1217,129 @@ def _count_packets(upload: _Upload, stream_index: int, limits: MediaLimits) -> i
     return int(counts[-1])
 
 
-def _decode_upload(upload: _Upload, probed: _Probed, limits: MediaLimits) -> list[Image.Image]:
-    """Decode to RGB at the probed size; the scale keeps each frame's memory bounded even if later
-    frames claim another size, and ``-frames:v max+1`` lets an over-long file be detected."""
+def _video_end(upload: _Upload, stream_index: int, limits: MediaLimits) -> float:
+    """When the video stream's last frame ends, in seconds from the file's start: its packets
+    are copied (not decoded) and the latest presentation time plus duration is taken."""
+    with tempfile.TemporaryDirectory(prefix="videobot-probe-") as folder:
+        listing = Path(folder) / "packets.txt"
+        result = _run(
+            [
+                "-loglevel",
+                "error",
+                *_input_args(upload, _probe_guard(limits)),
+                "-map",
+                f"0:{stream_index}",
+                "-c",
+                "copy",
+                "-frames:v",
+                str(_packet_cap(limits)),
+                "-f",
+                "framecrc",
+                "-y",
+                f"file:{listing}",
+            ],
+            timeout_s=limits.timeout_s,
+            action="reading the video",
+            pass_fds=(upload.fd,),
+        )
+        text = listing.read_text("ascii", "replace") if listing.exists() else ""
+    end = _packets_end(text)
+    if result.returncode != 0 or end is None:
+        _log_failure("packet times", result)
+        raise MediaError("the video is damaged or truncated and could not be read")
+    return end
+
+
+_TIME_BASE_RE = re.compile(r"^#tb \d+: (\d+)/(\d+)$", re.MULTILINE)
+_PACKET_RE = re.compile(r"^\d+, *-?\d+, *(-?\d+), *(\d+),", re.MULTILINE)
+
+
+def _packets_end(listing: str) -> float | None:
+    """The end of the latest packet of a one-stream ``framecrc`` listing, in seconds."""
+    base = _TIME_BASE_RE.search(listing)
+    ends = [int(m.group(1)) + int(m.group(2)) for m in _PACKET_RE.finditer(listing)]
+    if base is None or not ends or int(base.group(2)) == 0:
+        return None
+    return max(ends) * int(base.group(1)) / int(base.group(2))
+
+
+def _stream_frames(
+    upload: _Upload,
+    probed: _Probed,
+    limits: MediaLimits,
+    *,
+    max_frames: int,
+    filters: str,
+    timeout_s: float,
+    too_many: str | None,
+) -> Generator[bytes, None, None]:
+    """Decode to RGB at the probed size, yielding each frame as it comes: the scale keeps each
+    frame's memory bounded even if later frames claim another size, ``-max_pixels`` (the probed
+    size, padded) stops a decoder from allocating more, and ``-frames:v max+1`` lets an over-long
+    file be detected. See :meth:`OpenVideo.frames`."""
     info = probed.info
-    frames: list[Image.Image] = []
-
-    def keep(data: bytes) -> None:
-        if len(frames) >= limits.max_frames:
-            raise MediaError(
-                f"the video has more than {limits.max_frames} frames; "
-                f"the limit is {limits.max_frames}"
-            )
-        frames.append(Image.frombytes("RGB", (info.width, info.height), data))
-
-    result = _run(
-        [
-            "-loglevel",
-            "error",
-            "-xerror",
-            *_input_args(upload, limits),
-            "-map",
-            f"0:{probed.stream_index}",
-            "-frames:v",
-            str(limits.max_frames + 1),
-            "-vf",
-            f"scale={info.width}:{info.height}:flags=bicubic,setsar=1",
-            *_raw_output_args(),
-        ],
-        timeout_s=limits.timeout_s,
-        action="reading the video",
-        frame_size=info.width * info.height * 3,
-        on_frame=keep,
-        pass_fds=(upload.fd,),
-    )
-    if result.returncode != 0 or not frames:
-        _log_failure("decode", result)
-        raise MediaError("the video is damaged or truncated and could not be decoded")
-    return frames
+    frame_size = info.frame_bytes
+    graph = f"scale={info.width}:{info.height}:flags=bicubic,setsar=1"
+    if info.audio is not None:  # frames by their timestamps, so the sound stays in sync
+        graph = f"fps={_rate(info.fps)}:start_time=0," + graph
+    if filters:  # a filter that holds frames (reverse) never sees more than the cap allows
+        graph += f",trim=end_frame={max_frames + 1},{filters}"
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-xerror",
+        *_input_args(upload, _coded_pixels(info.width, info.height)),
+        "-map",
+        f"0:{probed.stream_index}",
+        "-frames:v",
+        str(max_frames + 1),
+        "-vf",
+        graph,
+        *_raw_output_args(),
+    ]
+    killed = threading.Event()
+    count = 0
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            pass_fds=(upload.fd,),
+        )
+        timer = threading.Timer(timeout_s, _kill, (process, killed))
+        timer.start()
+        try:
+            assert process.stdout is not None
+            while True:
+                data = process.stdout.read(frame_size)
+                if len(data) < frame_size:  # end of output; a partial last frame is dropped
+                    break
+                count += 1
+                if count > max_frames:
+                    raise MediaError(
+                        too_many
+                        or f"the video has more than {max_frames} frames; the limit is {max_frames}"
+                    )
+                yield data
+            process.wait()
+        finally:  # also when the reader stops early (a trim) or fails: ffmpeg never outlives it
+            timer.cancel()
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
+        if killed.is_set():
+            raise MediaError(f"reading the video took longer than {timeout_s:g} s")
+        if process.returncode != 0 or count == 0:
+            errors.seek(0)
+            stderr = errors.read(_STDERR_CAP).decode("utf-8", "replace")
+            _log_failure("decode", _Completed(process.returncode, stderr))
+            raise MediaError("the video is damaged or truncated and could not be decoded")
 
 
 def _refuse_if_cut_short(upload: _Upload, container: str) -> None:
@@ -639,9 +1408,13 @@ def _check_limits(info: VideoInfo, limits: MediaLimits) -> None:
         raise MediaError(
             f"the video is {info.duration_s:.1f} s long; the limit is {limits.max_duration_s:g} s"
         )
-    if info.frame_count > limits.max_frames:
+    if limits.max_frames is not None and info.frame_count > limits.max_frames:
         raise MediaError(
             f"the video has about {info.frame_count} frames; the limit is {limits.max_frames}"
+        )
+    if info.frame_bytes > limits.max_decoded_bytes:
+        raise memory_refusal(
+            "one frame of this video", info, 1, info.frame_bytes, limits.max_decoded_bytes
         )
 
 
@@ -657,6 +1430,7 @@ _STREAM_RE = re.compile(r"^ +Stream #0:(\d+)\S*: (\w+): (.*)$", re.MULTILINE)
 _ROTATION_RE = re.compile(r"^ +display ?matrix: rotation of (-?[\d.]+) degrees", re.I | re.M)
 _SIZE_RE = re.compile(r"^(\d+)x(\d+)(?:\s|$)")
 _RATE_RE = re.compile(r"^(\d+(?:\.\d+)?)(k?) (fps|tbr)$")
+_HZ_RE = re.compile(r"^(\d+) Hz$")
 
 
 def _not_a_video() -> MediaError:
@@ -690,6 +1464,30 @@ def _parse_video_stream(log_text: str) -> _Stream:
             stream = replace(stream, width=stream.height, height=stream.width)
         return stream
     raise MediaError(f"the file has no video stream (allowed: {ALLOWED_KINDS})")
+
+
+def _parse_audio_stream(log_text: str) -> AudioInfo | None:
+    """The audio stream marked default, else the first; None when there is no audio stream
+    ffmpeg can decode (with a rate and a channel layout)."""
+    found: list[tuple[bool, AudioInfo]] = []
+    for match in _STREAM_RE.finditer(log_text):
+        if match.group(2) != "Audio":
+            continue
+        fields = _split_top_level(match.group(3))
+        codec = fields[0].split()[0] if fields and fields[0] else ""
+        rates = [int(m.group(1)) for f in fields if (m := _HZ_RE.match(f))]
+        if codec in ("", "none") or not rates or rates[0] <= 0 or len(fields) < 3:
+            continue
+        layout = fields[2]
+        mono = layout in ("mono", "1 channels")
+        audio = AudioInfo(
+            index=int(match.group(1)), codec=codec, sample_rate=rates[0], channels=1 if mono else 2
+        )
+        found.append(("(default)" in match.group(3), audio))
+    if not found:
+        return None
+    chosen = next((audio for default, audio in found if default), found[0][1])
+    return replace(chosen, streams=len(found))
 
 
 def _parse_stream_fields(index: int, text: str) -> _Stream:
@@ -779,6 +1577,8 @@ def _budget_steps(width: int, height: int, fps: float) -> Iterator[_BudgetStep]:
 def _frame_size(frames: Sequence[Image.Image]) -> tuple[int, int]:
     if len(frames) == 0:
         raise MediaError("there are no frames to process (at least 1 is needed)")
+    if isinstance(frames, VideoFrames):  # one size by construction: no need to decode them all
+        return frames.size
     width, height = frames[0].size
     for number, frame in enumerate(frames):
         if frame.size != (width, height):
@@ -870,7 +1670,6 @@ BT.709 tags with TV range."""
 
 def _x264_args(crf: int, preset: str) -> list[str]:
     return [
-        "-an",
         "-c:v",
         "libx264",
         "-preset",
@@ -887,7 +1686,6 @@ def _nvenc_args(crf: int, preset: str) -> list[str]:
     """NVENC in constant-quality mode: ``-cq`` is NVENC's counterpart of x264's crf (0 would mean
     "automatic", so at least 1); same 4:2:0 output and BT.709 tags as libx264."""
     return [
-        "-an",
         "-c:v",
         "h264_nvenc",
         "-preset",
@@ -911,6 +1709,16 @@ def _usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
+
+
+def interpolation_filters(fps: float, factor: int, width: int, height: int) -> str:
+    """The filters :func:`interpolate` runs, for RGB frames at ``fps`` going into an encode
+    (:func:`encode_stream`): minterpolate, then back to RGB the way :func:`interpolate` returns
+    them, so a streamed interpolation encodes the same frames. Cut the output at ``n * factor``."""
+    if isinstance(factor, bool) or factor not in _INTERPOLATION_FACTORS:
+        raise MediaError(f"the interpolation factor must be 1, 2, 3 or 4 (got {factor})")
+    _check_fps(fps)
+    return _interpolate_filter(fps, factor, width, height) + ",format=rgb24"
 
 
 def _interpolate_filter(fps: float, factor: int, width: int, height: int) -> str:
@@ -958,9 +1766,10 @@ def _discard(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-def _format_bytes(count: float) -> str:
-    for unit in ("bytes", "KiB", "MiB"):
-        if count < 1024 or unit == "MiB":
+def format_size(count: float) -> str:
+    """A byte count as members read it: ``900 bytes``, ``48.6 KiB``, ``50 MiB``, ``3.5 GiB``."""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
             break
         count /= 1024
     if unit == "bytes":
@@ -999,6 +1808,10 @@ class _Feeder(threading.Thread):
         except BaseException as exc:  # the frame source failed: re-raised in the caller's thread
             self.error = exc
         finally:
+            close = getattr(self._chunks, "close", None)
+            if close is not None:  # a source that is a decoder: stopped when ffmpeg stops taking
+                with suppress(Exception):
+                    close()
             with suppress(OSError):
                 self._pipe.close()
 

@@ -334,7 +334,8 @@ def validate_edit(operation: str, frame_count: int, **kwargs: Any) -> EditReques
     if op == "speed":
         factor = _as_float("speed_factor", kwargs.get("speed_factor", 1.0))
         SPEED.check("speed_factor", factor)
-        _check_growth("speed_factor", round(frame_count / factor))
+        if factor < 1:  # speeding up shortens a video of any length; slowing down grows it
+            _check_growth("speed_factor", round(frame_count / factor))
         return EditRequest("speed", speed_factor=factor)
     if op == "loop":
         loops = _as_int("loops", kwargs.get("loops", 2))

@@ -308,7 +308,6 @@ def _plan(kind: PlanKind, spec: ModelSpec, shape: Shape, card: Card) -> Plan:
     rest = {k: v for k, v in parts.items() if k not in denoiser and k not in text}
     others = {**text, **rest}
     work = working_gb(spec, shape)
-    all_weights = _gb(parts, 2.0)
     if "cpu_offload" in kind.switches:
         # One component at a time: the largest of them, and the working memory beside it.
         together = {k: v for k, v in denoiser.items() if k not in EXPERTS}
@@ -316,11 +315,11 @@ def _plan(kind: PlanKind, spec: ModelSpec, shape: Shape, card: Card) -> Plan:
         sizes = [_gb({**together, **expert}, kind.denoiser_bytes) for expert in turns]
         sizes += [_gb({k: v}, 2.0) for k, v in others.items()]
         vram = max(sizes) + work * TILED_DECODE_SHARE
-        host = HOST_BASE_GB + all_weights
+        host = HOST_BASE_GB + _host_weights(kind, denoiser, text, rest)
     elif "group_offload" in kind.switches:
         # Block-level groups with one prefetched: a few blocks' weights, plus the working memory.
         vram = 0.1 * _gb(denoiser, kind.denoiser_bytes) + work * TILED_DECODE_SHARE
-        host = HOST_BASE_GB + all_weights
+        host = HOST_BASE_GB + _host_weights(kind, denoiser, text, rest)
     else:
         weights = _gb(denoiser, kind.denoiser_bytes) + _gb(text, kind.text_encoder_bytes)
         vram = weights + _gb(rest, 2.0) + work
@@ -337,6 +336,14 @@ def _plan(kind: PlanKind, spec: ModelSpec, shape: Shape, card: Card) -> Plan:
     if host > card.host_ram_gb * HEADROOM:
         problems.append(f"needs {host:.1f} GB of RAM, the host has {card.host_ram_gb:g}")
     return Plan(kind, vram, host, not problems, "; ".join(problems))
+
+
+def _host_weights(
+    kind: PlanKind, denoiser: dict[str, float], text: dict[str, float], rest: dict[str, float]
+) -> float:
+    """What an offload plan keeps in host memory: every weight, the denoiser in the precision
+    the plan stores it in (fp8 storage halves it there too)."""
+    return _gb(denoiser, kind.denoiser_bytes) + _gb(text, kind.text_encoder_bytes) + _gb(rest, 2.0)
 
 
 def _resident(spec: ModelSpec, *, image: bool) -> dict[str, float]:

@@ -3,6 +3,7 @@ render or edit them again."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,10 +24,18 @@ class GenerationResult:
     ``error`` is set (and ``images`` empty) when the job failed or was cancelled; ``params`` is
     ``None`` for videos that were not generated here (uploads opened for editing). ``fps`` is the
     playback rate of ``images``, which edits such as interpolation change; it defaults to
-    ``params.fps``.
+    ``params.fps``. ``images`` is a list, or for an edit's result the frames of its file read on
+    demand (:class:`bot.core.media.VideoFrames`).
+
+    ``sound`` is the video's sound beside its frames (:class:`bot.core.media.Sound`): the audio
+    of a file it was opened from or edited into, a track carried in memory, or a waveform a
+    generator attaches (``Sound.waveform(samples, rate)``); None for a silent video, which stays
+    silent (no empty track is written). Edits and upscales carry it; :meth:`save_as_video`
+    muxes it. ``metadata["note"]``, when set, is one line for the member about the result (an
+    edit that left the sound out says why); the bot posts it with the video.
     """
 
-    images: list[Image.Image]
+    images: Sequence[Image.Image]
     metadata: dict[str, Any]
     generation_time: float
     seed_used: int
@@ -35,6 +44,7 @@ class GenerationResult:
     fps: float | None = None
     cancelled: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    sound: media.Sound | None = None
 
     @property
     def ok(self) -> bool:
@@ -65,24 +75,30 @@ class GenerationResult:
         self, output_path: str | Path, fps: float | None = None, *, encoder: str = "auto"
     ) -> str:
         """Encode the frames as an H.264 mp4 that plays inline in Discord and browsers
-        (``encoder``: see :func:`bot.core.media.video_encoder`)."""
+        (``encoder``: see :func:`bot.core.media.video_encoder`), with the sound as AAC when
+        there is one, fitted to the frames' length."""
         if not self.images:
             raise MediaError(f"there are no frames to save ({self.error or 'empty result'})")
-        encoded = media.encode(self.images, output_path, fps or self.frame_rate, encoder=encoder)
+        encoded = media.encode(
+            self.images, output_path, fps or self.frame_rate, encoder=encoder, sound=self.sound
+        )
         return str(encoded.path)
 
     @classmethod
     def from_video_file(
         cls, path: str | Path, limits: media.MediaLimits | None = None
     ) -> GenerationResult:
-        """Open an existing video (an upload, a previous output) for editing or upscaling, with the
-        media limits checked before anything is decoded."""
-        frames, fps = media.decode(path, limits or media.MediaLimits())
+        """Open an existing video (an upload, a previous output) for upscaling or editing in
+        memory: every frame is decoded and held, so the video must fit ``limits``'s memory budget
+        (``max_decoded_bytes``), checked from the probe before anything is decoded. Its sound
+        stays in the file (``sound.path``): call ``sound.detached()`` before the file goes."""
+        frames, info = media.decode_video(path, limits or media.MediaLimits())
         return cls(
             images=frames,
             metadata={"source": Path(path).name},
             generation_time=0.0,
             seed_used=0,
             params=None,
-            fps=fps,
+            fps=info.fps,
+            sound=media.Sound.of_file(path, info),
         )

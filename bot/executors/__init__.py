@@ -2,7 +2,8 @@
 
 ``local`` is :class:`bot.jobs.GpuExecutor` (one GPU thread in this process); ``ray`` is
 :class:`bot.executors.ray.RayExecutor` (one worker per GPU of a Ray cluster). Ray is imported only
-when chosen, so the default install runs without it.
+when chosen, so the default install runs without it. Who may use the Ray cluster (its token, always
+on) is :mod:`bot.executors.ray_auth`.
 """
 
 from __future__ import annotations

@@ -14,6 +14,12 @@ while the job runs; a cancel reaches the actor through a second method (threaded
 back at the front of the queue per :class:`~bot.lifecycle.RetryPolicy`; the cluster going away
 leaves jobs queued, with a log line saying so, until it answers again.
 
+Every cluster the bot uses runs with Ray's token authentication (:mod:`bot.executors.ray_auth`).
+An actor found under a worker's name is used only if it answers with this bot's
+:func:`worker_fingerprint` (its code version and model options): an upgraded or reconfigured bot
+replaces the old actors, and an actor of someone else squatting the name is replaced too, never
+sent a job.
+
 Imported only when ``[executor] backend = "ray"``.
 """
 
@@ -21,12 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
 import logging
 import queue
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ray
@@ -35,7 +44,8 @@ from ray.exceptions import ActorDiedError, RayError, RayTaskError
 from bot.core.errors import VideoBotError
 from bot.core.progress import JobControl, Progress
 from bot.core.result import GenerationResult
-from bot.jobs import Job, QueueingExecutor
+from bot.executors import ray_auth
+from bot.jobs import WATCHDOG_GRACE_S, Job, QueueingExecutor, hung_result
 from bot.jobspec import JobSpec, ModelReport, WorkerState
 from bot.lifecycle import DEFAULT_RETRY_POLICY, JobStatus, RetryPolicy
 from bot.worker import Worker, cancelled_result, failed_result
@@ -56,6 +66,27 @@ MAX_CONCURRENCY = 4
 """Threads per actor: the running job's stream, a cancel, a state query and a load can overlap."""
 
 
+@functools.cache
+def code_version() -> str:
+    """videobot's version and a hash of its source files (``bot/``), which the workers run: a
+    change of code between releases counts as a new version too."""
+    import bot
+
+    root = Path(bot.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return f"{bot.__version__}+{digest.hexdigest()[:12]}"
+
+
+def worker_fingerprint(options: ManagerOptions, retry: RetryPolicy) -> str:
+    """What a worker actor must answer to be used: a hash of the code version and of everything
+    its constructor got. A detached actor outlives the bot; one made by another version or
+    configuration would run old code or the wrong model options, so it is replaced instead."""
+    text = f"{code_version()}\n{options!r}\n{retry!r}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class RunEnd:
     """The last item a job's stream yields: its result and the worker's state after it."""
@@ -70,16 +101,23 @@ _DONE = object()
 class RayWorker:
     """The actor: one :class:`~bot.worker.Worker` (its engine and model manager) on one GPU."""
 
-    def __init__(self, name: str, options: ManagerOptions, retry: RetryPolicy) -> None:
+    def __init__(
+        self, name: str, options: ManagerOptions, retry: RetryPolicy, fingerprint: str
+    ) -> None:
         from bot.core.engine import GenerationEngine
         from bot.core.manager import ModelManager
 
+        self._fingerprint = fingerprint
         context = ray.get_runtime_context()
         node = f"{ray.util.get_node_ip_address()}/{context.get_node_id()[:8]}"
         self._worker = Worker(name, GenerationEngine(ModelManager(options)), retry=retry, node=node)
         self._controls: dict[int, JobControl] = {}
         self._cancelled: set[int] = set()
         self._lock = threading.Lock()
+
+    def fingerprint(self) -> str:
+        """The :func:`worker_fingerprint` of the bot that made this actor."""
+        return self._fingerprint
 
     def state(self) -> WorkerState:
         with self._lock:
@@ -177,6 +215,8 @@ class RayExecutor(QueueingExecutor):
         self._options = options
         super().__init__(max_queue)
         self._retry = retry
+        self.fingerprint = worker_fingerprint(options, retry)
+        self._auth: ray_auth.ClusterAuth | None = None
         self._workers: list[_Remote] = []
         self._running: dict[int, Job] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -191,7 +231,17 @@ class RayExecutor(QueueingExecutor):
 
     async def start(self) -> None:
         """Start dispatching; the cluster is reached in the background, so a cluster that is down
-        does not stop the bot: jobs wait in the queue until it answers."""
+        does not stop the bot: jobs wait in the queue until it answers.
+
+        Raises :class:`~bot.executors.ray_auth.RayAuthError` (one line: what to do) when it would
+        have to join a cluster with no token here; warns at every start when
+        ``allow_unauthenticated`` lets it join without one."""
+        if self._auth is None:
+            self._auth = ray_auth.check_bot_auth(self.settings)
+            if self._auth.warning:
+                log.warning("%s", self._auth.warning)
+            elif self.settings.address:
+                log.info("Ray token authentication on (the token: %s)", self._auth.source)
         if self._dispatcher is None:
             self._dispatcher = asyncio.create_task(self._dispatch(), name="videobot-ray-dispatch")
             self._watcher = asyncio.create_task(self._watch(), name="videobot-ray-watch")
@@ -288,22 +338,29 @@ class RayExecutor(QueueingExecutor):
     # --- the cluster ---------------------------------------------------------------------------
 
     def _connect(self) -> None:
-        """Join (or, with no address, start) the cluster; a no-op when this process already
-        has (a test session's cluster, a second bot in the same process)."""
+        """Join (or, with no address, start) the cluster with the token authentication
+        :meth:`start` chose (:mod:`bot.executors.ray_auth`: the host's token to join, a fresh one
+        for the in-process cluster); a no-op when this process already has (a test session's
+        cluster, a second bot in the same process)."""
         if ray.is_initialized():
             return
         settings = self.settings
+        if self._auth is None:
+            self._auth = ray_auth.check_bot_auth(settings)
+        ray_auth.apply(self._auth)
+        node: dict[str, Any] = {"_node_ip_address": settings.node_ip} if settings.node_ip else {}
         if settings.address:
-            ray.init(address=settings.address, namespace=settings.namespace)
+            ray.init(address=settings.address, namespace=settings.namespace, **node)
             return
         units = settings.workers_per_host or None
         if settings.resource == "GPU":
-            ray.init(namespace=settings.namespace, include_dashboard=False, num_gpus=units)
+            ray.init(namespace=settings.namespace, include_dashboard=False, num_gpus=units, **node)
         else:
             ray.init(
                 namespace=settings.namespace,
                 include_dashboard=False,
                 resources={settings.resource: units or 1},
+                **node,
             )
 
     def _wanted(self) -> int:
@@ -328,7 +385,11 @@ class RayExecutor(QueueingExecutor):
             options["num_gpus"] = 1
         else:
             options["resources"] = {resource: 1}
-        return ray.remote(RayWorker).options(**options).remote(name, self._options, self._retry)
+        return (
+            ray.remote(RayWorker)
+            .options(**options)
+            .remote(name, self._options, self._retry, self.fingerprint)
+        )
 
     async def _watch(self) -> None:
         """Reach the cluster, start the workers it has room for, and keep checking: a cluster
@@ -340,11 +401,17 @@ class RayExecutor(QueueingExecutor):
                 wanted = await asyncio.to_thread(self._wanted)
             except Exception as exc:
                 if not said_unreachable:
+                    reason = str(exc)
+                    if ray_auth.refused_for_token(exc):
+                        reason = (
+                            "it refused this host's Ray token; the token here must be the head's "
+                            "(copy ~/.ray/auth_token from the head, or set RAY_AUTH_TOKEN)"
+                        )
                     log.error(
                         "the Ray cluster (%s) does not answer: %s; %d queued job(s) stay queued, "
                         "trying again every %g s",
                         self.settings.address or "in-process",
-                        exc,
+                        reason,
                         len(self._queue),
                         RETRY_S,
                     )
@@ -374,11 +441,12 @@ class RayExecutor(QueueingExecutor):
 
     async def _revive(self, worker: _Remote, *, first: bool = False) -> None:
         """Wait until the actor answers (Ray restarts it after a crash; a new one is made when
-        it is gone for good), then hand it jobs again."""
+        it is gone for good) and proves to be this bot's, then hand it jobs again."""
         while True:
             try:
-                worker.state = await _result(worker.handle.state.remote())
-                break
+                if await self._vetted(worker):
+                    worker.state = await _result(worker.handle.state.remote())
+                    break
             except ActorDiedError:
                 # Gone for good (killed, its restarts used up): make it again under its name.
                 with contextlib.suppress(Exception):
@@ -394,6 +462,48 @@ class RayExecutor(QueueingExecutor):
         )
         self._said_no_worker = False
         self._wakeup.set()
+
+    async def _vetted(self, worker: _Remote) -> bool:
+        """Whether the actor under the worker's name is this bot's: it answers this bot's
+        :attr:`fingerprint`. If not (an older or differently configured bot made it, or it is not a
+        videobot worker at all), it is killed and ours is made under the name; False until then.
+        Raises what the call raises when the actor is down or restarting."""
+        try:
+            ask = worker.handle.fingerprint
+        except AttributeError:  # no such method: another class (or a videobot before fingerprints)
+            theirs = None
+        else:
+            try:
+                theirs = await _result(ask.remote())
+            except RayTaskError:  # it has the method, and it broke: not ours either
+                theirs = None
+        if theirs == self.fingerprint:
+            return True
+        log.warning(
+            "the Ray actor named %s is %s; replacing it with this bot's worker",
+            worker.name,
+            "not a videobot worker"
+            if not isinstance(theirs, str)
+            else f"from another version or configuration of the bot (fingerprint {theirs}, "
+            f"this bot's {self.fingerprint})",
+        )
+        worker.handle = await asyncio.to_thread(self._replace, worker.handle, worker.name)
+        return False
+
+    def _replace(self, handle: Any, name: str) -> Any:
+        """Kill the actor and make this bot's under its name, once Ray has let the name go."""
+        with contextlib.suppress(Exception):
+            ray.kill(handle, no_restart=True)
+        deadline = time.monotonic() + CALL_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                named = ray.get_actor(name, namespace=self.settings.namespace)
+            except ValueError:  # the name is free
+                break
+            if named._actor_id != handle._actor_id:  # someone made a new one meanwhile
+                break
+            time.sleep(0.1)
+        return self._actor(name)
 
     # --- dispatch ------------------------------------------------------------------------------
 
@@ -437,13 +547,29 @@ class RayExecutor(QueueingExecutor):
                 stream = worker.handle.run.options(num_returns="streaming").remote(
                     job.id, spec.without_media(), media
                 )
-                async for ref in stream:
-                    item = await ref
-                    if isinstance(item, RunEnd):
-                        end = item
-                    else:
-                        job.progress = item
-                        job.touch()
+                # The watchdog: a job still streaming past its limit (plus the grace the local
+                # executor gives) hangs somewhere no step callback sees; the actor is restarted.
+                limit = job.time_limit_s
+                deadline = limit + WATCHDOG_GRACE_S if limit else None
+                try:
+                    async with asyncio.timeout(deadline):
+                        async for ref in stream:
+                            item = await ref
+                            if isinstance(item, RunEnd):
+                                end = item
+                            else:
+                                job.progress = item
+                                job.touch()
+                except TimeoutError:
+                    assert limit is not None
+                    log.error(
+                        "job %s on %s ran %g s past its limit; restarting the worker",
+                        job.id,
+                        worker.name,
+                        WATCHDOG_GRACE_S,
+                    )
+                    end = RunEnd(hung_result(limit), worker.state)
+                    self._restart(worker)
         except RayTaskError as exc:  # the job's own code broke, not the worker
             log.error("job %s failed on %s: %s", job.id, worker.name, exc)
             end = RunEnd(failed_result(f"The job failed: {type(exc.cause).__name__}"), worker.state)
@@ -455,11 +581,25 @@ class RayExecutor(QueueingExecutor):
         if end is None:
             self._lost(worker, job, lost)
         else:
+            if end.result.metadata.get("gpu_fault") and worker.alive:
+                log.error("job %s broke the GPU of %s; restarting the worker", job.id, worker.name)
+                self._restart(worker)
             worker.state = end.state
             self._recent_durations.append(time.monotonic() - started)
             job.finish(end.result)
         self._renumber()
         self._wakeup.set()
+
+    def _restart(self, worker: _Remote) -> None:
+        """A worker whose GPU broke or that hangs: no job goes to it until a fresh actor under its
+        name answers (a CUDA context is broken for good once a kernel faulted)."""
+        worker.alive = False
+
+        async def fresh() -> None:
+            worker.handle = await asyncio.to_thread(self._replace, worker.handle, worker.name)
+            await self._revive(worker)
+
+        worker.reviving = asyncio.create_task(fresh())
 
     def _lost(self, worker: _Remote, job: Job, error: BaseException | None) -> None:
         """The actor died (or the cluster went away) mid-job: the job goes back to the front of
@@ -531,4 +671,11 @@ async def _result(ref: Any) -> Any:
     return await ref
 
 
-__all__ = ["RayExecutor", "RayWorker", "RunEnd", "choose_worker"]
+__all__ = [
+    "RayExecutor",
+    "RayWorker",
+    "RunEnd",
+    "choose_worker",
+    "code_version",
+    "worker_fingerprint",
+]

@@ -85,7 +85,11 @@ class Overwrite:
 
 @dataclass(eq=False)
 class FakeChannel:
-    """A guild text channel (type 0) or a DM channel (type 1, ``guild_id`` None)."""
+    """A guild text channel (type 0), a DM channel (type 1, ``guild_id`` None) or a thread: type
+    11 public, 12 private (Discord's channel types), ``parent_id`` its text channel, ``owner_id``
+    who started it and ``thread_member_ids`` who joined it. A thread has no overwrites of its own:
+    Discord computes its permissions from the parent, and a private thread is seen only by its
+    members and by those with Manage Threads (docs: Threads, "Permissions")."""
 
     id: int
     name: str
@@ -99,10 +103,26 @@ class FakeChannel:
     overwrites: list[Overwrite] = field(default_factory=list)
     recipient_id: int | None = None
     last_message_id: int | None = None
+    owner_id: int | None = None
+    thread_member_ids: list[int] = field(default_factory=list)
+    archived: bool = False
+    locked: bool = False
+    created_at: str = field(default_factory=iso_now)
+
+    PUBLIC_THREAD = 11
+    PRIVATE_THREAD = 12
 
     @property
     def mention(self) -> str:
         return f"<#{self.id}>"
+
+    @property
+    def is_thread(self) -> bool:
+        return self.type in (10, self.PUBLIC_THREAD, self.PRIVATE_THREAD)
+
+    @property
+    def is_private_thread(self) -> bool:
+        return self.type == self.PRIVATE_THREAD
 
 
 @dataclass(eq=False)
@@ -129,6 +149,8 @@ class FakeGuild:
     roles: list[FakeRole] = field(default_factory=list)
     channels: list[FakeChannel] = field(default_factory=list)
     members: dict[int, FakeMember] = field(default_factory=dict)
+    threads: list[FakeChannel] = field(default_factory=list)
+    """Active threads: sent in GUILD_CREATE's ``threads``, not among ``channels``."""
     preferred_locale: str = "en-US"
     premium_tier: int = 0
 

@@ -153,6 +153,22 @@ def channel_permissions(guild: FakeGuild, channel: FakeChannel, member: FakeMemb
     return perms
 
 
+def thread_permissions(
+    guild: FakeGuild, parent: FakeChannel, thread: FakeChannel, member: FakeMember
+) -> int:
+    """A thread's permissions are its parent channel's (threads have no overwrites), except that
+    a private thread is visible only to its members and to those with Manage Threads: Discord's
+    docs, Topics > Threads ("private threads ... only viewable by those who are invited or have
+    the MANAGE_THREADS permission"). discord.py's ``Thread.permissions_for`` applies the parent's
+    permissions only, so this is the rule it cannot see."""
+    perms = channel_permissions(guild, parent, member)
+    if not thread.is_private_thread or perms & PERMISSIONS["manage_threads"]:
+        return perms
+    if member.id in thread.thread_member_ids:
+        return perms
+    return 0
+
+
 # --------------------------------------------------------------------------------------------
 # Users, members, roles, channels, guilds
 # --------------------------------------------------------------------------------------------
@@ -237,6 +253,8 @@ def role_payload(role: FakeRole) -> dict[str, Any]:
 def channel_payload(channel: FakeChannel, *, with_guild_id: bool = True) -> dict[str, Any]:
     if channel.type == 1:
         return dm_channel_payload(channel)
+    if channel.is_thread:
+        return thread_payload(channel)
     data: dict[str, Any] = {
         "id": str(channel.id),
         "type": channel.type,
@@ -257,6 +275,50 @@ def channel_payload(channel: FakeChannel, *, with_guild_id: bool = True) -> dict
     if with_guild_id and channel.guild_id is not None:
         data["guild_id"] = str(channel.guild_id)
     return data
+
+
+def thread_payload(thread: FakeChannel, *, member_id: int | None = None) -> dict[str, Any]:
+    """A thread channel (the spec's ``ThreadResponse``: its required fields, the metadata
+    discord.py's ``Thread`` reads with ``data[...]``); ``member_id`` adds ``member``, the thread
+    member object Discord includes for the current user where it joined (THREAD_CREATE when the
+    bot is added, GUILD_CREATE's threads)."""
+    metadata: dict[str, Any] = {
+        "archived": thread.archived,
+        "archive_timestamp": thread.created_at,
+        "auto_archive_duration": 1440,
+        "locked": thread.locked,
+        "create_timestamp": thread.created_at,
+    }
+    if thread.is_private_thread:
+        metadata["invitable"] = True
+    data: dict[str, Any] = {
+        "id": str(thread.id),
+        "type": thread.type,
+        "guild_id": str(thread.guild_id),
+        "name": thread.name,
+        "parent_id": str(thread.parent_id),
+        "owner_id": str(thread.owner_id),
+        "last_message_id": str(thread.last_message_id) if thread.last_message_id else None,
+        "flags": 0,
+        "rate_limit_per_user": thread.rate_limit_per_user,
+        "message_count": 0,
+        "member_count": min(50, len(thread.thread_member_ids)),  # Discord stops counting at 50
+        "total_message_sent": 0,
+        "thread_metadata": metadata,
+    }
+    if member_id is not None and member_id in thread.thread_member_ids:
+        data["member"] = thread_member_payload(thread, member_id)
+    return data
+
+
+def thread_member_payload(thread: FakeChannel, user_id: int) -> dict[str, Any]:
+    """The spec's ``ThreadMemberResponse`` (``GET /channels/{thread}/thread-members/{user}``)."""
+    return {
+        "id": str(thread.id),
+        "user_id": str(user_id),
+        "join_timestamp": thread.created_at,
+        "flags": 0,
+    }
 
 
 def dm_channel_payload(channel: FakeChannel, recipient: FakeUser | None = None) -> dict[str, Any]:
@@ -316,8 +378,16 @@ def guild_payload(guild: FakeGuild) -> dict[str, Any]:
     }
 
 
-def guild_create_payload(guild: FakeGuild, *, include_members: list[FakeMember]) -> dict[str, Any]:
-    """GUILD_CREATE: the guild plus the gateway-only fields (channels, members, counts)."""
+def guild_create_payload(
+    guild: FakeGuild,
+    *,
+    include_members: list[FakeMember],
+    threads: Iterable[FakeChannel] = (),
+    bot_id: int | None = None,
+) -> dict[str, Any]:
+    """GUILD_CREATE: the guild plus the gateway-only fields (channels, members, counts).
+    ``threads`` are the active threads the bot may view (Discord: "all active threads in the guild
+    that current user has permission to view")."""
     data = guild_payload(guild)
     data.update(
         {
@@ -328,7 +398,7 @@ def guild_create_payload(guild: FakeGuild, *, include_members: list[FakeMember])
             "member_count": len(guild.members),
             "members": [member_payload(m) for m in include_members],
             "channels": [channel_payload(c, with_guild_id=False) for c in guild.channels],
-            "threads": [],
+            "threads": [thread_payload(t, member_id=bot_id) for t in threads],
             "presences": [],
             "voice_states": [],
             "stage_instances": [],
@@ -444,8 +514,32 @@ def reaction_payload(emoji: str, who: set[int], users: dict[int, FakeUser]) -> d
 # --------------------------------------------------------------------------------------------
 
 
-def application_payload(app_id: int, bot: FakeUser, owner: FakeUser) -> dict[str, Any]:
-    """``GET /oauth2/applications/@me``. No ``interactions_endpoint_url``: events come via WS."""
+def application_payload(
+    app_id: int, bot: FakeUser, owner: FakeUser, team: dict[FakeUser, str] | None = None
+) -> dict[str, Any]:
+    """``GET /oauth2/applications/@me``. No ``interactions_endpoint_url``: events come via WS.
+    ``team`` (member: role, Discord's roles ``admin``, ``developer``, ``read_only``; the first
+    owns the team) makes it a team's application: ``owner`` is then the team's own user."""
+    team_data = None
+    if team:
+        team_id = app_id + 1
+        team_data = {
+            "id": str(team_id),
+            "name": "videobot team",
+            "icon": None,
+            "owner_user_id": str(next(iter(team)).id),
+            "members": [
+                {
+                    "membership_state": 2,  # accepted
+                    "team_id": str(team_id),
+                    "user": user_payload(member),
+                    "role": role,
+                    "permissions": ["*"],
+                }
+                for member, role in team.items()
+            ],
+        }
+        owner = FakeUser(team_id, f"team{team_id}")
     return {
         "id": str(app_id),
         "name": bot.username,
@@ -459,7 +553,7 @@ def application_payload(app_id: int, bot: FakeUser, owner: FakeUser) -> dict[str
         "verify_key": hashlib.sha256(str(app_id).encode()).hexdigest(),
         "flags": 1 << 19 | 1 << 23,  # GATEWAY_MESSAGE_CONTENT_LIMITED + APPLICATION_COMMAND_BADGE
         "owner": user_payload(owner),
-        "team": None,
+        "team": team_data,
         "tags": [],
         "redirect_uris": [],
         "interactions_endpoint_url": None,

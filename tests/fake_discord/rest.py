@@ -91,6 +91,7 @@ class RestApi:
             ("GET", "/users/@me", s.get_me, True),
             ("POST", "/users/@me/channels", s.create_dm, True),
             ("GET", "/users/{user_id}", s.get_user, True),
+            ("DELETE", "/users/@me/guilds/{guild_id}", s.leave_guild, True),
             ("GET", "/oauth2/applications/@me", s.get_application, True),
             ("GET", "/applications/@me", s.get_application, True),
             ("GET", "/applications/{application_id}/commands", s.list_commands, True),
@@ -173,6 +174,12 @@ class RestApi:
             ("PATCH", "/channels/{channel_id}/messages/{message_id}", s.edit_message, True),
             ("DELETE", "/channels/{channel_id}/messages/{message_id}", s.delete_message, True),
             ("POST", "/channels/{channel_id}/typing", s.typing, True),
+            (
+                "GET",
+                "/channels/{channel_id}/thread-members/{user_id}",
+                s.get_thread_member,
+                True,
+            ),
             (
                 "PUT",
                 "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me",
@@ -397,7 +404,9 @@ class RestApi:
     async def get_application(self, request: web.Request, record: RecordedRequest) -> web.Response:
         server = self.server
         return self._json(
-            P.application_payload(server.application_id, server.bot_user, server.user)
+            P.application_payload(
+                server.application_id, server.bot_user, server.user, server.application_team
+            )
         )
 
     # ------------------------------------------------------------------ application commands
@@ -749,6 +758,10 @@ class RestApi:
         server = self.server
         if not server.has_permissions(channel, "view_channel"):
             return None, F.error_response(403, F.MISSING_ACCESS, "Missing Access")
+        if channel.is_thread:  # a thread takes Send Messages in Threads, not Send Messages
+            needed = tuple(
+                "send_messages_in_threads" if n == "send_messages" else n for n in needed
+            )
         if needed and not server.has_permissions(channel, *needed):
             return None, F.missing_permissions()
         return channel, None
@@ -960,6 +973,35 @@ class RestApi:
         if member is None:
             return F.not_found(F.UNKNOWN_MEMBER, "Member")
         return self._json(P.member_payload(member))
+
+    async def leave_guild(self, request: web.Request, record: RecordedRequest) -> web.Response:
+        """The bot leaves: 204, then GUILD_DELETE without ``unavailable`` (it was removed)."""
+        guild = self._guild(record)
+        if guild is None or self.server.bot_user.id not in guild.members:
+            return F.not_found(F.UNKNOWN_GUILD, "Guild")
+        del guild.members[self.server.bot_user.id]
+        await self.server.dispatch("GUILD_DELETE", {"id": str(guild.id)})
+        return self._no_content()
+
+    async def get_thread_member(
+        self, request: web.Request, record: RecordedRequest
+    ) -> web.Response:
+        """A thread member, or 404 Unknown Member for a user not in the thread (Discord's docs:
+        "returns a 404 response otherwise"); a thread the bot cannot view answers 403 Missing
+        Access, as any channel does."""
+        channel, error = self._check_channel_access(record)
+        if error or channel is None:
+            return error or F.not_found(F.UNKNOWN_CHANNEL, "Channel")
+        if not channel.is_thread:
+            return F.not_found(F.UNKNOWN_CHANNEL, "Channel")
+        user_id = _int(record.params.get("user_id"))
+        if user_id not in channel.thread_member_ids:
+            return F.not_found(F.UNKNOWN_MEMBER, "Member")
+        data = P.thread_member_payload(channel, user_id)
+        guild = self.server.guilds[channel.guild_id or 0]
+        if record.query.get("with_member", "").lower() == "true" and user_id in guild.members:
+            data["member"] = P.member_payload(guild.members[user_id])
+        return self._json(data)
 
     # ------------------------------------------------------------------ CDN
 

@@ -138,6 +138,8 @@ class FakeDiscord:
         self._dm_channels: dict[int, FakeChannel] = {}
         self._waiters: set[asyncio.Future[None]] = set()
 
+        #: Members of the team that owns the application (user: role); empty: alice owns it.
+        self.application_team: dict[FakeUser, str] = {}
         self.application_id = new_snowflake()
         self.bot_user = self.add_user("videobot", bot=True, user_id=self.application_id)
         self.token = token or self._make_token(self.bot_user.id)
@@ -285,7 +287,12 @@ class FakeDiscord:
         if owner_member is None:
             self._join(guild, self.users[guild.owner_id], [])
         for session in self.gateway.live_sessions():
-            await self._dispatch_to(session, "GUILD_CREATE", self._guild_create(guild, session))
+            data = self._guild_create(guild, session)
+            # A guild joined (not one coming back from an outage) carries no ``unavailable``:
+            # discord.py's ``parse_guild_create`` tells ``on_guild_join`` from
+            # ``on_guild_available`` by exactly that.
+            del data["unavailable"]
+            await self._dispatch_to(session, "GUILD_CREATE", data)
         return guild
 
     async def add_channel(
@@ -346,7 +353,9 @@ class FakeDiscord:
         return guild.members[user.id]
 
     def permissions_for(self, channel: FakeChannel, user: FakeUser | None = None) -> int:
-        """Effective permission bits of ``user`` (default: the bot) in ``channel``."""
+        """Effective permission bits of ``user`` (default: the bot) in ``channel``; a thread's
+        are its parent's, and a private thread's are nothing for a non-member without Manage
+        Threads (:func:`payloads.thread_permissions`)."""
         user = user or self.bot_user
         if channel.guild_id is None:
             return P.DEFAULT_BOT_PERMISSIONS if user.bot else P.DEFAULT_EVERYONE_PERMISSIONS
@@ -354,7 +363,83 @@ class FakeDiscord:
         member = guild.members.get(user.id)
         if member is None:
             return 0
+        if channel.is_thread:
+            parent = self.channels[channel.parent_id or 0]
+            return P.thread_permissions(guild, parent, channel, member)
         return P.channel_permissions(guild, channel, member)
+
+    # ------------------------------------------------------------------ threads
+
+    async def add_thread(
+        self,
+        name: str,
+        *,
+        parent: FakeChannel | None = None,
+        private: bool = True,
+        owner: FakeUser | None = None,
+        members: Sequence[FakeUser] = (),
+    ) -> FakeChannel:
+        """``owner`` (default alice) starts a thread in ``parent`` and ``members`` are added.
+
+        As on Discord (Gateway > Thread Create: "sent when a thread is created, relevant to the
+        current user, or when the current user is added to a thread"), the bot gets THREAD_CREATE
+        only for a thread it can view: a public one whose parent it sees, a private one it was
+        added to or holds Manage Threads for."""
+        parent = parent or self.channel
+        owner = owner or self.user
+        if parent.guild_id is None or parent.is_thread:
+            raise ValueError("threads start in a guild text channel")
+        guild = self.guilds[parent.guild_id]
+        thread = FakeChannel(
+            new_snowflake(),
+            name,
+            guild.id,
+            type=FakeChannel.PRIVATE_THREAD if private else FakeChannel.PUBLIC_THREAD,
+            parent_id=parent.id,
+            owner_id=owner.id,
+            thread_member_ids=list(dict.fromkeys([owner.id, *(m.id for m in members)])),
+        )
+        guild.threads.append(thread)
+        self.channels[thread.id] = thread
+        if self.has_permissions(thread, "view_channel"):
+            data = P.thread_payload(thread, member_id=self.bot_user.id)
+            data["newly_created"] = True
+            await self.dispatch("THREAD_CREATE", data)
+        return thread
+
+    async def add_thread_member(self, thread: FakeChannel, user: FakeUser) -> None:
+        """``user`` joins ``thread``. THREAD_MEMBERS_UPDATE reaches the bot only with the Server
+        Members intent or when the bot itself was added (Gateway > Thread Members Update); the
+        bot added to a private thread also gets THREAD_CREATE with its thread member."""
+        if user.id in thread.thread_member_ids:
+            return
+        could_view = self.has_permissions(thread, "view_channel")
+        thread.thread_member_ids.append(user.id)
+        if user.id == self.bot_user.id and not could_view:
+            await self.dispatch("THREAD_CREATE", P.thread_payload(thread, member_id=user.id))
+        added = P.thread_member_payload(thread, user.id)
+        added["guild_id"] = str(thread.guild_id)
+        await self._thread_members_update(thread, user, {"added_members": [added]})
+
+    async def remove_thread_member(self, thread: FakeChannel, user: FakeUser) -> None:
+        """``user`` leaves ``thread`` (or is removed from it)."""
+        if user.id not in thread.thread_member_ids:
+            return
+        thread.thread_member_ids.remove(user.id)
+        await self._thread_members_update(thread, user, {"removed_member_ids": [str(user.id)]})
+
+    async def _thread_members_update(
+        self, thread: FakeChannel, user: FakeUser, change: dict[str, Any]
+    ) -> None:
+        data = {
+            "id": str(thread.id),
+            "guild_id": str(thread.guild_id),
+            "member_count": min(50, len(thread.thread_member_ids)),
+            **change,
+        }
+        for session in self.gateway.live_sessions():
+            if session.intents & GUILD_MEMBERS or user.id == self.bot_user.id:
+                await self._dispatch_to(session, "THREAD_MEMBERS_UPDATE", data)
 
     def has_permissions(
         self, channel: FakeChannel, *names: str, user: FakeUser | None = None
@@ -415,7 +500,7 @@ class FakeDiscord:
         data: dict[str, Any] = {
             "v": 10,
             "user": P.current_user_payload(self.bot_user),
-            "guilds": [{"id": str(g.id), "unavailable": True} for g in self.guilds.values()],
+            "guilds": [{"id": str(g.id), "unavailable": True} for g in self.bot_guilds()],
             "session_id": session.id,
             "session_type": "normal",
             "resume_gateway_url": self.resume_gateway_url,
@@ -440,10 +525,17 @@ class FakeDiscord:
             members = list(guild.members.values())
         else:
             members = [m for m in guild.members.values() if m.id == self.bot_user.id]
-        return P.guild_create_payload(guild, include_members=members)
+        threads = [t for t in guild.threads if self.has_permissions(t, "view_channel")]
+        return P.guild_create_payload(
+            guild, include_members=members, threads=threads, bot_id=self.bot_user.id
+        )
 
     def _guild_create_payloads(self, session: GatewaySession) -> list[dict[str, Any]]:
-        return [self._guild_create(g, session) for g in self.guilds.values()]
+        return [self._guild_create(g, session) for g in self.bot_guilds()]
+
+    def bot_guilds(self) -> list[FakeGuild]:
+        """The guilds the bot is in (it may have left some: ``DELETE /users/@me/guilds/{id}``)."""
+        return [g for g in self.guilds.values() if self.bot_user.id in g.members]
 
     def _member_chunk_payloads(self, request: dict[str, Any]) -> list[dict[str, Any]]:
         guild_ids = request.get("guild_id")
@@ -1075,6 +1167,9 @@ class FakeDiscord:
             member = guild.members.get(user.id)
             if member is None:
                 raise ValueError(f"{user.username} is not a member of {guild.name}")
+            if not self.has_permissions(channel, "view_channel", user=user):
+                # Discord's client shows no channel (nor private thread) the user cannot view.
+                raise ValueError(f"{user.username} cannot see #{channel.name}")
             member_data = P.member_payload(member)
             member_data["permissions"] = str(self.permissions_for(channel, user))
             payload.update(
