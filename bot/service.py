@@ -701,6 +701,10 @@ class VideoService:
 
     async def _finish_edit(self, job_id: int, result: GenerationResult) -> Finished:
         """The edit wrote its mp4 where the job's video goes: record it as done."""
+        return await self._mark_done(job_id, JobKind.EDIT, result)
+
+    async def _mark_done(self, job_id: int, kind: JobKind, result: GenerationResult) -> Finished:
+        """A job's mp4 is at its output path: record it as done, then tidy the disk."""
         path = self.output_path(job_id)
         await self.store.mark_done(
             job_id,
@@ -712,7 +716,7 @@ class VideoService:
             await self.enforce_disk_budget(keep=path)
         except Exception:
             log.exception("the disk budget check after job %s failed", job_id)
-        return Finished(job_id, JobKind.EDIT, result, path)
+        return Finished(job_id, kind, result, path)
 
     # --- sources -------------------------------------------------------------------------------
 
@@ -808,17 +812,7 @@ class VideoService:
         await asyncio.to_thread(
             partial(result.save_as_video, path, encoder=self.settings.speed.encoder)
         )
-        await self.store.mark_done(
-            job_id,
-            output_path=str(path),
-            seed=result.seed_used,
-            timings={**result.timings, "total": result.generation_time},
-        )
-        try:  # the job is done: tidying the disk must not turn it into a failure
-            await self.enforce_disk_budget(keep=path)
-        except Exception:
-            log.exception("the disk budget check after job %s failed", job_id)
-        return Finished(job_id, kind, result, path)
+        return await self._mark_done(job_id, kind, result)
 
     async def enforce_disk_budget(self, keep: Path | None = None) -> list[int]:
         """Delete the oldest videos (and pictures no queued or running job needs) while the

@@ -505,18 +505,8 @@ _WAN21_VAE = 126.9
 # default). diffusers runs ``transformer`` with ``guidance_scale`` while t >= boundary x 1000 and
 # ``transformer_2`` with ``guidance_scale_2`` below (pipeline_wan.py). The diffusers repos ship
 # UniPC at flow shift 3.0 (scripts/convert_wan_to_diffusers.py), so the shift is set here.
-_WAN22_A14B_RULES: dict[str, Any] = {
-    **_WAN_RULES,
-    "min_size": 256,
-    "max_size": 1280,
-    "size_multiple": 16,
-    "frames": FrameRule(5, 81, step=4, offset=1),
-    "steps": Range(4, 100),
-    "default_frames": 81,
-    "default_fps": 16,
-    "default_steps": 40,
-    "flow_shifts": (),
-}
+# Wan 2.1's sizes, frames and fps; its own steps, and one shift per variant whatever the size.
+_WAN22_A14B_RULES: dict[str, Any] = {**_WAN21_RULES, "default_steps": 40, "flow_shifts": ()}
 _WAN22_A14B_T2V: dict[str, Any] = {
     **_WAN22_A14B_RULES,
     "default_guidance": 4.0,
