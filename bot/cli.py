@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot import __version__
 from bot.core.errors import InvalidParameterError, MediaError, VideoBotError
 from bot.core.manager import ManagerOptions
 from bot.core.rules import EDIT_OPERATIONS, SCHEDULERS
@@ -30,6 +31,11 @@ if TYPE_CHECKING:
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
+
+DEFAULT_MODEL = "animatediff"
+"""What ``generate`` renders with when no ``--model`` is given."""
+DEFAULT_UPSCALER = "zeroscope_v2_xl"
+"""What ``upscale`` runs when no ``--upscaler`` is given."""
 
 # GenerationParams fields and the options that set them, so errors name what the user typed.
 _OPTION_OF_FIELD = {
@@ -48,6 +54,8 @@ _OPTION_OF_FIELD = {
     "model": "--model",
     "start_frame": "--start-frame",
     "end_frame": "--end-frame",
+    "start_s": "--start",
+    "end_s": "--end",
     "speed_factor": "--speed-factor",
     "loops": "--loops",
     "factor": "--factor",
@@ -71,11 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="videobot", description="Generate, edit and upscale short AI videos."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show logs and tracebacks")
+    parser.add_argument("--version", action="version", version=f"videobot {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     generate = commands.add_parser("generate", help="render a video from a text prompt")
     generate.add_argument("prompt", metavar="PROMPT")
-    generate.add_argument("--model", help="model key (see `videobot models`)")
+    generate.add_argument(
+        "--model",
+        help=f"model key (default: {DEFAULT_MODEL}; see `videobot models`); a model's first use "
+        "downloads it, and says what and how big first",
+    )
     # The second names are the ones members type in Discord (`/video prompt:… --frames 24`).
     generate.add_argument("--negative-prompt", "--neg", default="", help="what to avoid")
     # Left out, these take the chosen model's own defaults (see `videobot models`).
@@ -101,8 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="PATH",
-        help="animate this picture (image-to-video models: ltx_video, wan2_2_ti2v_5b, "
-        "cogvideox_5b)",
+        help=f"animate this picture (image-to-video models: {', '.join(_picture_models())})",
     )
     generate.add_argument(
         "--interpolate",
@@ -115,6 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--loop", action="store_true", help="play forward then back, seamlessly")
     generate.add_argument(
+        "--no-sound",
+        dest="sound",
+        action="store_false",
+        help="a silent video from a model that makes sound (LTX-2); others are silent anyway",
+    )
+    generate.add_argument(
+        "--draft",
+        action="store_true",
+        help="a quick rough version: the model's step-distilled partner, or fewer steps",
+    )
+    generate.add_argument(
         "--previews",
         type=Path,
         default=None,
@@ -126,16 +149,25 @@ def build_parser() -> argparse.ArgumentParser:
     edit = commands.add_parser("edit", help="trim, speed up, reverse, loop or interpolate a video")
     edit.add_argument("input", metavar="IN", type=Path)
     edit.add_argument("operation", metavar="OP", help=f"one of: {', '.join(EDIT_OPERATIONS)}")
-    edit.add_argument("--start-frame", type=int)
-    edit.add_argument("--end-frame", type=int)
-    edit.add_argument("--speed-factor", type=float)
+    edit.add_argument("--start-frame", type=int, help="trim: the first frame kept")
+    edit.add_argument("--end-frame", type=int, help="trim: the frame it stops before")
+    edit.add_argument(
+        "--start", type=_seconds, metavar="TIME", help="trim: where it starts, in seconds: 1.5s"
+    )
+    edit.add_argument("--end", type=_seconds, metavar="TIME", help="trim: where it ends: 4s")
+    edit.add_argument("--speed-factor", type=float, help="speed: 2 is twice as fast, 0.5 half")
     edit.add_argument("--loops", type=int)
     edit.add_argument("--factor", type=int, help="interpolation factor (2-4)")
     _add_output(edit)
 
     upscale = commands.add_parser("upscale", help="upscale a video with a video-to-video model")
     upscale.add_argument("input", metavar="IN", type=Path)
-    upscale.add_argument("--upscaler", default=None, help="default: zeroscope_v2_xl")
+    upscale.add_argument(
+        "--upscaler",
+        default=None,
+        help=f"default: {DEFAULT_UPSCALER}, a large download on first use (said before it "
+        "starts); tiny_v2v for a quick test",
+    )
     upscale.add_argument("--prompt", default="", help="what the video shows (guides the upscaler)")
     upscale.add_argument("--strength", type=float, default=0.6)
     upscale.add_argument("--steps", type=int, default=20)
@@ -201,6 +233,21 @@ def _add_output(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.mp4")
 
 
+def _picture_models() -> list[str]:
+    """The models ``--image`` works with, from the registry (the tiny test models left out)."""
+    from bot.core.registry import REGISTRY, image_to_video_models
+
+    return [key for key in image_to_video_models() if not REGISTRY[key].tiny]
+
+
+def _seconds(text: str) -> float:
+    """``1.5s`` or ``1.5``: a time in the video, in seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*s?\s*", text, re.IGNORECASE)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"must be a time in seconds, like 1.5s (got {text!r})")
+    return float(match[1])
+
+
 def _size(text: str) -> tuple[int, int]:
     match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
     if match is None:
@@ -253,11 +300,39 @@ def _configure_manager(args: argparse.Namespace) -> None:
     except ValueError as exc:
         key, _, allowed = str(exc).partition(": ")
         raise InvalidParameterError(key, allowed) from None
+    _check_device_here(chosen["device"])
     get_model_manager().configure(**chosen, speed=speed)
+
+
+def _check_device_here(device: str) -> None:
+    """``--device cuda`` (or ``mps``) where this torch cannot reach one is a usage error naming
+    what this torch has, before any load (diffusers would fail on it with advice about the
+    model's folder)."""
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.backends.cuda.is_built():
+            raise InvalidParameterError(
+                "device",
+                f"{device}: this torch ({torch.__version__}) was built without CUDA; use "
+                "--device cpu, or install a CUDA build of torch (https://pytorch.org)",
+            )
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            seen = f"{count} GPU(s): cuda:0 to cuda:{count - 1}" if count else "no GPU"
+            raise InvalidParameterError(
+                "device", f"{device}: torch sees {seen}; use --device cpu or auto"
+            )
+    elif device == "mps" and not torch.backends.mps.is_available():
+        raise InvalidParameterError(
+            "device", "mps: this machine has no Apple GPU that torch can use; use --device cpu"
+        )
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from bot.core import GenerationParams, get_generation_engine
+    from bot.core.drafts import draft_recipe
     from bot.core.registry import get_spec
 
     width, height = args.width, args.height
@@ -281,13 +356,17 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         seed=args.seed,
         interpolate=args.interpolate,
         loop=args.loop,
-        model=get_spec(args.model).key if args.model else "animatediff",
+        sound=args.sound,
+        model=get_spec(args.model).key if args.model else DEFAULT_MODEL,
+        quality="draft" if args.draft else "full",
         **{name: value for name, value in given.items() if value is not None},
     )
     previews = _preview_folder(args.previews)
     _configure_manager(args)
     with _output_folder(args.output):
-        _load(params.model or "animatediff")
+        recipe = draft_recipe(params)  # a draft may run on a step-distilled partner model
+        runs = recipe.params if recipe is not None else params
+        _load(runs.model or DEFAULT_MODEL, image=params.image is not None)
         with _ProgressBar(previews) as bar:
             result = get_generation_engine().generate_video(params, bar.control)
         if result.error:
@@ -296,8 +375,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     print(
         f"saved {path}: {len(result.images)} frames at {result.frame_rate:g} fps, "
         f"{result.size[0]}x{result.size[1]}, model {result.metadata['model']}, "
-        f"seed {result.seed_used}, {result.generation_time:.1f} s"
+        f"seed {result.seed_used}, {result.generation_time:.1f} s, "
+        f"{'with sound' if result.sound is not None else 'silent'}"
     )
+    draft = result.metadata.get("draft")
+    if draft:
+        print(f"draft: {draft['note']}; run it again without --draft for the full render")
     return 0
 
 
@@ -310,6 +393,9 @@ def _cmd_edit(args: argparse.Namespace) -> int:
         for name in ("start_frame", "end_frame", "speed_factor", "loops", "factor")
         if getattr(args, name) is not None
     }
+    for name, field in (("start", "start_s"), ("end", "end_s")):
+        if getattr(args, name) is not None:
+            kwargs[field] = getattr(args, name)
     limits = _bot_limits()
     with _output_folder(args.output):
         source = _existing(args.input)
@@ -320,15 +406,17 @@ def _cmd_edit(args: argparse.Namespace) -> int:
             time_limit_s=limits.edit_time_limit_s,
             **kwargs,
         )
-        edited = get_generation_engine().edit_file(
-            plan,
-            source,
-            args.output,
-            limits=limits.media,
-            encoder=_encoder(),
-            timeout_s=limits.edit_time_limit_s,
-            metadata={"source": source.name},
-        )
+        with _ProgressBar(delay_s=EDIT_BAR_DELAY_S) as bar:
+            edited = get_generation_engine().edit_file(
+                plan,
+                source,
+                args.output,
+                limits=limits.media,
+                encoder=_encoder(),
+                timeout_s=limits.edit_time_limit_s,
+                metadata={"source": source.name},
+                control=bar.control,
+            )
     sound = "with sound" if edited.sound is not None else "silent"
     print(f"saved {args.output}: {len(edited.images)} frames at {edited.frame_rate:g} fps, {sound}")
     if edited.metadata.get("note"):
@@ -362,7 +450,7 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
     limits = _bot_limits().media
     with _output_folder(args.output):
         source = GenerationResult.from_video_file(_existing(args.input), limits)
-        upscaler = args.upscaler or "zeroscope_v2_xl"
+        upscaler = args.upscaler or DEFAULT_UPSCALER
         _load(upscaler)
         with _ProgressBar() as bar:
             result = get_generation_engine().upscale(
@@ -469,22 +557,34 @@ def _output_folder(path: Path) -> Iterator[None]:
         raise
 
 
-def _load(key: str) -> None:
+def _load(key: str, *, image: bool = False) -> None:
     """Load the model before the job, so a failure shows its real cause: diffusers' own message
-    for a download that failed is "see the stacktrace above", and the CLI shows no stack trace."""
-    from bot.core import get_model_manager
+    for a download that failed is "see the stacktrace above", and the CLI shows no stack trace.
+
+    First the hub repos it needs that are not in the cache are said, with their sizes, before
+    their download starts; offline or with the hub out of reach, the missing ones are named at
+    once (:mod:`bot.core.hub`). A failed load names the repo that failed (the motion adapter,
+    not the base it goes on)."""
+    from bot.core import get_model_manager, hub
     from bot.core.engine import is_out_of_memory
     from bot.core.errors import load_failure_message
     from bot.core.registry import get_spec
 
     manager = get_model_manager()
     spec = get_spec(key)
+    needs = hub.model_needs(manager, spec.key, image=image)
+    if needs:
+        dtype = manager.resolved_dtype(manager.resolved_device(), spec)
+        downloads = hub.plan_downloads(spec.key, needs, dtype)
+        if downloads:
+            print(f"videobot: {hub.describe_downloads(spec.key, downloads)}", file=sys.stderr)
     try:
         manager.load_model(spec.key)
     except Exception as exc:
         if is_out_of_memory(exc):
             return  # the engine retries with the memory savers and explains
-        raise VideoBotError(load_failure_message(spec.key, manager.source_of(spec), exc)) from exc
+        source = hub.failed_repo(needs, exc, manager.source_of(spec))
+        raise VideoBotError(load_failure_message(spec.key, source, exc)) from exc
 
 
 def _preview_folder(folder: Path | None) -> Path | None:
@@ -500,13 +600,23 @@ def _preview_folder(folder: Path | None) -> Path | None:
     return folder
 
 
-class _ProgressBar:
-    """A tqdm bar over denoising steps, fed by the engine's progress reports; with a previews
-    folder, each new live preview is written there as ``step-NNN.gif``."""
+EDIT_BAR_DELAY_S = 1.0
+"""An edit's progress bar shows once it has run this long: a quick trim draws none."""
 
-    def __init__(self, previews: Path | None = None) -> None:
+
+class _ProgressBar:
+    """A tqdm bar over denoising steps (or an edit's frames), fed by the engine's progress
+    reports; with a previews folder, each new live preview is written there as
+    ``step-NNN.gif``. ``delay_s``: the bar shows only once the job has run that long.
+
+    Each stage's bar starts at the step of its first report, so its rate counts from there: the
+    first report comes as the first step ends, and a rate over the moments since the bar was made
+    read "144631 step/s"."""
+
+    def __init__(self, previews: Path | None = None, *, delay_s: float = 0.0) -> None:
         self._previews = previews
         self._written: Any = None
+        self._delay_s = delay_s
 
     def __enter__(self) -> _ProgressBar:
         from tqdm import tqdm
@@ -526,9 +636,16 @@ class _ProgressBar:
         if self._bar is None or self._bar.desc != progress.stage:
             if self._bar is not None:
                 self._bar.close()
-            self._bar = self._tqdm(total=progress.total, desc=progress.stage, unit="step")
-        self._bar.n = progress.step
-        self._bar.refresh()
+            unit = "frame" if progress.stage == "edit" else "step"
+            self._bar = self._tqdm(
+                total=progress.total,
+                initial=progress.step,
+                desc=progress.stage,
+                unit=unit,
+                delay=self._delay_s,
+            )
+        elif progress.step > self._bar.n:
+            self._bar.update(progress.step - self._bar.n)
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
@@ -647,7 +764,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
     if ray is None or importlib.util.find_spec("ray") is None:
         print(
-            "videobot worker: error: Ray is not installed: pip install 'videobot[ray]'",
+            "videobot worker: error: Ray is not installed: pip install -e '.[ray]' in the clone",
             file=sys.stderr,
         )
         return EXIT_FAILED

@@ -22,7 +22,7 @@ from bot.interactions import report_failure
 from bot.jobs import Job, JobExecutor
 from bot.lifecycle import INTERACTION_TOKEN_LIFETIME, JobStatus
 from bot.render import error_embed
-from bot.service import VideoService
+from bot.service import STATUS_EVERY_S, VideoService
 from bot.store import JobRecord, Store
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 SHUTDOWN_POST_TIMEOUT_S = 15.0
 RETENTION_EVERY_S = 3600.0
 """How often retention runs while the bot is up (it also runs once at start)."""
-COGS = ("cogs.video", "cogs.edit", "cogs.history", "cogs.admin")
+COGS = ("cogs.video", "cogs.edit", "cogs.history", "cogs.admin", "cogs.help", "cogs.presets")
 
 
 class VideoBotTree(app_commands.CommandTree["VideoBot"]):
@@ -63,6 +63,7 @@ class VideoBot(commands.Bot):
         *,
         manager: ModelManager | None = None,
         executor: JobExecutor | None = None,
+        status_every_s: float = STATUS_EVERY_S,
         **options: Any,
     ) -> None:
         intents = options.pop("intents", None) or discord.Intents.default()
@@ -84,6 +85,9 @@ class VideoBot(commands.Bot):
         self._executor = executor
         self._background: asyncio.Task[None] | None = None
         self._retention: asyncio.Task[None] | None = None
+        self._status: asyncio.Task[None] | None = None
+        self.status_every_s = status_every_s
+        """How often the console gets a status line while jobs are queued, running or editing."""
 
     async def setup_hook(self) -> None:
         self.configure_models()
@@ -96,6 +100,9 @@ class VideoBot(commands.Bot):
         # Before any job runs, so every partial file in the output folder is a crash's leftover.
         await self.service.apply_retention(at_start=True)
         self._retention = asyncio.create_task(self.keep_tidy(), name="videobot-retention")
+        self._status = asyncio.create_task(
+            self.service.report_status(self.status_every_s), name="videobot-status"
+        )
         resumed, failed = await self.service.recover()
         if resumed or failed:
             log.info("resuming %d job(s); %d could not be resumed", len(resumed), len(failed))
@@ -271,6 +278,8 @@ class VideoBot(commands.Bot):
             self._background.cancel()
         if self._retention is not None:
             self._retention.cancel()
+        if self._status is not None:
+            self._status.cancel()
         if hasattr(self, "store"):
             await self.store.close()
         await super().close()

@@ -154,12 +154,14 @@ class ModelSettings(_ManagerKeys):  # type: ignore[misc,valid-type]
     @field_validator("enabled", "preload")
     @classmethod
     def _known_models(cls, keys: list[str]) -> list[str]:
-        return [get_spec(key).key for key in keys]
+        return [_model_key(key) for key in keys]
 
     @field_validator("default")
     @classmethod
-    def _known_default(cls, key: str | None) -> str | None:
-        return get_spec(key).key if key else None
+    def _known_default(cls, key: str | None, info: Any) -> str | None:
+        enabled = info.data.get("enabled") or []
+        generators = [k for k in enabled if REGISTRY[k].role == "generator"]
+        return _model_key(key, among=generators) if key else None
 
     @model_validator(mode="after")
     def _usable_default(self) -> ModelSettings:
@@ -354,7 +356,7 @@ class ExecutorSettings(Section):
         import importlib.util
 
         if backend == "ray" and importlib.util.find_spec("ray") is None:
-            raise ValueError("\"ray\" needs Ray installed: pip install 'videobot[ray]'")
+            raise ValueError("\"ray\" needs Ray installed: pip install -e '.[ray]' in the clone")
         return backend
 
 
@@ -437,6 +439,19 @@ def _sections() -> dict[str, type[BaseModel]]:
         name: field.annotation  # type: ignore[misc]
         for name, field in Settings.model_fields.items()
     }
+
+
+def _model_key(key: str, among: list[str] | None = None) -> str:
+    """A registry key (or a renamed alias of one), or one line with the nearest key: for the
+    default, the nearest enabled generator and those it may be; else a pointer to the list
+    (``videobot models``), not all of the registry's keys."""
+    if isinstance(key, str) and key.strip().lower() in REGISTRY:
+        return get_spec(key).key
+    choices = among or [k for k, spec in REGISTRY.items() if not spec.tiny]
+    close = difflib.get_close_matches(str(key).strip().lower(), choices, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}? " if close else ""
+    known = f"pick one of: {', '.join(among)}" if among else "`videobot models` lists them all"
+    raise ValueError(f"unknown model {key!r}; {hint}{known}")
 
 
 def _nearest(word: str, allowed: list[str]) -> str:

@@ -14,7 +14,9 @@ import contextlib
 import logging
 import sqlite3
 import tempfile
+import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -51,6 +53,9 @@ if TYPE_CHECKING:
     from bot.store import JobRecord, Store
 
 log = logging.getLogger(__name__)
+
+STATUS_EVERY_S = 300.0
+"""How often the console gets a status line while the bot is busy (queue, running, jobs done)."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,9 @@ class VideoService:
         """The one memory budget for decoded video of the whole process (``decode_memory_mb``)."""
         self.edit_queue = EditQueue(settings.limits.edit_workers, settings.limits.max_waiting_edits)
         self.presenting: set[asyncio.Task[Any]] = set()
+        self.ended: Counter[str] = Counter()
+        """Jobs ended since the bot started, by outcome (done, failed, cancelled): the status
+        line's count."""
         settings.storage.output_dir.mkdir(parents=True, exist_ok=True)
 
     # --- models ---------------------------------------------------------------------------------
@@ -473,6 +481,8 @@ class VideoService:
         return job
 
     async def _on_start(self, job: Job) -> None:
+        where = _job_where(job.guild_id, job.user_id, job.model)
+        log.info("%s started: %s", _job_name(job.id, job.kind), where)
         if job.lost_runs:  # its worker died mid-job: the store saw it running, not queued
             await self.store.requeue(job.id)
         await self.store.mark_running(job.id)
@@ -501,7 +511,7 @@ class VideoService:
             if ticket is not None:
                 ticket.release()
             if finished is not None:
-                _log_end(finished)
+                self._log_end(finished, job.guild_id, job.user_id, job.model, job.started_at)
                 if not future.done():
                     future.set_result(finished)
             self._outcomes.pop(job.id, None)
@@ -669,21 +679,39 @@ class VideoService:
                     source.job_id,
                 )
                 ticket.recorded = True
+                started: float | None = None
+                ended = partial(
+                    self._log_end,
+                    guild_id=who.guild_id,
+                    user_id=who.user_id,
+                    model=source.model,
+                    operation=plan.request.operation,
+                )
                 try:
                     if on_start is not None:
                         await on_start()
                     async with self.decode_budget.reserve(plan.memory_bytes):
                         await self.store.mark_running(record.id)
+                        started = time.monotonic()
+                        log.info(
+                            "%s started: %s",
+                            _job_name(record.id, JobKind.EDIT, plan.request.operation),
+                            _job_where(who.guild_id, who.user_id, source.model),
+                        )
                         result = await asyncio.get_running_loop().run_in_executor(
                             self._edit_pool, partial(self._run_edit, plan, source, record.id)
                         )
                 except Exception as exc:
                     await self._fail_quietly(record.id, str(exc))
+                    reason = str(exc) if isinstance(exc, VideoBotError) else type(exc).__name__
+                    ended(Finished(record.id, JobKind.EDIT, _failed(reason)), started_at=started)
                     if isinstance(exc, VideoBotError):
                         raise
                     log.exception("edit %s failed", record.id)
                     raise VideoBotError(f"the edit failed: {type(exc).__name__}") from exc
-            return await self._finish_edit(record.id, result)
+            finished = await self._finish_edit(record.id, result)
+            ended(finished, started_at=started)
+            return finished
         finally:
             ticket.release()
 
@@ -879,6 +907,59 @@ class VideoService:
     def wait_text(self, job: Job) -> str:
         return describe_wait(self.executor.estimated_wait_s(job.position))
 
+    # --- the owner's console -------------------------------------------------------------------
+
+    def _log_end(
+        self,
+        finished: Finished,
+        guild_id: int | None,
+        user_id: int,
+        model: str | None,
+        started_at: float | None,
+        operation: str | None = None,
+    ) -> None:
+        """One line per job's end, whatever watches it: who, where, what, how long, how it ended
+        and, for a failure, why. ``started_at`` is ``time.monotonic()`` at its start (None: it
+        never ran, cancelled while queued)."""
+        outcome = "done" if finished.ok else "cancelled" if finished.result.cancelled else "failed"
+        self.ended[outcome] += 1
+        seconds = time.monotonic() - started_at if started_at is not None else 0.0
+        line = (
+            f"{_job_name(finished.job_id, finished.kind, operation)} {outcome} in "
+            f"{seconds:.1f} s: {_job_where(guild_id, user_id, model)}"
+        )
+        if outcome == "failed":
+            line += f": {_first_line(finished.error)}"
+        log.info("%s", line)
+
+    def status_line(self) -> str | None:
+        """What the bot is doing, for the console; None while it is idle (nothing queued, running
+        or editing), so an idle bot's log stays quiet."""
+        jobs = self.executor.snapshot()
+        running = [job for job in jobs if job.state is JobStatus.RUNNING]
+        edits = self.edit_queue.inside
+        if not jobs and not edits:
+            return None
+        ended = ", ".join(f"{self.ended[k]} {k}" for k in ("done", "failed", "cancelled"))
+        doing = "".join(
+            f"; job {job.id} ({job.kind.value}) running"
+            + (f" at {job.progress.fraction:.0%}" if job.progress is not None else "")
+            for job in running
+        )
+        return (
+            f"status: {len(jobs) - len(running)} queued, {len(running)} running, {edits} "
+            f"edit(s) in progress{doing}; since start: {ended}"
+        )
+
+    async def report_status(self, every_s: float = STATUS_EVERY_S) -> None:
+        """Log :meth:`status_line` every ``every_s`` while the bot is busy (runs until
+        cancelled)."""
+        while True:
+            await asyncio.sleep(every_s)
+            line = self.status_line()
+            if line is not None:
+                log.info("%s", line)
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
@@ -916,14 +997,21 @@ def _saving_failed(exc: Exception) -> str:
     return f"saving the video failed: {exc}"
 
 
-def _log_end(finished: Finished) -> None:
-    """One line per job's end, whatever watches it."""
-    if finished.ok:
-        log.info("job %s (%s) done", finished.job_id, finished.kind.value)
-    elif finished.result.cancelled:
-        log.info("job %s (%s) cancelled", finished.job_id, finished.kind.value)
-    else:
-        log.info("job %s (%s) failed: %s", finished.job_id, finished.kind.value, finished.error)
+def _job_name(job_id: int, kind: JobKind, operation: str | None = None) -> str:
+    """``job 12 (generate)``, ``job 13 (edit: trim)``: how every line about a job starts."""
+    return f"job {job_id} ({kind.value}{f': {operation}' if operation else ''})"
+
+
+def _job_where(guild_id: int | None, user_id: int, model: str | None) -> str:
+    """Where a job came from and what runs it, for the owner's console."""
+    server = f"server {guild_id}" if guild_id is not None else "direct messages"
+    return f"{server}, member {user_id}, model {model or '-'}"
+
+
+def _first_line(text: str | None) -> str:
+    """A failure's reason on one line: the console gets one line per job's end."""
+    lines = (text or "").strip().splitlines()
+    return lines[0] if lines else "no reason given"
 
 
 def _too_large(size: int, limit: int) -> MediaError:

@@ -1,4 +1,5 @@
-"""The bot's SQLite store: job history and states, per-guild settings, blocks and the audit log.
+"""The bot's SQLite store: job history and states, per-guild settings, presets, blocks and the
+audit log.
 
 One aiosqlite connection per bot. Every operation holds the store's lock, and every operation of
 more than one statement runs in one ``BEGIN IMMEDIATE`` transaction, so concurrent coroutines never
@@ -44,6 +45,7 @@ __all__ = [
     "JobStateError",
     "JobStatus",
     "Migration",
+    "PresetRecord",
     "Store",
     "StoreError",
     "load_migrations",
@@ -184,6 +186,20 @@ class BlockRecord:
     user_id: int
     moderator_id: int
     reason: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PresetRecord:
+    """A server's named style: text added to members' prompts, a negative prompt, and
+    ``GenerationParams`` settings (steps, guidance, frames, fps, size, model) as JSON."""
+
+    guild_id: int
+    name: str
+    prompt_suffix: str
+    negative_prompt: str
+    settings: dict[str, Any]
+    created_by: int
     created_at: datetime
 
 
@@ -580,6 +596,50 @@ class Store:
         sql = "SELECT * FROM blocks WHERE guild_id = ? ORDER BY created_at DESC, user_id"
         return [_block_from_row(row) for row in await self._fetchall(sql, (guild_id,))]
 
+    # Presets -------------------------------------------------------------------------------------
+
+    async def save_preset(
+        self,
+        guild_id: int,
+        name: str,
+        *,
+        prompt_suffix: str,
+        negative_prompt: str,
+        settings: Mapping[str, Any],
+        created_by: int,
+    ) -> PresetRecord:
+        """Add the guild's preset ``name``, or replace the one of that name."""
+        values = {
+            "guild_id": guild_id,
+            "name": name,
+            "prompt_suffix": prompt_suffix,
+            "negative_prompt": negative_prompt,
+            "settings": _dump_object(settings, "settings"),
+            "created_by": created_by,
+            "now": self._timestamp(),
+        }
+        async with self._transaction() as db:
+            rows = await db.execute_fetchall(_UPSERT_PRESET, values)
+        return _preset_from_row(_single(rows))
+
+    async def delete_preset(self, guild_id: int, name: str) -> bool:
+        """True when the guild had the preset (and no longer has)."""
+        sql = "DELETE FROM presets WHERE guild_id = ? AND name = ? RETURNING name"
+        async with self._transaction() as db:
+            rows = await db.execute_fetchall(sql, (guild_id, name))
+        return bool(list(rows))
+
+    async def get_preset(self, guild_id: int, name: str) -> PresetRecord | None:
+        """The guild's preset ``name``; another guild's of the same name is never returned."""
+        sql = "SELECT * FROM presets WHERE guild_id = ? AND name = ?"
+        row = await self._fetchone(sql, (guild_id, name))
+        return None if row is None else _preset_from_row(row)
+
+    async def list_presets(self, guild_id: int) -> list[PresetRecord]:
+        """The guild's presets by name."""
+        sql = "SELECT * FROM presets WHERE guild_id = ? ORDER BY name"
+        return [_preset_from_row(row) for row in await self._fetchall(sql, (guild_id,))]
+
     # Audit log -----------------------------------------------------------------------------------
 
     async def record_audit(
@@ -727,6 +787,21 @@ VALUES (:guild_id, :user_id, :moderator_id, :reason, :now)
 ON CONFLICT (guild_id, user_id) DO UPDATE SET
     moderator_id = excluded.moderator_id,
     reason = excluded.reason,
+    created_at = excluded.created_at
+RETURNING *
+"""
+
+_UPSERT_PRESET = """
+INSERT INTO presets (
+    guild_id, name, prompt_suffix, negative_prompt, settings, created_by, created_at
+) VALUES (
+    :guild_id, :name, :prompt_suffix, :negative_prompt, :settings, :created_by, :now
+)
+ON CONFLICT (guild_id, name) DO UPDATE SET
+    prompt_suffix = excluded.prompt_suffix,
+    negative_prompt = excluded.negative_prompt,
+    settings = excluded.settings,
+    created_by = excluded.created_by,
     created_at = excluded.created_at
 RETURNING *
 """
@@ -970,6 +1045,18 @@ def _block_from_row(row: sqlite3.Row) -> BlockRecord:
         user_id=row["user_id"],
         moderator_id=row["moderator_id"],
         reason=row["reason"],
+        created_at=_parse_time(row["created_at"]),
+    )
+
+
+def _preset_from_row(row: sqlite3.Row) -> PresetRecord:
+    return PresetRecord(
+        guild_id=row["guild_id"],
+        name=row["name"],
+        prompt_suffix=row["prompt_suffix"],
+        negative_prompt=row["negative_prompt"],
+        settings=json.loads(row["settings"]),
+        created_by=row["created_by"],
         created_at=_parse_time(row["created_at"]),
     )
 

@@ -229,6 +229,8 @@ _FLAGS: dict[str, _Flag] = {
         _Flag("loop", ("loop",), "switch", ""),
         _Flag("draft", ("quality",), "switch", "", on_off=("draft", "full")),
         _Flag("quality", ("quality",), "word", "draft"),
+        # A model that makes sound (LTX-2) makes it unless told: --silent, as the CLI's --no-sound.
+        _Flag("silent", ("sound",), "switch", "", on_off=(False, True)),
     )
 }
 # Names other generation bots and the CLI use for the same options.
@@ -242,6 +244,8 @@ _FLAG_ALIASES = {
     "guidance-scale": "guidance",
     "sampler": "scheduler",
     "smooth": "interpolate",
+    "no-sound": "silent",
+    "mute": "silent",
 }
 _KNOWN_FLAGS = ", ".join(flag.label for flag in _FLAGS.values())
 
@@ -296,11 +300,26 @@ class _Command:
     parse: Callable[[list[str]], dict[str, object]]
 
 
+_SECONDS = re.compile(r"(?P<number>.+?)\s*(?:s|sec|secs|seconds?)")
+
+
 def _trim(args: list[str]) -> dict[str, object]:
+    """``trim 5 20`` in frames, ``trim 1s 3s`` (or ``1.5sec``) in seconds; one of each works too."""
     if not 1 <= len(args) <= 2:
         raise _usage_error("trim", args)
-    keys = ("start_frame", "end_frame")
-    return {key: _whole("trim", arg) for key, arg in zip(keys, args, strict=False)}
+    arguments: dict[str, object] = {}
+    for (frame_key, seconds_key), arg in zip(
+        (("start_frame", "start_s"), ("end_frame", "end_s")), args, strict=False
+    ):
+        seconds = _SECONDS.fullmatch(arg)
+        if seconds is None:
+            arguments[frame_key] = _whole("trim", arg)
+            continue
+        number = _to_float(seconds.group("number"))
+        if number is None:
+            raise _usage_error("trim", [arg], f"{_shorten(arg)!r} is not a time like 1.5s")
+        arguments[seconds_key] = number
+    return arguments
 
 
 def _speed(args: list[str]) -> dict[str, object]:
@@ -373,7 +392,7 @@ _COMMAND_LIST = ", ".join(command.usage for command in _COMMANDS.values())
 
 REPLY_COMMAND_HELP = f"""\
 Reply to one of my videos with a command, mentioning me or starting it with the command prefix:
-`trim START [END]`: keep frames START up to, not including, END (default: the last frame)
+`trim START [END]`: keep frames START up to, not including, END (default: the last frame); in seconds with an s: `trim 1s 3s`
 `speed FACTOR`: {SPEED.low:g} to {SPEED.high:g} times as fast, e.g. `speed 2x` or `speed 0.5`
 `reverse`: play it backwards
 `loop [N]`: play it N times, {LOOPS.low:g} to {LOOPS.high:g} (default 2)

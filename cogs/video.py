@@ -19,6 +19,7 @@ from bot.core.rules import FPS, INTERPOLATE, PROMPT_MAX_CHARS, SCHEDULERS, SEED
 from bot.delivery import InteractionReply, follow_job
 from bot.interactions import check_channel_permissions, is_moderator, press, requester
 from bot.lifecycle import JobKind
+from bot.presets import apply_preset, find_preset
 from bot.render import (
     PICTURE_EXTENSIONS,
     RefineEstimate,
@@ -57,14 +58,20 @@ async def build_params(
     prompt: str,
     explicit: dict[str, Any],
     picture: discord.Attachment | None = None,
+    preset: str | None = None,
 ) -> GenerationParams:
     """Flags typed in the prompt, overridden by the command's own options; options left out take
-    the chosen model's defaults. With a picture, the model is one that can animate it, and the
-    picture is downloaded and checked only after every other option has been accepted."""
+    the server's ``preset``'s settings, then the chosen model's defaults. With a picture, the
+    model is one that can animate it, and the picture is downloaded and checked only after every
+    other option has been accepted."""
     service = bot.service
     flags = parse_prompt_flags(prompt)
     options: dict[str, Any] = {**flags.options}
     options.update({k: v for k, v in explicit.items() if v is not None})
+    typed = flags.prompt or (DEFAULT_ANIMATE_PROMPT if picture is not None else "")
+    if preset is not None:
+        style = await find_preset(bot.store, guild_id, preset)
+        typed, options = apply_preset(typed, options, style)
     if picture is not None:
         check_picture(picture, service.picture_limit_bytes())
         model = await service.image_model(guild_id, options.get("model"))
@@ -73,7 +80,7 @@ async def build_params(
     spec = get_spec(str(model))
     service.check_enabled(spec.key)
     options["model"] = spec.key
-    text = flags.prompt or (DEFAULT_ANIMATE_PROMPT if picture is not None else "")
+    text = typed
     params = GenerationParams(prompt=text, **options)
     if picture is None:
         return params
@@ -98,6 +105,14 @@ def check_picture(attachment: discord.Attachment, limit: int) -> None:
             "image",
             f"is {attachment.size / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB",
         )
+
+
+def sound_note(params: GenerationParams, *, asked: bool | None) -> str:
+    """A line for a member who asked for sound from a model that makes none (it is ignored)."""
+    spec = get_spec(params.model or "")
+    if asked and not spec.sound:
+        return f"{spec.key} makes no sound, so the video is silent."
+    return ""
 
 
 async def submit_generation(bot: VideoBot, who: Requester, params: GenerationParams) -> Job:
@@ -172,8 +187,10 @@ class VideoCog(commands.Cog):
         scheduler="Diffusion scheduler",
         interpolate="Multiply the frame rate with motion interpolation (1-4)",
         loop="Play forward then backward so it loops seamlessly",
+        sound="Keep the sound a model makes with its video (default on; LTX-2 makes sound)",
         image="A picture to animate (image-to-video models: LTX-Video, Wan 2.2, CogVideoX-5B)",
         quality="full (default) or draft: a rough version in seconds, with a Refine button",
+        preset="A style this server's moderators made (see /preset list); your options win",
     )
     @app_commands.choices(
         scheduler=[app_commands.Choice(name=name, value=name) for name in SCHEDULERS],
@@ -198,8 +215,10 @@ class VideoCog(commands.Cog):
         scheduler: str | None = None,
         interpolate: app_commands.Range[int, 1, MAX_INTERPOLATE] | None = None,
         loop: bool | None = None,
+        sound: bool | None = None,
         image: discord.Attachment | None = None,
         quality: str | None = None,
+        preset: app_commands.Range[str, 1, 32] | None = None,
     ) -> None:
         """Generate a short video from a text prompt, or animate a picture."""
         await interaction.response.defer(thinking=True)
@@ -216,13 +235,22 @@ class VideoCog(commands.Cog):
             "scheduler": scheduler,
             "interpolate": interpolate,
             "loop": loop,
+            "sound": sound,
             "quality": quality,
         }
         # Refusals raise: the tree's error handler answers the member privately.
         check_channel_permissions(interaction)
-        params = await build_params(self.bot, interaction.guild_id, prompt, explicit, picture=image)
+        params = await build_params(
+            self.bot, interaction.guild_id, prompt, explicit, picture=image, preset=preset
+        )
         job = await submit_generation(self.bot, requester(interaction), params)
-        await run_job(self.bot, interaction, job)
+        await run_job(self.bot, interaction, job, note=sound_note(params, asked=sound))
+
+    @video.autocomplete("preset")
+    async def preset_names(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await preset_choices(self.bot, interaction, current)
 
     # --- buttons -------------------------------------------------------------------------------
 
@@ -266,6 +294,21 @@ class VideoCog(commands.Cog):
                 {"owner": job.user_id},
             )
         await interaction.response.send_message(f"Cancelling job #{job_id}…", ephemeral=True)
+
+
+async def preset_choices(
+    bot: VideoBot, interaction: discord.Interaction, current: str
+) -> list[app_commands.Choice[str]]:
+    """This server's presets whose name holds what was typed; none in direct messages, and never
+    another server's."""
+    if interaction.guild_id is None:
+        return []
+    typed = current.strip().lower()
+    return [
+        app_commands.Choice(name=preset.name, value=preset.name)
+        for preset in await bot.store.list_presets(interaction.guild_id)
+        if typed in preset.name
+    ][:25]
 
 
 class VideoButton(

@@ -9,6 +9,7 @@ their own, so a manifest that drifts back to the old trees fails too.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.local_hub.replica import build_repos, load_manifest, real_config
+from tests.local_hub.replica import PLACEHOLDER, build_repos, load_manifest, real_config
 from tests.local_hub.server import HubRepo
 
 MANIFEST = load_manifest()["repos"]
@@ -140,18 +141,24 @@ def test_every_claim_names_its_source_or_why_it_is_unverified() -> None:
 def test_shard_counts_match_the_recorded_trees(repos: dict[str, HubRepo], repo_id: str) -> None:
     """Each sharded folder has every shard from 1 to n and an index whose weight map spreads the
     weights over exactly those shards, as the recorded tree lists them."""
-    groups: dict[tuple[str, str], set[str]] = {}
+    groups: dict[tuple[str, str, int], set[str]] = {}
     for name in MANIFEST[repo_id]["files"]:
         match = _SHARD.match(name)
         if match:
             assert int(match["i"]) <= int(match["n"]), name
-            groups.setdefault((match["dir"], match["stem"]), set()).add(name)
+            groups.setdefault((match["dir"], match["stem"], int(match["n"])), set()).add(name)
     served = repos[repo_id].files
-    for (folder, stem), shards in groups.items():
-        count = int(_SHARD.match(next(iter(shards)))["n"])  # type: ignore[index]
+    blocked = MANIFEST[repo_id].get("never_fetched", [])
+    for (folder, stem, count), shards in groups.items():
         assert len(shards) == count, f"{repo_id}: {folder} lists {len(shards)} of {count}"
         index = json.loads(served[f"{folder}/{stem}.safetensors.index.json"])
-        assert {f"{folder}/{f}" for f in index["weight_map"].values()} == shards
+        mapped = {f"{folder}/{f}" for f in index["weight_map"].values()}
+        if all(any(fnmatch.fnmatch(s, p) for p in blocked) for s in shards):
+            # A stale set the index does not use (Lightricks/LTX-2's 12 old text-encoder shards
+            # beside the 11 it maps): none of it is named, and none of it is ever served whole.
+            assert not mapped & shards and all(served[s] == PLACEHOLDER for s in shards)
+            continue
+        assert mapped == shards
 
 
 @pytest.mark.parametrize(

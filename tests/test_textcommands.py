@@ -304,6 +304,41 @@ def test_ranges_are_left_to_validate_edit() -> None:
         validate_edit(command.operation, 16, **command.arguments)
 
 
+@pytest.mark.parametrize(
+    ("text", "arguments", "frames"),
+    [
+        ("!trim 1s 3s", {"start_s": 1.0, "end_s": 3.0}, (8, 24)),
+        ("!trim 1.5s", {"start_s": 1.5}, (12, 32)),
+        ("!trim 4 2.5sec", {"start_frame": 4, "end_s": 2.5}, (4, 20)),
+    ],
+)
+def test_trim_takes_seconds_with_an_s(
+    text: str, arguments: dict[str, float], frames: tuple[int, int]
+) -> None:
+    """Plain numbers are frames (``!trim 5 20``); with an ``s``, seconds, at the video's rate."""
+    command = reply(text)
+    assert command == ReplyCommand("trim", arguments)
+    request = validate_edit("trim", 32, fps=8.0, **command.arguments)  # a 4 s video
+    assert (request.start_frame, request.end_frame) == frames
+
+
+def test_trim_in_seconds_is_refused_in_seconds() -> None:
+    with pytest.raises(InvalidParameterError, match=r"'xs' is not a time like 1\.5s"):
+        reply("!trim xs")
+    command = reply("!trim 5s")
+    with pytest.raises(InvalidParameterError, match=r"start_s: must be from 0 to under 4\.00 s"):
+        validate_edit("trim", 32, fps=8.0, **command.arguments)
+
+
+def test_speed_without_a_factor_is_refused_not_copied() -> None:
+    """``/edit operation:speed`` with no factor wrote an identical copy; ``!speed`` alone is a
+    usage error, and so is the edit itself."""
+    with pytest.raises(InvalidParameterError, match="speed: missing arguments"):
+        reply("!speed")
+    with pytest.raises(InvalidParameterError, match="speed_factor: speed needs a factor"):
+        validate_edit("speed", 16)
+
+
 @pytest.mark.parametrize("text", ["!trim 2 10", "!speed 2x", "!reverse", "!loop", "!smooth"])
 def test_edit_commands_validate(text: str) -> None:
     command = reply(text)
@@ -436,3 +471,11 @@ def test_edit_ranges_are_declared_once_in_the_rules() -> None:
     validate_edit("interpolate", 8, factor=int(INTERPOLATE_FACTOR.high))
     with pytest.raises(InvalidParameterError, match="factor"):
         validate_edit("interpolate", 8, factor=int(INTERPOLATE_FACTOR.high) + 1)
+
+
+def test_silent_turns_a_sound_models_sound_off() -> None:
+    from bot.textcommands import parse_prompt_flags
+
+    assert parse_prompt_flags("a drum solo --silent").options == {"sound": False}
+    assert parse_prompt_flags("a drum solo --no-sound").options == {"sound": False}
+    assert parse_prompt_flags("a drum solo").options == {}

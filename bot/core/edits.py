@@ -33,6 +33,8 @@ from bot.core.params import EditRequest, validate_edit
 if TYPE_CHECKING:
     from PIL import Image
 
+    from bot.core.progress import JobControl
+
 Frames = Sequence["Image.Image"]
 
 _FIELD_OF = {"speed": "speed_factor", "loop": "loops", "interpolate": "factor"}
@@ -220,7 +222,7 @@ def plan_edit(
     edited again; an edit holding more than ``limits.max_decoded_bytes`` (reverse holds every
     frame; any edit holds ``FRAMES_IN_FLIGHT``; interpolation also ``minterpolate``'s buffers);
     an interpolation estimated to take longer than ``time_limit_s``."""
-    request = validate_edit(operation, info.frame_count, **arguments)
+    request = validate_edit(operation, info.frame_count, fps=info.fps, **arguments)
     count = info.frame_count
     frames, fps = count, info.fps
     if request.operation == "trim":
@@ -323,12 +325,14 @@ def run_edit(
     *,
     encoder: str = "auto",
     timeout_s: float = 600.0,
+    control: JobControl | None = None,
 ) -> media.VideoInfo:
     """Stream the planned edit from ``source`` into the mp4 ``output`` (written whole or not at
     all) and describe the result, probed as the bot would probe it to edit it again. The sound,
     when the plan keeps it, goes through the same edit as ffmpeg audio filters
     (:func:`sound_filters`) in the encoding ffmpeg, read from ``source`` by that ffmpeg itself.
-    Every ffmpeg run is stopped after ``timeout_s``."""
+    Every ffmpeg run is stopped after ``timeout_s``. ``control`` hears of each frame passed to
+    the encoder (stage ``"edit"``), and a cancel stops the edit at the next frame."""
     request = plan.request
     with media.open_video(source, limits) as video:
         info = video.info
@@ -351,7 +355,7 @@ def run_edit(
             plan.duration_s,
         )
         media.encode_stream(
-            lambda: _edited_frames(request, video, timeout_s),
+            lambda: _reported(_edited_frames(request, video, timeout_s), control, _fed(plan)),
             output,
             info.width,
             info.height,
@@ -365,6 +369,32 @@ def run_edit(
         )
     written = Path(output).stat().st_size
     return media.probe(output, replace(limits, max_bytes=max(limits.max_bytes, written)))
+
+
+def _fed(plan: EditPlan) -> int:
+    """How many frames the edit hands the encoder: the result's, but the source's for an
+    interpolation (ffmpeg makes the frames in between)."""
+    if plan.request.operation == "interpolate":
+        return plan.source.frame_count
+    return plan.frames
+
+
+def _reported(frames: Iterator[bytes], control: JobControl | None, total: int) -> Iterator[bytes]:
+    """``frames``, each one reported to ``control`` as it goes to the encoder."""
+    if control is None:
+        return frames
+
+    def counted() -> Generator[bytes, None, None]:
+        try:
+            for number, frame in enumerate(frames, start=1):
+                yield frame
+                control.step("edit", min(number, total), total)
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:  # stop the decoder when the encoder stops early
+                close()
+
+    return counted()
 
 
 def _edited_frames(

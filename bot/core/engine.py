@@ -102,7 +102,7 @@ class GenerationEngine:
         cached_modules: list[str] = []
         try:
             loaded = self._timed(timings, "load", lambda: self._load(run_spec))
-            frames = self._timed(
+            frames, sound = self._timed(
                 timings,
                 "denoise",
                 lambda: self._denoise(loaded, run, seed, control, picture, cache, cached_modules),
@@ -112,7 +112,11 @@ class GenerationEngine:
             )
         except Exception as exc:
             return self._failure(exc, params, seed, started, run_spec, timings)
+        if sound is not None and run.loop:  # the ping-pong of the frames, heard too
+            forward = (len(images) + 2) // 2  # ping_pong: n frames forward, n - 2 back
+            sound = sound.then(edits.ping_pong_filter(forward, fps), len(images) / fps)
         metadata = self._metadata(loaded, run, len(frames))
+        metadata["sound"] = sound is not None
         metadata["quality"] = params.quality
         metadata["cache"] = cache.as_metadata()
         if cache.name is not None and not cached_modules:
@@ -127,6 +131,7 @@ class GenerationEngine:
             params=params,
             fps=fps,
             timings=timings,
+            sound=sound,
         )
 
     def _generator_spec(self, params: GenerationParams) -> ModelSpec:
@@ -159,7 +164,9 @@ class GenerationEngine:
         picture: Any = None,
         cache: CachePlan | None = None,
         cached_modules: list[str] | None = None,
-    ) -> Any:
+    ) -> tuple[Any, media.Sound | None]:
+        """The frames and, from a model that makes sound (``run_with_sound``) and a job that
+        wants it (``params.sound``), the waveform made with them."""
         import torch
 
         request = DenoiseRequest(
@@ -187,7 +194,11 @@ class GenerationEngine:
             with cache_applied(pipe, plan, request.num_inference_steps) as applied:
                 if cached_modules is not None:
                     cached_modules.extend(applied)
-                return loaded.adapter.run(pipe, request, control)
+                with_sound = getattr(loaded.adapter, "run_with_sound", None)
+                if with_sound is not None and params.sound:
+                    frames, sound = with_sound(pipe, request, control)
+                    return frames, sound
+                return loaded.adapter.run(pipe, request, control), None
 
     def _postprocess(
         self, frames: Any, params: GenerationParams, control: JobControl
@@ -294,13 +305,17 @@ class GenerationEngine:
         encoder: str = "auto",
         timeout_s: float = 600.0,
         metadata: dict[str, Any] | None = None,
+        control: JobControl | None = None,
     ) -> GenerationResult:
         """Run an edit planned by :func:`bot.core.edits.plan_edit` from one video file to another,
         streaming (no list of frames is ever held). The result's ``images`` read ``output`` frame
         by frame when asked for (:class:`bot.core.media.VideoFrames`), and its ``sound`` is
-        ``output``'s own. ``metadata["note"]`` says when the source's sound was left out."""
+        ``output``'s own. ``metadata["note"]`` says when the source's sound was left out.
+        ``control`` hears of each frame (stage ``"edit"``)."""
         started = time.perf_counter()
-        info = edits.run_edit(plan, source, output, limits, encoder=encoder, timeout_s=timeout_s)
+        info = edits.run_edit(
+            plan, source, output, limits, encoder=encoder, timeout_s=timeout_s, control=control
+        )
         own = dataclasses.replace(limits, max_bytes=max(limits.max_bytes, info.size_bytes))
         meta = dict(metadata or {})
         meta.pop("note", None)

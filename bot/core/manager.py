@@ -356,6 +356,19 @@ class ModelManager:
             return current_repo_id(self._options.animatediff_base)
         return spec.source
 
+    def hub_sources(self, spec: ModelSpec, *, image: bool = False) -> list[str]:
+        """Everything a load of ``spec`` reads, after the owner's overrides: its pipeline, then
+        its motion adapter and LoRA where it has them, and with ``image`` its separate
+        image-to-video weights (read at the first picture job); hub ids, folders or files. What
+        :mod:`bot.core.hub` checks before a download."""
+        parts = [
+            self.source_of(spec),
+            self._adapter_source(spec),
+            self._part_source(spec, "lora", spec.lora_source),
+            self.image_source_of(spec) if image else None,
+        ]
+        return [part for part in parts if part]
+
     def resolved_device(self) -> str:
         import torch
 

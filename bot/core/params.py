@@ -105,6 +105,10 @@ class GenerationParams(_Validated):
     image: str | None = None
     """A picture to animate (a file path): routed to the model's image-to-video pipeline."""
 
+    sound: bool = True
+    """Whether a model that makes sound (LTX-2) puts it in the video; ``False`` gives a silent
+    mp4. A model without sound ignores it. The live preview is silent either way."""
+
     quality: Literal["full", "draft"] = "full"
     """``"draft"`` runs the model's draft recipe (its step-distilled partner when one is
     registered, else fewer steps with a feature cache) for a quick look; ``"full"`` runs the
@@ -291,7 +295,7 @@ class EditRequest:
 
 
 _EDIT_ARGUMENTS: dict[str, tuple[str, ...]] = {
-    "trim": ("start_frame", "end_frame"),
+    "trim": ("start_frame", "end_frame", "start_s", "end_s"),
     "speed": ("speed_factor",),
     "reverse": (),
     "loop": ("loops",),
@@ -299,11 +303,15 @@ _EDIT_ARGUMENTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def validate_edit(operation: str, frame_count: int, **kwargs: Any) -> EditRequest:
-    """Check an edit against a video of ``frame_count`` frames.
+def validate_edit(
+    operation: str, frame_count: int, *, fps: float | None = None, **kwargs: Any
+) -> EditRequest:
+    """Check an edit against a video of ``frame_count`` frames (at ``fps``, for times).
 
     ``trim`` keeps frames ``start_frame`` up to but not including ``end_frame`` (Python slicing;
-    ``end_frame`` defaults to the end). ``speed`` keeps the frame rate and drops or repeats frames.
+    ``end_frame`` defaults to the end); ``start_s`` and ``end_s`` give the same in seconds, each
+    time taken to the nearest frame. ``speed`` keeps the frame rate and drops or repeats frames;
+    it needs its ``speed_factor`` (without one the result would be the same video).
     """
     op = operation.strip().lower() if isinstance(operation, str) else None
     if op not in _EDIT_ARGUMENTS:
@@ -316,6 +324,7 @@ def validate_edit(operation: str, frame_count: int, **kwargs: Any) -> EditReques
         takes = ", ".join(allowed) if allowed else "no arguments"
         raise InvalidParameterError(unknown[0], f"{op} takes {takes}")
     if op == "trim":
+        kwargs = _times_as_frames(kwargs, frame_count, fps)
         start = _as_int("start_frame", kwargs.get("start_frame", 0))
         end = _as_int("end_frame", kwargs.get("end_frame", frame_count))
         if not 0 <= start < frame_count:
@@ -332,7 +341,13 @@ def validate_edit(operation: str, frame_count: int, **kwargs: Any) -> EditReques
             )
         return EditRequest("trim", start_frame=start, end_frame=end)
     if op == "speed":
-        factor = _as_float("speed_factor", kwargs.get("speed_factor", 1.0))
+        if "speed_factor" not in kwargs:
+            raise InvalidParameterError(
+                "speed_factor",
+                f"speed needs a factor, {SPEED.low:g} to {SPEED.high:g}: 2 plays twice as fast, "
+                "0.5 half as fast",
+            )
+        factor = _as_float("speed_factor", kwargs["speed_factor"])
         SPEED.check("speed_factor", factor)
         if factor < 1:  # speeding up shortens a video of any length; slowing down grows it
             _check_growth("speed_factor", round(frame_count / factor))
@@ -348,6 +363,49 @@ def validate_edit(operation: str, frame_count: int, **kwargs: Any) -> EditReques
         _check_growth("factor", frame_count * factor)
         return EditRequest("interpolate", factor=factor)
     return EditRequest("reverse")
+
+
+def _times_as_frames(kwargs: dict[str, Any], frame_count: int, fps: float | None) -> dict[str, Any]:
+    """A trim's ``start_s``/``end_s`` as ``start_frame``/``end_frame`` (the nearest frame at
+    ``fps``). A time outside the video, or an end not after the start, is refused in seconds, as
+    it was given."""
+    frames = dict(kwargs)
+    times = {name: frames.pop(name) for name in ("start_s", "end_s") if name in frames}
+    if not times:
+        return frames
+    for name in times:
+        other = name.replace("_s", "_frame")
+        if other in frames:
+            raise InvalidParameterError(name, f"give {name} or {other}, not both")
+    if fps is None or not fps > 0:
+        field = next(iter(times))
+        raise InvalidParameterError(field, "needs the video's frame rate; give frames instead")
+    length = frame_count / fps
+    if "start_s" in times:
+        start = _as_float("start_s", times["start_s"], kind="a time in seconds")
+        if not 0 <= start < length:
+            raise InvalidParameterError(
+                "start_s",
+                f"must be from 0 to under {length:.2f} s, the video's length (got {start:g} s)",
+            )
+        frames["start_frame"] = min(round(start * fps), frame_count - 1)
+    if "end_s" in times:
+        end = _as_float("end_s", times["end_s"], kind="a time in seconds")
+        if not 0 < end <= length + 0.5 / fps:
+            raise InvalidParameterError(
+                "end_s",
+                f"must be over 0 and at most {length:.2f} s, the video's length (got {end:g} s)",
+            )
+        frames["end_frame"] = min(max(round(end * fps), 1), frame_count)
+        first = frames.get("start_frame", 0)
+        is_number = isinstance(first, int | float) and not isinstance(first, bool)
+        if is_number and frames["end_frame"] <= first:
+            raise InvalidParameterError(
+                "end_s",
+                f"must come after the start ({first / fps:g} s), so the trim keeps something "
+                f"(got {end:g} s)",
+            )
+    return frames
 
 
 def _check_growth(field: str, frames: int) -> None:

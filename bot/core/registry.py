@@ -27,7 +27,14 @@ if TYPE_CHECKING:
     from bot.core.params import GenerationParams
 
 Family = Literal[
-    "text_to_video", "animatediff", "video_to_video", "ltx", "wan", "cogvideox", "hunyuan_video15"
+    "text_to_video",
+    "animatediff",
+    "video_to_video",
+    "ltx",
+    "ltx2",
+    "wan",
+    "cogvideox",
+    "hunyuan_video15",
 ]
 Role = Literal["generator", "upscaler"]
 
@@ -90,6 +97,9 @@ class ModelSpec:
     description: str
     role: Role = "generator"
     adapter_source: str | None = None
+    """A second weights folder the model loads beside its own: AnimateDiff's motion adapter, or
+    the x2 latent upsampler of a two-stage LTX-2 recipe (a diffusers folder whose
+    ``latent_upsampler/`` holds it; its presence makes the recipe two-stage)."""
     lora_source: str | None = None
     """A LoRA fused into the denoiser at load (``owner/repo/file.safetensors`` on the hub, or a
     file in the model cache for a tiny model): a step-distillation LoRA turns the base weights into
@@ -182,6 +192,9 @@ class ModelSpec:
     """GPU memory a job of the native size needs beside the weights (activations, the VAE decode),
     where the card or a measurement says; ``None``: what ``vram_gb`` leaves after the weights in
     half precision, at least 2 GB."""
+    sound: bool = False
+    """Whether the model makes sound with its picture (LTX-2: an audio stream denoised beside the
+    video and turned into a waveform by its vocoder), muxed into the same mp4."""
     tiny: bool = False
 
     @property
@@ -594,6 +607,94 @@ _HUNYUAN15_STEP_DISTILLED: dict[str, Any] = {
     "draft_cache": "off",
 }
 
+# LTX-2 (Lightricks/LTX-2, the 19B audio-video DiT in diffusers form): one pass makes the picture
+# and its sound (an audio stream denoised beside the video, decoded by the audio VAE and vocoder).
+# The recipe is Lightricks' own (ltx-pipelines utils/constants.py, LTX_2_PARAMS): 121 frames at 24
+# fps, 40 steps, a multimodal guider per stream: video CFG 3.0, audio CFG 7.0, STG 1.0 at block 29,
+# modality guidance 3.0, rescale 0.7; the 2.0 checkpoints take the legacy cross-modality timestep
+# (diffusers: ``use_cross_timestep=False`` for LTX-2.0). It runs one stage at the size asked
+# (ltx-pipelines' ti2vid_one_stage); sizes in steps of 32 (the VAE's 32x), 8k+1 frames.
+_LTX2_RULES: dict[str, Any] = {
+    "family": "ltx2",
+    "sound": True,
+    "min_size": 256,
+    "max_size": 1536,
+    "size_multiple": 32,
+    "frames": FrameRule(9, 257, step=8, offset=1),
+    "default_frames": 121,
+    "default_fps": 24,
+    "default_scheduler": "flow_euler",
+    "schedulers": ("flow_euler",),
+    "image_to_video": True,
+}
+_LTX2_GUIDERS: dict[str, Any] = {
+    "stg_scale": 1.0,
+    "modality_scale": 3.0,
+    "guidance_rescale": 0.7,
+    "audio_guidance_scale": 7.0,
+    "audio_stg_scale": 1.0,
+    "audio_modality_scale": 3.0,
+    "audio_guidance_rescale": 0.7,
+    "spatio_temporal_guidance_blocks": [29],
+    "use_cross_timestep": False,
+}
+_LTX2: dict[str, Any] = {
+    **_LTX2_RULES,
+    "steps": Range(4, 100),
+    "default_steps": 40,
+    "default_guidance": 3.0,
+    "call_options": _LTX2_GUIDERS,
+}
+# The distilled LTX-2.3 (diffusers/LTX-2.3-Distilled-Diffusers): Lightricks' DistilledPipeline
+# (ltx-pipelines distilled.py) and diffusers' LTX-2 doc ("Distilled checkpoint generation"): stage 1
+# at half the size on the 8 distilled sigmas, the x2 latent upsampler, stage 2 at the full size on
+# the last 3 sigmas re-noised to the first of them, no guidance of any kind (CFG 1, no STG, no
+# modality guidance); 2.3 conditions cross-attention on the other stream's timestep. The sigmas are
+# used as they are (no dynamic shift): the scheduler's shift is turned off. Two stages need sizes
+# in steps of 64. The upsampler is the 2.3 x2 one in diffusers form (its own repo, whose
+# ``latent_upsampler/`` is fetched alone: its VAE is this model's own).
+_LTX2_DISTILLED_CALL: dict[str, Any] = {
+    "stg_scale": 0.0,
+    "modality_scale": 1.0,
+    "guidance_rescale": 0.0,
+    "audio_guidance_scale": 1.0,
+    "audio_stg_scale": 0.0,
+    "audio_modality_scale": 1.0,
+    "audio_guidance_rescale": 0.0,
+    "spatio_temporal_guidance_blocks": None,
+    "use_cross_timestep": True,
+}
+_LTX2_DISTILLED: dict[str, Any] = {
+    **_LTX2_RULES,
+    "size_multiple": 64,
+    "steps": Range(8, 8),
+    "default_steps": 8,
+    "default_guidance": 1.0,
+    "guidance": Range(1.0, 1.0),
+    "scheduler_config": {"use_dynamic_shifting": False, "shift_terminal": None, "shift": 1.0},
+    "call_options": _LTX2_DISTILLED_CALL,
+    "draft_cache": "off",
+}
+_LTX23_UPSAMPLER = "dg845/LTX-2.3-Spatial-Upsampler-Diffusers"
+_GEMMA3_12B = 12202.5  # Gemma 3 12B with its SigLIP tower, the LM head tied to the embeddings
+_LTX2_PARAMS: dict[str, float] = {
+    "transformer": 18876.2,
+    "text_encoder": _GEMMA3_12B,
+    "connectors": 1431.5,
+    "vae": 1222.5,
+    "audio_vae": 53.2,
+    "vocoder": 55.6,
+}
+_LTX23_DISTILLED_PARAMS: dict[str, float] = {
+    "transformer": 18988.8,  # 2.0's shape with 2.3's gated attention and modulated cross-attention
+    "text_encoder": _GEMMA3_12B,
+    "connectors": 3172.2,  # 8 layers a stream, per-modality projections
+    "vae": 1222.5,
+    "audio_vae": 53.2,
+    "vocoder": 128.5,  # the vocoder with its bandwidth extension to 48 kHz
+    "latent_upsampler": 497.9,
+}
+
 REGISTRY: dict[str, ModelSpec] = {
     spec.key: spec
     for spec in (
@@ -886,6 +987,40 @@ REGISTRY: dict[str, ModelSpec] = {
             description="HunyuanVideo 1.5 480p image-to-video, step-distilled: 12 steps, no CFG.",
         ),
         ModelSpec(
+            **_LTX2,
+            key="ltx2",
+            name="LTX-2 (19B, picture and sound)",
+            source="Lightricks/LTX-2",
+            native_width=768,
+            native_height=512,
+            draft_model="ltx2_distilled",
+            # Weights in bf16: the 19B transformer (37.8 GB), Gemma 3 12B (24.4 GB), connectors
+            # and VAEs (5.5 GB), and the 121-frame job.
+            vram_gb=74,
+            parameters=_LTX2_PARAMS,
+            speed="40 steps, each a guided pass plus STG and modality passes; a draft runs the "
+            "distilled 2.3's 8 + 3",
+            memory_advice="80 GB: fp8_storage (57 GB); 48 GB: torchao fp8/int8 of transformer and "
+            "Gemma (46 GB) or fp8_model_offload (29 GB); 24 GB and less: group_offload (8 GB, "
+            "49 GB of RAM)",
+            description="LTX-2: 768x512 video with its own sound at 24 fps, text or picture.",
+        ),
+        ModelSpec(
+            **_LTX2_DISTILLED,
+            key="ltx2_distilled",
+            name="LTX-2.3 distilled (22B, two stages, picture and sound)",
+            source="diffusers/LTX-2.3-Distilled-Diffusers",
+            adapter_source=_LTX23_UPSAMPLER,
+            native_width=768,
+            native_height=512,
+            vram_gb=74,
+            parameters=_LTX23_DISTILLED_PARAMS,
+            speed="8 unguided steps at half size, x2 latent upsampling, 3 at full size",
+            memory_advice="as LTX-2 (80 GB: fp8_storage, 57 GB; 48 GB: fp8_model_offload, 27 GB; "
+            "24 GB and less: group_offload, 6 GB and 53 GB of RAM); the upsampler adds 1 GB",
+            description="Distilled LTX-2.3: half size, x2 latent upsample, short refine; sound.",
+        ),
+        ModelSpec(
             **_COGVIDEOX_RULES,
             key="cogvideox_2b",
             name="CogVideoX 2B",
@@ -1124,6 +1259,31 @@ REGISTRY: dict[str, ModelSpec] = {
             source="tiny_hunyuan15_i2v_distilled",
             tiny=True,
             description="HunyuanVideo 1.5 I2V with a meanflow transformer, tiny random weights.",
+        ),
+        ModelSpec(
+            **{**_LTX2, **_TINY_SIZES, "frames": FrameRule(9, 41, step=8, offset=1)},
+            key="tiny_ltx2",
+            name="Tiny LTX-2 (picture and sound; offline, random weights)",
+            source="tiny_ltx2",
+            draft_model="tiny_ltx2_distilled",
+            tiny=True,
+            description="LTX2Pipeline (+ image-to-video) with tiny random weights and sound.",
+        ),
+        ModelSpec(
+            **{
+                **_LTX2_DISTILLED,
+                **_TINY_SIZES,
+                "frames": FrameRule(9, 41, step=8, offset=1),
+                "steps": Range(8, 8),
+                "default_steps": 8,
+                "min_size": 64,
+            },
+            key="tiny_ltx2_distilled",
+            name="Tiny LTX-2.3 distilled, two stages (offline, random weights)",
+            source="tiny_ltx2_distilled/base",
+            adapter_source="tiny_ltx2_distilled/upsampler",
+            tiny=True,
+            description="Two-stage LTX-2 with a tiny x2 latent upsampler and sound.",
         ),
         ModelSpec(
             **_COGVIDEOX_RULES,

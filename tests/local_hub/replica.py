@@ -55,6 +55,14 @@ _SPM_PIECES = 160
 _T5_EXTRA_IDS = 100
 
 
+_OWN_TOKENIZER_STAND_INS = {
+    "added_tokens.json": b"{}\n",
+    "special_tokens_map.json": b"{}\n",
+    "chat_template.jinja": b"{% for message in messages %}{{ message['content'] }}{% endfor %}\n",
+}
+"""What the real Gemma tokenizer folders hold beside tokenizer.json that the tiny one lacks."""
+
+
 def load_manifest() -> dict[str, Any]:
     return json.loads(MANIFEST.read_text())
 
@@ -115,8 +123,12 @@ class _Replica:
             return next(self.tiny.glob("*.safetensors")).read_bytes()
         if self.tokenizer == "own" and folder.startswith("tokenizer"):
             # Tokenizers built in code by the tiny model (HunyuanVideo 1.5's Qwen2 BPE with its
-            # chat template, ByT5): served as transformers saved them.
-            return (self.tiny / name).read_bytes()
+            # chat template, ByT5, LTX-2's Gemma): served as transformers saved them; a file
+            # of the real folder that the tiny tokenizer did not write (Gemma's SentencePiece
+            # model and side files beside its tokenizer.json) gets a small stand-in.
+            if (self.tiny / name).is_file():
+                return (self.tiny / name).read_bytes()
+            return _OWN_TOKENIZER_STAND_INS.get(base, PLACEHOLDER)
         if folder == "tokenizer":
             return self._tokenizer_file(base)
         if name == "model_index.json":
@@ -181,7 +193,13 @@ class _Replica:
         return buffer.getvalue()
 
     def _index(self, folder: str, stem: str, name: str) -> bytes:
-        shards = [f for f in self.entry["files"] if f.startswith(f"{folder}/{stem}-")]
+        blocked = self.entry.get("never_fetched", [])
+        shards = [
+            f
+            for f in self.entry["files"]
+            if f.startswith(f"{folder}/{stem}-")
+            and not any(fnmatch.fnmatch(f, pattern) for pattern in blocked)
+        ]
         weight_map, total = {}, 0
         for shard in shards:
             match = _WEIGHT.match(shard)

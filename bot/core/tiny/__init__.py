@@ -33,6 +33,7 @@ from bot.core.tiny.dit import (
     build_tiny_wan_lightx2v,
 )
 from bot.core.tiny.enhance import build_tiny_realesrgan, build_tiny_rife
+from bot.core.tiny.ltx2 import build_tiny_ltx2, build_tiny_ltx2_distilled
 from bot.core.tiny.newer import (
     build_tiny_hunyuan15,
     build_tiny_hunyuan15_i2v_distilled,
@@ -116,6 +117,8 @@ _BUILDERS: dict[str, Callable[[Path], None]] = {
     "tiny_wan_a14b_i2v": build_tiny_wan_a14b_i2v,
     "tiny_hunyuan15": build_tiny_hunyuan15,
     "tiny_hunyuan15_i2v_distilled": build_tiny_hunyuan15_i2v_distilled,
+    "tiny_ltx2": build_tiny_ltx2,
+    "tiny_ltx2_distilled": build_tiny_ltx2_distilled,
     "tiny_rife": build_tiny_rife,
     "tiny_realesrgan": build_tiny_realesrgan,
 }

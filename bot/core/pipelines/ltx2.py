@@ -1,0 +1,272 @@
+"""LTX-2: the picture and its sound from one pipeline call.
+
+``LTX2Pipeline`` and ``LTX2ImageToVideoPipeline`` denoise a video and an audio stream together
+and return the frames with the vocoder's waveform; :meth:`LTX2Adapter.run_with_sound` hands both
+to the engine, which attaches the waveform to the result (``GenerationResult.sound``) so the one
+encoder muxes it as AAC. Two recipes:
+
+- one stage (``Lightricks/LTX-2``): the job's size and steps with the model's guiders (the call
+  options from the registry);
+- two stages (the distilled LTX-2.3, a model with a latent upsampler): half the size on the 8
+  distilled sigmas, the x2 latent upsampler, then the last 3 sigmas at the full size, re-noised to
+  the first of them, the audio latents carried over (Lightricks' ``DistilledPipeline``, diffusers'
+  LTX-2 doc).
+
+The load fetches only the files the repo's indexes name (:mod:`bot.core.pipelines.hub_files`).
+A picture is first re-compressed as one H.264 frame at CRF 33 by the bundled ffmpeg, the
+compression LTX-2 was trained on (ltx-pipelines' image preprocessing), so the pipeline's own
+PyAV path is not needed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bot.core.pipelines.base import (
+    STEP_TENSORS,
+    DenoiseRequest,
+    LoadRequest,
+    StepEndCallback,
+    previewer_for,
+    to_uint8_frames,
+)
+from bot.core.pipelines.hub_files import indexed_snapshot
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from bot.core.media import Sound
+    from bot.core.previews import LatentPreviewer
+    from bot.core.progress import JobControl
+
+LATENT_UPSAMPLER = "latent_upsampler"
+"""The component (and the upsampler repo's subfolder) holding the x2 latent upsampler."""
+IMAGE_CRF = 33
+"""The H.264 CRF a picture is re-compressed at before conditioning (LTX-2.0 to 2.3's)."""
+TEXT_TOKENS = 1024
+"""The prompt length the pipelines pad to (their ``max_sequence_length`` default)."""
+
+
+@dataclass(frozen=True)
+class LTX2Adapter:
+    """``LTX2Pipeline`` and ``LTX2ImageToVideoPipeline`` over the same components."""
+
+    stage: str = "denoise"
+    family: str = "ltx2"
+
+    def load(self, request: LoadRequest) -> Any:
+        import diffusers
+
+        source = indexed_snapshot(request.source, request.variant)
+        pipe = diffusers.LTX2Pipeline.from_pretrained(
+            source,
+            dtype=request.dtypes(),
+            variant=request.variant,
+            **request.load_options(),
+        )
+        if request.adapter_source is not None:
+            from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel
+
+            upsampler = LTX2LatentUpsamplerModel.from_pretrained(
+                request.adapter_source, subfolder=LATENT_UPSAMPLER, dtype=request.torch_dtype
+            )
+            upsampler.eval()
+            # Not a component of LTX2Pipeline (its signature has none): an attribute beside
+            # them, moved to the pipeline's device when the second stage needs it.
+            pipe.latent_upsampler = upsampler
+        return pipe
+
+    def image_pipeline(self, pipe: Any, request: LoadRequest) -> Any:
+        """The image-to-video pipeline over the very same modules (and the upsampler)."""
+        import diffusers
+
+        image_cls: Any = diffusers.LTX2ImageToVideoPipeline
+        wanted = [n for n in inspect.signature(image_cls.__init__).parameters if n != "self"]
+        components = pipe.components
+        image_pipe = image_cls(**{name: components[name] for name in wanted if name in components})
+        upsampler = getattr(pipe, LATENT_UPSAMPLER, None)
+        if upsampler is not None:
+            image_pipe.latent_upsampler = upsampler
+        image_pipe.set_progress_bar_config(disable=True)
+        return image_pipe
+
+    def run(self, pipe: Any, request: DenoiseRequest, control: JobControl) -> np.ndarray:
+        return self.run_with_sound(pipe, request, control)[0]
+
+    def run_with_sound(
+        self, pipe: Any, request: DenoiseRequest, control: JobControl
+    ) -> tuple[np.ndarray, Sound]:
+        """The frames as ``(frames, height, width, 3)`` uint8 and the waveform as a
+        :class:`~bot.core.media.Sound` at the vocoder's rate."""
+        control.check()
+        arguments: dict[str, Any] = {
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt or None,
+            "num_frames": request.num_frames,
+            "frame_rate": float(request.fps),
+            "guidance_scale": request.guidance_scale,
+            "generator": request.generator,
+            "max_sequence_length": text_tokens(pipe),
+            "callback_on_step_end_tensor_inputs": STEP_TENSORS,
+            **request.call_options,
+        }
+        if request.image is not None:
+            arguments["image"] = crf_compressed(request.image, IMAGE_CRF)
+            arguments["image_crf"] = 0  # compressed above, by the bundled ffmpeg
+        if getattr(pipe, LATENT_UPSAMPLER, None) is not None:
+            video, audio = self._two_stages(pipe, request, control, arguments)
+        else:
+            callback = StepEndCallback(
+                control,
+                self.stage,
+                request.num_inference_steps,
+                self._previewer(pipe, request, control, request.width, request.height),
+            )
+            video, audio = pipe(
+                **arguments,
+                width=request.width,
+                height=request.height,
+                num_inference_steps=request.num_inference_steps,
+                callback_on_step_end=callback,
+                output_type="np",
+                return_dict=False,
+            )
+        return to_uint8_frames(video), waveform_of(audio, vocoder_rate(pipe))
+
+    def _two_stages(
+        self, pipe: Any, request: DenoiseRequest, control: JobControl, arguments: dict[str, Any]
+    ) -> tuple[Any, Any]:
+        """Half size on the distilled sigmas, x2 latent upsampling, a short refine at full size."""
+        from diffusers import LTX2LatentUpsamplePipeline
+        from diffusers.pipelines.ltx2.utils import (
+            DISTILLED_SIGMA_VALUES,
+            STAGE_2_DISTILLED_SIGMA_VALUES,
+        )
+
+        first, second = list(DISTILLED_SIGMA_VALUES), list(STAGE_2_DISTILLED_SIGMA_VALUES)
+        total = len(first) + len(second)
+        half_width, half_height = request.width // 2, request.height // 2
+        video_latents, audio_latents = pipe(
+            **arguments,
+            width=half_width,
+            height=half_height,
+            num_inference_steps=len(first),
+            sigmas=first,
+            callback_on_step_end=StepEndCallback(
+                control,
+                self.stage,
+                total,
+                self._previewer(pipe, request, control, half_width, half_height),
+            ),
+            output_type="latent",
+            return_dict=False,
+        )
+        control.check()
+        upsampler = getattr(pipe, LATENT_UPSAMPLER)
+        upsampler.to(pipe._execution_device)
+        upsample: Any = LTX2LatentUpsamplePipeline(vae=pipe.vae, latent_upsampler=upsampler)
+        upsample.set_progress_bar_config(disable=True)
+        upscaled = upsample(latents=video_latents, output_type="latent", return_dict=False)[0]
+        control.check()
+        return pipe(  # type: ignore[no-any-return]
+            **arguments,
+            width=request.width,
+            height=request.height,
+            latents=upscaled,
+            audio_latents=audio_latents,
+            num_inference_steps=len(second),
+            sigmas=second,
+            noise_scale=second[0],
+            callback_on_step_end=_AfterStage(
+                control,
+                self.stage,
+                total,
+                self._previewer(pipe, request, control, request.width, request.height),
+                done_before=len(first),
+            ),
+            output_type="np",
+            return_dict=False,
+        )
+
+    def _previewer(
+        self, pipe: Any, request: DenoiseRequest, control: JobControl, width: int, height: int
+    ) -> LatentPreviewer | None:
+        """The live preview (a silent GIF): the packed latents unpacked with the pipeline's own
+        ``_unpack_latents`` at this stage's geometry."""
+        if not control.previews:
+            return None
+        from dataclasses import replace
+
+        from bot.core.previews import packed_unpacker
+
+        unpack = packed_unpacker(pipe, request.num_frames, height, width)
+        staged = replace(request, width=width, height=height)
+        return previewer_for(control, self.family, staged, layout="packed", unpack=unpack)
+
+
+class _AfterStage(StepEndCallback):
+    """Progress of a later stage, counted after the ``done_before`` steps of the first."""
+
+    def __init__(
+        self,
+        control: JobControl,
+        stage: str,
+        total: int,
+        previewer: LatentPreviewer | None,
+        done_before: int,
+    ) -> None:
+        super().__init__(control, stage, total, previewer)
+        self._before = done_before
+
+    def __call__(self, _pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> Any:
+        self._report(self._before + step + 1, tensors.get("latents"))
+        return tensors
+
+
+def text_tokens(pipe: Any) -> int:
+    """The prompt length to pad to: the pipelines' 1024, or less where the tokenizer says so."""
+    limit = getattr(pipe.tokenizer, "model_max_length", TEXT_TOKENS) or TEXT_TOKENS
+    return int(min(TEXT_TOKENS, limit))
+
+
+def vocoder_rate(pipe: Any) -> int:
+    """The waveform's sample rate: the vocoder's output rate (24 kHz for LTX-2, 48 kHz for the
+    2.3 vocoder with bandwidth extension)."""
+    return int(pipe.vocoder.config.output_sampling_rate)
+
+
+def waveform_of(audio: Any, rate: int) -> Sound:
+    """The pipeline's audio (batch, channels, samples) as a :class:`~bot.core.media.Sound`."""
+    from bot.core.media import Sound
+
+    data = audio[0] if getattr(audio, "ndim", 0) == 3 else audio
+    if hasattr(data, "detach"):
+        data = data.detach().float().cpu().numpy()
+    samples = np.clip(np.asarray(data, dtype=np.float32), -1.0, 1.0)
+    if samples.ndim == 2 and samples.shape[0] <= 2 < samples.shape[1]:
+        samples = samples.T  # (channels, samples) -> a row per sample
+    return Sound.waveform(samples, rate)
+
+
+def crf_compressed(picture: Image.Image, crf: int) -> Image.Image:
+    """``picture`` after one H.264 frame at ``crf`` (yuv420p, even sides), by the bundled ffmpeg:
+    the compression artefacts the model saw in training."""
+    from bot.core import media
+
+    with tempfile.TemporaryDirectory(prefix="videobot-crf-") as folder:
+        path = Path(folder) / "picture.mp4"
+        media.encode([picture.convert("RGB")], path, 1.0, crf=crf, encoder="libx264")
+        frames, _ = media.decode_video(path)
+    frame = frames[0]
+    return frame if frame.size == picture.size else frame.resize(picture.size)
+
+
+LTX2_ADAPTER = LTX2Adapter()
+
+__all__ = ["LTX2_ADAPTER", "LTX2Adapter", "crf_compressed", "waveform_of"]
