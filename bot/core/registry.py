@@ -497,6 +497,8 @@ _TINY_SIZES: dict[str, Any] = {
     "default_steps": 4,
     "upscaler": "tiny_v2v",
     "vram_gb": 0,
+    "parameters": {},  # a tiny model fits anywhere: no memory plan
+    "working_gb": None,
 }
 
 # Parameter counts (millions) per component, as built on the meta device from the real configs
@@ -507,6 +509,11 @@ _T5_XXL = 4762.3
 _UMT5_XXL = 5680.9
 _WAN21_VAE = 126.9
 
+_WAN22_A14B = 14288.5
+_WAN22_A14B_I2V_TRANSFORMER = 14288.9  # 36 input channels (noise, picture latents, mask)
+# What a 1280x720x81 job needs beside the weights: Wan 2.1 14B's figure (its 44 GB less its
+# weights in bf16), since each A14B expert is that very network at the same job and VAE.
+_WAN22_A14B_WORKING_GB = 6.6
 # Wan 2.2 A14B (T2V and I2V): two 14B experts, ``transformer`` for the high-noise steps and
 # ``transformer_2`` for the low-noise ones, switched at ``boundary_ratio``; the Wan 2.1 VAE
 # (16 channels, 8x spatial: sizes in steps of 16). The recipe is the Wan2.2 repo's
@@ -519,15 +526,36 @@ _WAN21_VAE = 126.9
 # ``transformer_2`` with ``guidance_scale_2`` below (pipeline_wan.py). The diffusers repos ship
 # UniPC at flow shift 3.0 (scripts/convert_wan_to_diffusers.py), so the shift is set here.
 # Wan 2.1's sizes, frames and fps; its own steps, and one shift per variant whatever the size.
-_WAN22_A14B_RULES: dict[str, Any] = {**_WAN21_RULES, "default_steps": 40, "flow_shifts": ()}
+_WAN22_A14B_RULES: dict[str, Any] = {
+    **_WAN21_RULES,
+    "default_steps": 40,
+    "flow_shifts": (),
+    "native_width": 1280,
+    "native_height": 720,
+    # Both experts in bf16 (57.2 GB), umt5-xxl (10.6 GB), the VAE, and the job.
+    "vram_gb": 71,
+    "working_gb": _WAN22_A14B_WORKING_GB,
+}
 _WAN22_A14B_T2V: dict[str, Any] = {
     **_WAN22_A14B_RULES,
+    "parameters": {
+        "transformer": _WAN22_A14B,
+        "transformer_2": _WAN22_A14B,
+        "text_encoder": _UMT5_XXL,
+        "vae": _WAN21_VAE,
+    },
     "default_guidance": 4.0,
     "guidance_2": 3.0,
     "scheduler_config": {"flow_shift": 12.0},
 }
 _WAN22_A14B_I2V: dict[str, Any] = {
     **_WAN22_A14B_RULES,
+    "parameters": {
+        "transformer": _WAN22_A14B_I2V_TRANSFORMER,
+        "transformer_2": _WAN22_A14B_I2V_TRANSFORMER,
+        "text_encoder": _UMT5_XXL,
+        "vae": _WAN21_VAE,
+    },
     "default_guidance": 3.5,
     "guidance_2": 3.5,
     "scheduler_config": {"flow_shift": 5.0},
@@ -551,11 +579,6 @@ _LIGHTX2V_22_I2V = (
     "+wan2.2_i2v_A14b_low_noise_lora_rank64_lightx2v_4step_1022.safetensors"
 )
 _LIGHTX2V_22_RECIPE: dict[str, Any] = {**_LIGHTX2V_RECIPE, "guidance_2": None}
-_WAN22_A14B = 14288.5
-_WAN22_A14B_I2V_TRANSFORMER = 14288.9  # 36 input channels (noise, picture latents, mask)
-# What a 1280x720x81 job needs beside the weights: Wan 2.1 14B's figure (its 44 GB less its
-# weights in bf16), since each A14B expert is that very network at the same job and VAE.
-_WAN22_A14B_WORKING_GB = 6.6
 
 # HunyuanVideo 1.5 480p (hunyuanvideo-community's diffusers conversions; the id diffusers'
 # docstring names, ``HunyuanVideo-1.5-480p_t2v`` without ``-Diffusers-``, does not exist): an
@@ -870,18 +893,7 @@ REGISTRY: dict[str, ModelSpec] = {
             key="wan2_2_t2v_a14b",
             name="Wan 2.2 T2V A14B (two 14B experts)",
             source="Wan-AI/Wan2.2-T2V-A14B-Diffusers",
-            native_width=1280,
-            native_height=720,
             draft_model="wan2_2_t2v_a14b_lightx2v",
-            # Both experts in bf16 (57.2 GB), umt5-xxl (10.6 GB), the VAE, and the job.
-            vram_gb=71,
-            working_gb=_WAN22_A14B_WORKING_GB,
-            parameters={
-                "transformer": _WAN22_A14B,
-                "transformer_2": _WAN22_A14B,
-                "text_encoder": _UMT5_XXL,
-                "vae": _WAN21_VAE,
-            },
             speed="40 guided steps, 2 experts taking turns; a draft runs lightx2v's 4 unguided",
             memory_advice="40 GB: cpu_offload plus vae_tiling (one expert on the GPU at a time); "
             "24 GB: group_offload and layerwise_casting",
@@ -893,16 +905,6 @@ REGISTRY: dict[str, ModelSpec] = {
             name="Wan 2.2 T2V A14B + lightx2v 4-step LoRAs",
             source="Wan-AI/Wan2.2-T2V-A14B-Diffusers",
             lora_source=_LIGHTX2V_22_T2V,
-            native_width=1280,
-            native_height=720,
-            vram_gb=71,
-            working_gb=_WAN22_A14B_WORKING_GB,
-            parameters={
-                "transformer": _WAN22_A14B,
-                "transformer_2": _WAN22_A14B,
-                "text_encoder": _UMT5_XXL,
-                "vae": _WAN21_VAE,
-            },
             speed="step- and guidance-distilled: 4 expert passes instead of 80",
             memory_advice="as Wan 2.2 T2V A14B; the LoRAs are fused at load and add nothing after",
             description="Wan 2.2 T2V A14B with lightx2v's high/low-noise LoRAs: 4 steps, no CFG.",
@@ -912,17 +914,7 @@ REGISTRY: dict[str, ModelSpec] = {
             key="wan2_2_i2v_a14b",
             name="Wan 2.2 I2V A14B (two 14B experts, pictures only)",
             source="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
-            native_width=1280,
-            native_height=720,
             draft_model="wan2_2_i2v_a14b_lightx2v",
-            vram_gb=71,
-            working_gb=_WAN22_A14B_WORKING_GB,
-            parameters={
-                "transformer": _WAN22_A14B_I2V_TRANSFORMER,
-                "transformer_2": _WAN22_A14B_I2V_TRANSFORMER,
-                "text_encoder": _UMT5_XXL,
-                "vae": _WAN21_VAE,
-            },
             speed="40 guided steps, 2 experts taking turns; a draft runs lightx2v's 4 unguided",
             memory_advice="40 GB: cpu_offload plus vae_tiling (one expert on the GPU at a time); "
             "24 GB: group_offload and layerwise_casting",
@@ -934,16 +926,6 @@ REGISTRY: dict[str, ModelSpec] = {
             name="Wan 2.2 I2V A14B + lightx2v 4-step LoRAs (pictures only)",
             source="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
             lora_source=_LIGHTX2V_22_I2V,
-            native_width=1280,
-            native_height=720,
-            vram_gb=71,
-            working_gb=_WAN22_A14B_WORKING_GB,
-            parameters={
-                "transformer": _WAN22_A14B_I2V_TRANSFORMER,
-                "transformer_2": _WAN22_A14B_I2V_TRANSFORMER,
-                "text_encoder": _UMT5_XXL,
-                "vae": _WAN21_VAE,
-            },
             speed="step- and guidance-distilled: 4 expert passes instead of 80",
             memory_advice="as Wan 2.2 I2V A14B; the LoRAs are fused at load and add nothing after",
             description="Wan 2.2 I2V A14B with lightx2v's 4-step LoRAs: 4 steps, no CFG.",
