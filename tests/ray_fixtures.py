@@ -67,5 +67,13 @@ def ray_cluster() -> Iterator[Any]:
 
 @pytest.fixture
 def ray_settings(ray_cluster: Any) -> dict[str, Any]:
-    """``[executor]`` for a bot on the session's cluster."""
+    """``[executor]`` for a bot on the session's cluster. The session's token is made this
+    process's again first: a test that played a host without a token (its own environment, Ray's
+    token loader read afresh) may have run since the cluster started, and Ray caches the token
+    it read."""
+    from bot.executors import ray_auth
+
+    ray_auth.apply(
+        ray_auth.ClusterAuth({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN}, "test")
+    )
     return {"backend": "ray", "resource": RESOURCE, "namespace": NAMESPACE, "workers": WORKERS}

@@ -24,7 +24,7 @@ async def test_video_defers_shows_progress_and_posts_the_mp4(
     settings = make_settings(tmp_path)
     async with fake.run_bot(make_bot(settings, manager)) as bot:
         interaction = await fake.run_slash_command(
-            "video", {"prompt": "a paper boat --seed 7 --frames 8 --steps 12", "width": 64}
+            "video", {"prompt": "a paper boat --seed 7 --frames 8 --steps 40", "width": 64}
         )
         message = await wait_for_result(fake, interaction)
         job_id = int(message.embeds[0]["footer"]["text"].split("#")[1].split()[0])
@@ -34,7 +34,7 @@ async def test_video_defers_shows_progress_and_posts_the_mp4(
     assert interaction.response_latency is not None and interaction.response_latency < 3
     progress = [m.get("content") for m in message.history if "step" in (m.get("content") or "")]
     assert progress, "no progress edit was shown"
-    assert "/12" in progress[-1]
+    assert "/40" in progress[-1]
     embed = message.embeds[0]
     assert embed["title"] == "a paper boat"
     fields = {f["name"]: f["value"] for f in embed["fields"]}
@@ -46,7 +46,7 @@ async def test_video_defers_shows_progress_and_posts_the_mp4(
     ]
     frames, fps = decode_attachment(message, tmp_path)
     reference_frames = rendered_here(
-        manager, tmp_path, seed=7, num_frames=8, num_inference_steps=12
+        manager, tmp_path, seed=7, num_frames=8, num_inference_steps=40
     )
     assert frames.shape == reference_frames.shape == (8, 64, 64, 3) and fps == 8
     # The same frames through the same encoder: the bot sent exactly the expected video.

