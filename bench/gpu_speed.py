@@ -852,7 +852,7 @@ class Split:
 def timed_parts(pipe: Any, device: str) -> Iterator[Split]:
     """Hooks that time (CUDA-synchronised) the text encoder, the span of denoiser calls and the VAE,
     and check the decoded video is finite. For one extra run: the syncs cost a little."""
-    from bot.core.speed import denoisers
+    from bot.core.pipelines.base import denoisers
 
     split = Split()
     marks: dict[str, float] = {}

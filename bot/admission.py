@@ -22,31 +22,16 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from bot.core.errors import VideoBotError
 from bot.lifecycle import JobKind
+from bot.refusals import DirectMessages, RequestRefused
 from bot.visibility import Viewer
 from bot.wordfilter import WordFilter
 
 if TYPE_CHECKING:
     from bot.config import Settings
     from bot.store import Store
-
-
-class RequestRefused(VideoBotError):
-    """A request the rules refuse (blocked, too many jobs, cooldown, full queue, a word)."""
-
-
-class DirectMessages(StrEnum):
-    """What members get when they use the bot in a direct message."""
-
-    OFF = "off"
-    """Refused, with a line saying to use the bot in a server."""
-    SAME_LIMITS = "same_limits"
-    """Served with the bot's default cap and cooldown (no server can override them there), and
-    refused to a member blocked in any server the bot shares with them."""
 
 
 @dataclass(frozen=True)

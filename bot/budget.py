@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from bot.admission import RequestRefused
+from bot.refusals import RequestRefused
 
 DECODE_MEMORY_SHARE = 4
 """The default budget is this fraction (1/4) of the machine's memory: the rest is the bot's own,

@@ -39,12 +39,12 @@ from pydantic_settings import (
 )
 from pydantic_settings.exceptions import SettingsError
 
-from bot.admission import DirectMessages
 from bot.budget import default_decode_memory_mb
 from bot.core import media
 from bot.core.manager import ManagerOptions, check_device
 from bot.core.registry import REGISTRY, get_spec
 from bot.core.speed import SpeedOptions
+from bot.refusals import DirectMessages
 from bot.wordfilter import words
 
 TOKEN_ENV = "DISCORD_TOKEN"

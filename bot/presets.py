@@ -15,11 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bot.admission import RequestRefused
 from bot.core.errors import InvalidParameterError
 from bot.core.params import GenerationParams
 from bot.core.registry import REGISTRY, get_spec
 from bot.core.rules import PROMPT_MAX_CHARS
+from bot.refusals import RequestRefused
 
 if TYPE_CHECKING:
     from bot.store import PresetRecord, Store

@@ -28,12 +28,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bot.core.registry import ModelSpec
 
+from bot.core.rules import CACHE_CHOICES
+
 log = logging.getLogger(__name__)
 
-CACHE_NAMES = ("first_block", "mag", "faster", "pab", "taylorseer")
-"""The named caches, as ``[speed] cache`` and the registry spell them."""
-CACHE_CHOICES = ("auto", "off", *CACHE_NAMES)
-"""What ``[speed] cache`` accepts: the model's default, none, or one named cache."""
 
 CACHE_TITLES: dict[str, str] = {
     "first_block": "First Block Cache",
@@ -203,7 +201,7 @@ def cache_applied(pipe: Any, plan: CachePlan, steps: int) -> Iterator[list[str]]
     """Put ``plan``'s cache on ``pipe``'s transformers (``transformer`` and, where there is one,
     ``transformer_2``) for the block, and take it off afterwards, a cancel or a failure included.
     Yields the names of the modules it was put on."""
-    from bot.core.speed import denoisers
+    from bot.core.pipelines.base import denoisers
 
     if plan.name is None:
         yield []

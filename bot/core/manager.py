@@ -570,7 +570,7 @@ class ModelManager:
         if switches.layerwise_casting:
             # Applied before any offloading hooks, as diffusers requires; to every denoiser, so
             # Wan 2.2 A14B's low-noise expert (transformer_2) is stored in fp8 too.
-            from bot.core.speed import denoisers
+            from bot.core.pipelines.base import denoisers
 
             for _, module in denoisers(pipe):
                 module.enable_layerwise_casting(

@@ -10,21 +10,21 @@ parameters, the manager and the cogs can all read it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from bot.core.errors import InvalidParameterError, UnknownModelError
 from bot.core.rules import (
+    CACHE_CHOICES,
+    CACHE_NAMES,
     FRAMES,
     GUIDANCE,
     SCHEDULERS,
     STEPS,
     FrameRule,
     Range,
+    Request,
     check_rules,
 )
-
-if TYPE_CHECKING:
-    from bot.core.params import GenerationParams
 
 Family = Literal[
     "text_to_video",
@@ -244,7 +244,7 @@ class ModelSpec:
             "scheduler": self.default_scheduler,
         }
 
-    def check_params(self, params: GenerationParams) -> None:
+    def check_params(self, params: Request) -> None:
         """Checks that depend on the model: its role, sizes, frame rule, steps, guidance,
         schedulers, and whether it can animate a picture."""
         if self.role != "generator":
@@ -297,7 +297,6 @@ class ModelSpec:
         unknown = [name for name in self.schedulers if name not in SCHEDULERS]
         if unknown or self.default_scheduler not in self.schedulers:
             raise ValueError(f"{self.key}: bad schedulers {self.schedulers}")
-        from bot.core.caches import CACHE_CHOICES, CACHE_NAMES
 
         caches = [self.cache_default, self.draft_cache, *self.cache_settings]
         if any(c not in CACHE_CHOICES or c == "auto" for c in caches) or any(

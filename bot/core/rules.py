@@ -132,6 +132,20 @@ class Sized(Protocol):
     def scheduler(self) -> str: ...
 
 
+class Request(Sized, Protocol):
+    """What a model's own checks (``ModelSpec.check_params``) read besides: the picture, if any.
+    A protocol here keeps the registry from importing ``GenerationParams`` (which imports it)."""
+
+    @property
+    def image(self) -> object | None: ...
+
+
+CACHE_NAMES = ("first_block", "mag", "faster", "pab", "taylorseer")
+"""The named caches, as ``[speed] cache`` and the registry spell them (``bot.core.caches``)."""
+CACHE_CHOICES = ("auto", "off", *CACHE_NAMES)
+"""What ``[speed] cache`` accepts: the model's default, none, or one named cache."""
+
+
 def check_rules(
     params: Sized,
     *,

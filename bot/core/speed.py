@@ -46,15 +46,27 @@ import functools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from bot.core.caches import CACHE_CHOICES
+from bot.core.pipelines.base import denoisers
+from bot.core.rules import CACHE_CHOICES
 
 if TYPE_CHECKING:
-    from bot.core.manager import LoadedModel
     from bot.core.registry import ModelSpec
 
 log = logging.getLogger(__name__)
+
+
+class Placed(Protocol):
+    """What the speed-ups read of a placed model (the manager's ``LoadedModel`` has it): a
+    protocol, so this module never imports the manager that imports it."""
+
+    pipeline: Any
+    device: str
+    dtype: str
+    spec: Any
+    switches: Any
+
 
 SWITCHES = ("auto", "on", "off")
 ATTENTION_CHOICES = ("auto", "sdpa", "flash", "sage", "flash3", "off")
@@ -75,7 +87,6 @@ peak memory of decoding 24 frames at once."""
 COMPILE_BACKEND = "inductor"
 """torch.compile backend; tests swap in ``"eager"`` (Dynamo only) to stay quick on the CPU."""
 
-_DENOISER_NAMES = ("unet", "transformer", "transformer_2")
 _FUSABLE = {
     "UNet2DConditionModel",
     "UNet3DConditionModel",
@@ -555,19 +566,7 @@ def _cast_floats(value: Any, dtype: Any) -> None:
 # --- applying ------------------------------------------------------------------------------------
 
 
-def denoisers(pipe: Any) -> list[tuple[str, Any]]:
-    """The pipeline's denoising networks, by attribute name."""
-    import torch
-
-    found = []
-    for name in _DENOISER_NAMES:
-        module = getattr(pipe, name, None)
-        if isinstance(module, torch.nn.Module):
-            found.append((name, module))
-    return found
-
-
-def apply_speed_options(loaded: LoadedModel, options: SpeedOptions) -> None:
+def apply_speed_options(loaded: Placed, options: SpeedOptions) -> None:
     """Apply ``options`` to a freshly placed pipeline. What was done is kept on the pipeline
     (:func:`speed_report`); a step that fails is logged and left off."""
     pipe = loaded.pipeline

@@ -110,6 +110,21 @@ def single_file(source: str) -> Path:
     return Path(hf_hub_download(repo_id=f"{owner}/{repo}", filename=filename))
 
 
+DENOISER_NAMES = ("unet", "transformer", "transformer_2")
+
+
+def denoisers(pipe: Any) -> list[tuple[str, Any]]:
+    """The pipeline's denoising networks, by attribute name."""
+    import torch
+
+    found = []
+    for name in DENOISER_NAMES:
+        module = getattr(pipe, name, None)
+        if isinstance(module, torch.nn.Module):
+            found.append((name, module))
+    return found
+
+
 def denoiser_of(pipe: Any) -> Any:
     """The network run at every step: a UNet for the 2023 models, a transformer for the newer."""
     return getattr(pipe, "unet", None) or pipe.transformer
