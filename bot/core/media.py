@@ -1186,19 +1186,27 @@ def _packet_cap(limits: MediaLimits) -> int:
     return math.ceil(limits.max_duration_s * _MAX_FPS) + 1
 
 
+def _copy_packets(upload: _Upload, stream_index: int, limits: MediaLimits) -> list[str]:
+    """The start of an ffmpeg run that copies one stream's packets (never decodes them), at
+    most as many as the limits could accept: what counting frames and finding the end share."""
+    return [
+        "-loglevel",
+        "error",
+        *_input_args(upload, _probe_guard(limits)),
+        "-map",
+        f"0:{stream_index}",
+        "-c",
+        "copy",
+        "-frames:v",
+        str(_packet_cap(limits)),
+    ]
+
+
 def _count_packets(upload: _Upload, stream_index: int, limits: MediaLimits) -> int:
     """Frame count of a container without a duration; packets are copied, not decoded (cheap)."""
     result = _run(
         [
-            "-loglevel",
-            "error",
-            *_input_args(upload, _probe_guard(limits)),
-            "-map",
-            f"0:{stream_index}",
-            "-c",
-            "copy",
-            "-frames:v",
-            str(_packet_cap(limits)),
+            *_copy_packets(upload, stream_index, limits),
             "-nostats",
             "-progress",
             "pipe:2",
@@ -1224,15 +1232,7 @@ def _video_end(upload: _Upload, stream_index: int, limits: MediaLimits) -> float
         listing = Path(folder) / "packets.txt"
         result = _run(
             [
-                "-loglevel",
-                "error",
-                *_input_args(upload, _probe_guard(limits)),
-                "-map",
-                f"0:{stream_index}",
-                "-c",
-                "copy",
-                "-frames:v",
-                str(_packet_cap(limits)),
+                *_copy_packets(upload, stream_index, limits),
                 "-f",
                 "framecrc",
                 "-y",
