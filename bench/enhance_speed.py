@@ -22,6 +22,7 @@ Not a test: timings depend on the machine. Usage::
     python bench/enhance_speed.py                 # 3-8 minutes on 2 cores
     python bench/enhance_speed.py --full          # Real-ESRGAN timed at every size (much longer)
     python bench/enhance_speed.py --no-zeroscope  # skip counting Zeroscope XL's FLOPs
+    python bench/enhance_speed.py --quick         # about a minute: fewer, shorter timings
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def flops(module: Callable[..., Any], *inputs: Any) -> float:
 # --- interpolation -------------------------------------------------------------------------------
 
 
-def rife_rows() -> list[Row]:
+def rife_rows(quick: bool = False) -> list[Row]:
     torch.manual_seed(0)
     net = IFNet().eval()
     interpolator = RifeInterpolator(net, "cpu")
@@ -124,10 +125,12 @@ def rife_rows() -> list[Row]:
         meta_net = IFNet()
     rows = []
     for width, height in SIZES:
-        pairs = 3 if width < 1000 else 1
+        pairs = 3 if width < 1000 and not quick else 1
         frames = moving_clip(width, height, pairs + 1)
         interpolator.interpolate(frames[:2], 2)  # warm-up: allocator, oneDNN kernels
-        seconds = timed(lambda frames=frames: interpolator.interpolate(frames, 2), repeats=2)
+        seconds = timed(
+            lambda frames=frames: interpolator.interpolate(frames, 2), repeats=1 if quick else 2
+        )
         multiple = net.size_multiple()
         padded = (-(-height // multiple) * multiple, -(-width // multiple) * multiple)
         blank = torch.zeros(1, 3, *padded, device="meta")
@@ -146,11 +149,13 @@ def rife_rows() -> list[Row]:
     return rows
 
 
-def minterpolate_rows() -> list[Row]:
+def minterpolate_rows(quick: bool = False) -> list[Row]:
     rows = []
     for width, height in SIZES:
         frames = moving_clip(width, height, 8)
-        seconds = timed(lambda frames=frames: media.interpolate(frames, 8.0, 2), repeats=2)
+        seconds = timed(
+            lambda frames=frames: media.interpolate(frames, 8.0, 2), repeats=1 if quick else 2
+        )
         rows.append(
             Row(
                 "minterpolate (2x)",
@@ -166,7 +171,7 @@ def minterpolate_rows() -> list[Row]:
 # --- upscaling -----------------------------------------------------------------------------------
 
 
-def esrgan_rows(full: bool) -> list[Row]:
+def esrgan_rows(full: bool, quick: bool = False) -> list[Row]:
     rows = []
     for scale in (2, 4):
         state = random_state_dict(esrgan_shapes(scale), seed=scale, std=0.02)
@@ -181,7 +186,7 @@ def esrgan_rows(full: bool) -> list[Row]:
         achieved = per_pixel * calib_w * calib_h / calib_s  # FLOP/s on this CPU
         for width, height in SIZES:
             gflop = per_pixel * width * height / 1e9
-            measure = full or (scale == 2 and width < 1000)
+            measure = full or (scale == 2 and width < 1000 and not quick)
             if measure:
                 frame = moving_clip(width, height, 1)
                 seconds = timed(lambda u=upscaler, f=frame: u.upscale(f))
@@ -256,6 +261,12 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="time Real-ESRGAN at every size")
     parser.add_argument("--no-zeroscope", action="store_true", help="skip Zeroscope XL's count")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="about a minute: one RIFE pair per size, one run each, every Real-ESRGAN size "
+        "scaled from the calibration frame, Zeroscope XL's recorded count",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"CPU: {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads")
@@ -264,8 +275,9 @@ def main() -> None:
         f"Real-ESRGAN {'/'.join(f'{t:g}' for t in ESRGAN_TFLOPS)} TFLOP/s effective "
         f"(H100 dense fp16 peak {H100_TFLOPS:g})\n"
     )
-    rows = rife_rows() + minterpolate_rows() + esrgan_rows(args.full)
-    rows += zeroscope_rows(not args.no_zeroscope)
+    rows = rife_rows(args.quick) + minterpolate_rows(args.quick)
+    rows += esrgan_rows(args.full, args.quick)
+    rows += zeroscope_rows(not (args.no_zeroscope or args.quick))
     show(rows)
 
 

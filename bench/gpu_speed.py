@@ -69,6 +69,12 @@ from bot.core.speed import SpeedOptions, speed_report  # noqa: E402
 from bot.logs import quiet_libraries  # noqa: E402
 
 CONFIG_ROOT = Path(__file__).resolve().parent / "model_configs"
+BESIDE_INDEX = ("motion_adapter", "latent_upsampler")
+"""Config folders of networks a model uses that its ``model_index.json`` does not name: the
+AnimateDiff motion adapter (a component of the pipeline class, not of SD 1.5's index) and the
+distilled LTX-2.3's x2 latent upsampler (its own repo; the adapter sets it on the pipeline)."""
+PIPELINE_PACKAGES = ("diffusers.pipelines.ltx2",)
+"""Where diffusers keeps networks it does not export at the top level."""
 PROMPT = "an astronaut riding a horse on mars, cinematic, golden hour"
 SEED = 7
 FLOOR_TFLOPS = 790.0
@@ -269,6 +275,11 @@ class Job:
             seed=SEED,
             quality=self.quality,
             image=str(picture_file(self.width, self.height)) if self.image else None,
+            end_image=(
+                str(picture_file(self.width, self.height))
+                if REGISTRY[self.key].first_last_only
+                else None
+            ),
         )
 
 
@@ -449,19 +460,28 @@ def load_configs(key: str) -> dict[str, Any]:
                 components[name] = json.loads((sub / file).read_text())
                 break
     extra = {k: v for k, v in index.items() if not k.startswith("_") and not isinstance(v, list)}
-    motion = folder / "motion_adapter" / "config.json"
-    if motion.is_file():
-        components["motion_adapter"] = json.loads(motion.read_text())
+    for beside in BESIDE_INDEX:  # networks the model uses that its index does not name
+        path = folder / beside / "config.json"
+        if path.is_file():
+            components[beside] = json.loads(path.read_text())
     return {"index": index, "components": components, "extra": extra}
 
 
 def _component_class(config: dict[str, Any]) -> tuple[Any, bool]:
-    """(class, is_transformers_model)."""
+    """(class, is_transformers_model). A diffusers class is looked up at the top level, then in the
+    pipeline packages that keep their own networks (LTX-2's connectors, vocoders, upsampler)."""
+    import importlib
+
     import diffusers
     import transformers
 
     if "_class_name" in config:
-        return getattr(diffusers, config["_class_name"]), False
+        name = config["_class_name"]
+        for package in ("diffusers", *PIPELINE_PACKAGES):
+            found = getattr(importlib.import_module(package), name, None)
+            if found is not None:
+                return found, False
+        return getattr(diffusers, name), False  # the AttributeError names the class
     return getattr(transformers, config["architectures"][0]), True
 
 
@@ -494,6 +514,12 @@ def build_tokenizer(config: dict[str, Any]) -> Any:
     BPE tokenizer as the tiny models build it, or the T5-style one of ``bot.core.tiny.dit``; token
     ids stay far below every encoder's vocabulary size."""
     max_length = int(config["model_max_length"])
+    if config["tokenizer_class"].startswith("Gemma"):
+        from bot.core.tiny.ltx2 import gemma_tokenizer
+
+        tokenizer = gemma_tokenizer()  # LTX-2: the pipelines pad to max_sequence_length (1024)
+        tokenizer.model_max_length = max_length
+        return tokenizer
     if config["tokenizer_class"].startswith("Qwen2"):
         from bot.core.tiny.newer import qwen_tokenizer
 
@@ -545,7 +571,13 @@ def build_pipeline(
     pipeline_cls = getattr(diffusers, class_name)
     wanted = inspect.signature(pipeline_cls.__init__).parameters
     kwargs: dict[str, Any] = {}
+    beside: dict[str, Any] = {}
     for name, config in configs["components"].items():
+        if name in BESIDE_INDEX and name not in wanted:
+            beside[name] = build_module(
+                component_config(config, tiny), device, dtype, _seed_of(key, name)
+            )
+            continue
         if name not in wanted:
             continue
         if name == "scheduler" or name == "guider":
@@ -553,7 +585,7 @@ def build_pipeline(
             kwargs[name] = settings_cls.from_config(config)
         elif name.startswith("tokenizer"):
             kwargs[name] = build_tokenizer(config)
-        elif name == "feature_extractor":
+        elif name in ("feature_extractor", "image_processor"):  # SigLIP's, Wan's CLIP's
             kwargs[name] = build_processor(config, tiny)
         else:
             module_dtype = vae_dtype if (name == "vae" and vae_dtype is not None) else dtype
@@ -568,6 +600,8 @@ def build_pipeline(
             kwargs[name] = None  # optional parts the configs leave out (image encoders)
     with torch.device(device):  # AnimateDiff builds its motion UNet inside __init__
         pipe = pipeline_cls(**kwargs)
+    for name, module in beside.items():  # as the adapter's load sets them (LTX-2's upsampler)
+        setattr(pipe, name, module)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -581,10 +615,17 @@ class FlopCount:
 
     flops: dict[str, float] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
+    streams: dict[str, float] = field(default_factory=dict)
+    """Of the FLOPs above, those of an audio-video denoiser's audio stream and of its cross-modal
+    attention ("transformer.audio", "transformer.cross-modal"): LTX-2's two halves."""
 
-    def add(self, what: str, flops: float) -> None:
+    def add(self, what: str, flops: float, streams: dict[str, float] | None = None) -> None:
         self.flops[what] = self.flops.get(what, 0.0) + flops
         self.calls[what] = self.calls.get(what, 0) + 1
+        component = what.split(".", 1)[0]
+        for stream, value in (streams or {}).items():
+            name = f"{component}.{stream}"
+            self.streams[name] = self.streams.get(name, 0.0) + value
 
     @property
     def total(self) -> float:
@@ -647,7 +688,7 @@ class MetaStandIn:
         self._name = name
         self._module = module
         self._count = count
-        self._seen: dict[Any, tuple[float, Any]] = {}
+        self._seen: dict[Any, tuple[float, Any, dict[str, float]]] = {}
         self._text_model = type(module).__module__.startswith("transformers.")
 
     def __getattr__(self, attr: str) -> Any:
@@ -661,6 +702,10 @@ class MetaStandIn:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._counted("forward", self._module)(*args, **kwargs)
 
+    def to(self, *args: Any, **kwargs: Any) -> MetaStandIn:
+        """Stays on the meta device (LTX-2's adapter moves its upsampler to the pipeline's)."""
+        return self
+
     def _counted(self, method: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         from torch.utils.flop_counter import FlopCounterMode
 
@@ -673,12 +718,36 @@ class MetaStandIn:
             if key not in self._seen:
                 with FlopCounterMode(display=False) as counter, _meta_truths():
                     out = fn(*_to_meta(args), **_to_meta(kwargs))
-                self._seen[key] = (float(counter.get_total_flops()), out)
-            flops, out = self._seen[key]
-            self._count.add(f"{self._name}.{method}", flops)
+                streams = stream_split(counter.get_flop_counts())
+                self._seen[key] = (float(counter.get_total_flops()), out, streams)
+            flops, out, streams = self._seen[key]
+            self._count.add(f"{self._name}.{method}", flops, streams)
             return _materialize(out)
 
         return run
+
+
+def stream_split(counts: dict[str, dict[Any, int]]) -> dict[str, float]:
+    """An audio-video denoiser's FLOPs by stream, from a counter's per-module counts: its modules
+    named ``audio_*`` (at the top and in each of ``transformer_blocks``) are the audio stream,
+    ``audio_to_video_*``/``video_to_audio_*``/``av_cross_*`` the cross-modal attention between the
+    streams; the rest is the video stream. Empty for a video-only network."""
+    split: dict[str, float] = {}
+    for path, ops in counts.items():
+        parts = path.split(".")
+        top = len(parts) == 2
+        in_block = len(parts) == 4 and parts[1] == "transformer_blocks"
+        if not (top or in_block):
+            continue
+        name = parts[-1]
+        if name.startswith(("audio_to_video", "video_to_audio", "av_cross")):
+            stream = "cross-modal"
+        elif name.startswith("audio"):
+            stream = "audio"
+        else:
+            continue
+        split[stream] = split.get(stream, 0.0) + float(sum(ops.values()))
+    return split
 
 
 @contextmanager
@@ -733,7 +802,8 @@ def count_flops(job: Job, *, tiny: bool = False) -> FlopCount:
     spec = REGISTRY[job.key]
     pipe = build_pipeline(job.key, device="meta", dtype=torch.float32, tiny=tiny)
     count = FlopCount()
-    for name, module in list(pipe.components.items()):
+    beside = {name: getattr(pipe, name, None) for name in BESIDE_INDEX}
+    for name, module in [*pipe.components.items(), *beside.items()]:
         if isinstance(module, torch.nn.Module):
             pipe.__dict__[name] = MetaStandIn(name, module, count)
     _cpu_pipeline(pipe)
@@ -785,6 +855,7 @@ def _request(job: Job, spec: ModelSpec) -> tuple[DenoiseRequest, Any]:
         fps=job.fps,
         call_options=spec.call_options_for(job.scheduler),
         image=picture(job.width, job.height) if job.image else None,
+        end_image=picture(job.width, job.height) if spec.first_last_only else None,
     )
     return request, None
 
@@ -1336,6 +1407,7 @@ def print_flops(jobs: list[Job], tiny: bool) -> list[dict[str, Any]]:
     )
     print("|---|---|---|---|---|---|---|---|")
     out = []
+    notes = []
     for job in jobs:
         count = count_flops(job, tiny=tiny)
         den = count.part("unet.", "transformer") / 1e12
@@ -1346,6 +1418,9 @@ def print_flops(jobs: list[Job], tiny: bool) -> list[dict[str, Any]]:
             f"| {job.key} | {job.label} | {den:.1f} | {text:.3f} | {vae:.1f} | {total:.1f} | "
             f"{total / FLOOR_TFLOPS:.2f} | {total / H100_SPEC_TFLOPS:.2f} |"
         )
+        note = flop_note(job, count)
+        if note:
+            notes.append(note)
         out.append(
             {
                 "key": job.key,
@@ -1355,9 +1430,27 @@ def print_flops(jobs: list[Job], tiny: bool) -> list[dict[str, Any]]:
                 "vae": vae,
                 "total": total,
                 "calls": count.calls,
+                "components": {k: v / 1e12 for k, v in count.flops.items()},
+                "streams": {k: v / 1e12 for k, v in count.streams.items()},
             }
         )
+    for note in notes:
+        print(note)
     return out
+
+
+def flop_note(job: Job, count: FlopCount) -> str:
+    """What the table's columns leave out, for a model that has it (LTX-2): the networks counted
+    only in the total (text connectors, audio VAE, vocoder, latent upsampler), the denoiser's
+    audio stream and cross-modal attention, and each call's count."""
+    columns = ("unet.", "transformer", "text_encoder", "image_encoder", "vae.")
+    others = {k: v for k, v in count.flops.items() if not k.startswith(columns)}
+    if not others and not count.streams:
+        return ""
+    parts = [f"{k} x{count.calls[k]} {v / 1e12:.3f}" for k, v in sorted(others.items())]
+    parts += [f"{k} {v / 1e12:.1f}" for k, v in sorted(count.streams.items())]
+    calls = ", ".join(f"{k} x{v}" for k, v in sorted(count.calls.items()) if k not in others)
+    return f"{job.key}: in the total only / of the denoiser (TFLOP): {'; '.join(parts)}; {calls}"
 
 
 def check_targets(rows: list[Row]) -> None:
@@ -1429,6 +1522,12 @@ def main(argv: list[str] | None = None) -> int:
         if key not in REGISTRY:
             parser.error(f"unknown model {key!r}; known: {', '.join(REGISTRY)}")
         load_configs(key)
+    # A soundtrack model (Stable Audio Open) makes a track, not a video: its configs are here
+    # (its parameter counts come from them) but this harness times video jobs only.
+    tracks = [k for k in keys if REGISTRY[k].role == "soundtrack"]
+    if tracks:
+        print(f"not timed here (a track, not a video): {', '.join(tracks)}", file=sys.stderr)
+        keys = [k for k in keys if k not in tracks]
     if args.tiny:
         with tiny_registry(keys):
             return run(args, keys)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import os
 import re
 import signal
@@ -22,8 +23,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot import __version__
+from bot.core.aspect import ASPECTS
+from bot.core.enhance.names import learned_scale
 from bot.core.errors import InvalidParameterError, MediaError, VideoBotError
+from bot.core.extend import (
+    check_limits,
+    choose_extender,
+    extend_models,
+    extender_spec,
+    plan_extend,
+)
 from bot.core.manager import ManagerOptions
+from bot.core.registry import get_spec, restyle_models
+from bot.core.restyle import (
+    DEFAULT_RESTYLER,
+    DEFAULT_STRENGTH,
+    STRENGTH_HELP,
+    check_strength,
+    plan_restyle,
+    restyler_spec,
+)
 from bot.core.rules import EDIT_OPERATIONS, SCHEDULERS
 
 if TYPE_CHECKING:
@@ -33,9 +52,10 @@ EXIT_USAGE = 2
 EXIT_FAILED = 1
 
 DEFAULT_MODEL = "animatediff"
+DEFAULT_SOUNDTRACK_MODEL = "stable_audio_open"
 """What ``generate`` renders with when no ``--model`` is given."""
-DEFAULT_UPSCALER = "zeroscope_v2_xl"
-"""What ``upscale`` runs when no ``--upscaler`` is given."""
+DEFAULT_UPSCALER = "realesrgan"
+"""What ``upscale`` runs when no ``--upscaler`` is given: Real-ESRGAN, any size (``--scale``)."""
 
 # GenerationParams fields and the options that set them, so errors name what the user typed.
 _OPTION_OF_FIELD = {
@@ -59,11 +79,15 @@ _OPTION_OF_FIELD = {
     "speed_factor": "--speed-factor",
     "loops": "--loops",
     "factor": "--factor",
+    "target_fps": "--fps",
+    "scale": "--scale",
     "operation": "OP",
     "strength": "--strength",
     "upscaler": "--upscaler",
     "dtype": "--dtype",
     "image": "--image",
+    "end_image": "--end-image",
+    "aspect": "--ar",
     "output": "-o",
     "device": "--device",
     "size": "--size",
@@ -117,6 +141,23 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"animate this picture (image-to-video models: {', '.join(_picture_models())})",
     )
     generate.add_argument(
+        "--end-image",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the picture the video ends on, with --image as its first (models that can: "
+        f"{', '.join(_first_last_models())})",
+    )
+    generate.add_argument(
+        "--ar",
+        "--aspect",
+        dest="aspect",
+        default=None,
+        metavar="W:H",
+        help=f"the video's shape, sized for the model: {', '.join(ASPECTS)} (default: the "
+        "model's native size; with --image, the picture's shape); --width/--height win",
+    )
+    generate.add_argument(
         "--interpolate",
         type=int,
         nargs="?",
@@ -131,6 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest="sound",
         action="store_false",
         help="a silent video from a model that makes sound (LTX-2); others are silent anyway",
+    )
+    generate.add_argument(
+        "--sound",
+        dest="soundtrack",
+        action="store_true",
+        help="a model without sound gets a soundtrack made from the prompt after the video "
+        "([sound] soundtrack_model, else stable_audio_open: ~5 GB more GPU memory; ambience, "
+        "not lip-sync)",
     )
     generate.add_argument(
         "--draft",
@@ -158,21 +207,73 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--speed-factor", type=float, help="speed: 2 is twice as fast, 0.5 half")
     edit.add_argument("--loops", type=int)
     edit.add_argument("--factor", type=int, help="interpolation factor (2-4)")
+    edit.add_argument(
+        "--fps",
+        type=float,
+        dest="target_fps",
+        help="interpolate: or the frame rate to reach (at most 60), e.g. --fps 60",
+    )
     _add_output(edit)
 
-    upscale = commands.add_parser("upscale", help="upscale a video with a video-to-video model")
+    upscale = commands.add_parser(
+        "upscale", help="upscale a video: Real-ESRGAN at any size, or a video-to-video model"
+    )
     upscale.add_argument("input", metavar="IN", type=Path)
     upscale.add_argument(
         "--upscaler",
         default=None,
-        help=f"default: {DEFAULT_UPSCALER}, a large download on first use (said before it "
-        "starts); tiny_v2v for a quick test",
+        help=f"default: {DEFAULT_UPSCALER} (Real-ESRGAN, any size, a 67 MB download); "
+        "zeroscope_xl for Zeroscope XL at 1024x576 (a large download, said before it starts); "
+        "tiny_v2v for a quick test",
+    )
+    upscale.add_argument(
+        "--scale", type=int, default=None, help="Real-ESRGAN: 2 or 4 times wider and taller"
     )
     upscale.add_argument("--prompt", default="", help="what the video shows (guides the upscaler)")
     upscale.add_argument("--strength", type=float, default=0.6)
     upscale.add_argument("--steps", type=int, default=20)
     upscale.add_argument("--seed", type=int, default=None)
     _add_output(upscale)
+
+    restyle = commands.add_parser(
+        "restyle", help="redraw a video after a prompt (video-to-video on Wan 2.1)"
+    )
+    restyle.add_argument("input", metavar="IN", type=Path)
+    restyle.add_argument("--prompt", required=True, help="what the video should look like")
+    restyle.add_argument(
+        "--strength", type=float, default=DEFAULT_STRENGTH, help=f"how far to go: {STRENGTH_HELP}"
+    )
+    restyle.add_argument(
+        "--model",
+        default=DEFAULT_RESTYLER,
+        help=f"a model that restyles (default {DEFAULT_RESTYLER}): {', '.join(restyle_models())}",
+    )
+    restyle.add_argument("--steps", type=int, default=None, help="default: the model's own")
+    restyle.add_argument("--seed", type=int, default=None)
+    _add_output(restyle)
+
+    extend = commands.add_parser(
+        "extend", help="continue a clip from its last frames after a prompt (a model that extends)"
+    )
+    extend.add_argument("input", metavar="IN", type=Path)
+    extend.add_argument("--prompt", required=True, help="how the clip should go on")
+    extend.add_argument(
+        "--model",
+        default=None,
+        help="a model that extends (default: [models] extender, else the first enabled of: "
+        + ", ".join(extend_models())
+        + ")",
+    )
+    extend.add_argument(
+        "--frames",
+        type=int,
+        default=None,
+        help="about how many frames to add (default: the model's own clip length; its frame "
+        "rule decides the exact count)",
+    )
+    extend.add_argument("--steps", type=int, default=None, help="default: the model's own")
+    extend.add_argument("--seed", type=int, default=None)
+    _add_output(extend)
 
     models = commands.add_parser("models", help="list the models, their sizes and memory needs")
     models.add_argument(
@@ -214,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print the `ray start` command instead of running it"
     )
 
-    for sub in (generate, upscale):
+    for sub in (generate, upscale, restyle, extend):
         for option in MANAGER_FLAGS:
             flag, text = f"--{option.name.replace('_', '-')}", option.metadata["help"]
             if option.default is False:
@@ -231,6 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_output(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.mp4")
+
+
+def _first_last_models() -> list[str]:
+    """The models ``--end-image`` works with, from the registry (the tiny test models left out)."""
+    from bot.core.registry import REGISTRY, first_last_frame_models
+
+    return [key for key in first_last_frame_models() if not REGISTRY[key].tiny]
 
 
 def _picture_models() -> list[str]:
@@ -330,8 +438,36 @@ def _check_device_here(device: str) -> None:
         )
 
 
+def _picture_aspect(path: Path, model: str) -> str | None:
+    """A picture job's shape when no size or aspect is given: the picture's own, except on a
+    model whose image-to-video size is fixed (CogVideoX-5b-I2V)."""
+    from bot.core.aspect import aspect_of
+    from bot.core.images import load_image
+    from bot.core.registry import get_spec
+
+    if get_spec(model).image_size is not None:
+        return None
+    return aspect_of(*load_image(path).size)
+
+
+def _soundtrack_model() -> str:
+    """``--sound``'s model: ``[sound] soundtrack_model`` where the config names one (the same
+    file and environment as the bot), else Stable Audio Open."""
+    from bot.config import ConfigError, load_settings
+
+    try:
+        configured = load_settings().sound.soundtrack_model
+    except ConfigError as exc:
+        raise InvalidParameterError("config", "; ".join(exc.lines)) from None
+    if importlib.util.find_spec("torchsde") is None:
+        raise InvalidParameterError(
+            "sound", "soundtracks need torchsde: pip install -e '.[soundtrack]' in the clone"
+        )
+    return configured or DEFAULT_SOUNDTRACK_MODEL
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from bot.core import GenerationParams, get_generation_engine
+    from bot.core import GenerationParams, get_generation_engine, soundtrack
     from bot.core.drafts import draft_recipe
     from bot.core.registry import get_spec
 
@@ -349,7 +485,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         "guidance_scale": args.guidance_scale,
         "scheduler": args.scheduler,
         "image": str(args.image) if args.image is not None else None,
+        "end_image": str(args.end_image) if args.end_image is not None else None,
+        "aspect": args.aspect,
     }
+    model = get_spec(args.model).key if args.model else DEFAULT_MODEL
+    if args.image is not None and (width, height, args.aspect) == (None, None, None):
+        given["aspect"] = _picture_aspect(args.image, model)
     params = GenerationParams(
         prompt=args.prompt,
         negative_prompt=args.negative_prompt,
@@ -357,10 +498,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         interpolate=args.interpolate,
         loop=args.loop,
         sound=args.sound,
-        model=get_spec(args.model).key if args.model else DEFAULT_MODEL,
+        model=model,
         quality="draft" if args.draft else "full",
         **{name: value for name, value in given.items() if value is not None},
     )
+    if args.soundtrack:
+        if not args.sound:
+            raise InvalidParameterError("sound", "give --sound or --no-sound, not both")
+        params = soundtrack.requested(params, True, _soundtrack_model())
     previews = _preview_folder(args.previews)
     _configure_manager(args)
     with _output_folder(args.output):
@@ -378,6 +523,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         f"seed {result.seed_used}, {result.generation_time:.1f} s, "
         f"{'with sound' if result.sound is not None else 'silent'}"
     )
+    if result.metadata.get("note"):  # e.g. why the soundtrack could not be made
+        print(result.metadata["note"])
     draft = result.metadata.get("draft")
     if draft:
         print(f"draft: {draft['note']}; run it again without --draft for the full render")
@@ -390,7 +537,7 @@ def _cmd_edit(args: argparse.Namespace) -> int:
 
     kwargs: dict[str, Any] = {
         name: getattr(args, name)
-        for name in ("start_frame", "end_frame", "speed_factor", "loops", "factor")
+        for name in ("start_frame", "end_frame", "speed_factor", "loops", "factor", "target_fps")
         if getattr(args, name) is not None
     }
     for name, field in (("start", "start_s"), ("end", "end_s")):
@@ -416,9 +563,12 @@ def _cmd_edit(args: argparse.Namespace) -> int:
                 timeout_s=limits.edit_time_limit_s,
                 metadata={"source": source.name},
                 control=bar.control,
+                enhance_device=limits.enhance_device,
             )
     sound = "with sound" if edited.sound is not None else "silent"
     print(f"saved {args.output}: {len(edited.images)} frames at {edited.frame_rate:g} fps, {sound}")
+    if edited.metadata.get("interpolator"):
+        print(f"smoothed with {edited.metadata['interpolator']}")
     if edited.metadata.get("note"):
         print(edited.metadata["note"])
     return 0
@@ -428,6 +578,9 @@ def _cmd_edit(args: argparse.Namespace) -> int:
 class _Limits:
     media: MediaLimits
     edit_time_limit_s: float
+    enhance_device: str = "auto"
+    """``[enhance] device``: where an interpolation's RIFE runs (``auto``: a GPU, else
+    minterpolate)."""
 
 
 def _bot_limits() -> _Limits:
@@ -437,10 +590,11 @@ def _bot_limits() -> _Limits:
     from bot.config import ConfigError, load_settings
 
     try:
-        limits = load_settings().limits
+        settings = load_settings()
     except ConfigError as exc:
         raise InvalidParameterError("config", "; ".join(exc.lines)) from None
-    return _Limits(limits.media_limits(), limits.edit_time_limit_s)
+    limits = settings.limits
+    return _Limits(limits.media_limits(), limits.edit_time_limit_s, settings.enhance.device)
 
 
 def _cmd_upscale(args: argparse.Namespace) -> int:
@@ -450,8 +604,9 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
     limits = _bot_limits().media
     with _output_folder(args.output):
         source = GenerationResult.from_video_file(_existing(args.input), limits)
-        upscaler = args.upscaler or DEFAULT_UPSCALER
-        _load(upscaler)
+        upscaler = _upscaler_key(args.upscaler or DEFAULT_UPSCALER, args.scale)
+        if learned_scale(upscaler) is None:
+            _load(upscaler)
         with _ProgressBar() as bar:
             result = get_generation_engine().upscale(
                 source,
@@ -468,6 +623,105 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
     sound = "with sound" if result.sound is not None else "silent"
     print(f"saved {path}: {result.size[0]}x{result.size[1]}, {len(result.images)} frames, {sound}")
     return 0
+
+
+def _cmd_restyle(args: argparse.Namespace) -> int:
+    """The size and frames are fitted to the model's rules (``bot.core.restyle``); the strength,
+    the model and a too-long video are refused before anything is loaded."""
+    from bot.core import GenerationResult, get_generation_engine
+
+    check_strength(args.strength)
+    spec = restyler_spec(args.model)
+    _configure_manager(args)
+    with _output_folder(args.output):
+        source = GenerationResult.from_video_file(_existing(args.input), _bot_limits().media)
+        plan_restyle(spec, *source.size, len(source.images), source.frame_rate)
+        _load(spec.key)
+        with _ProgressBar() as bar:
+            result = get_generation_engine().restyle(
+                source,
+                prompt=args.prompt,
+                model=spec.key,
+                strength=args.strength,
+                num_inference_steps=args.steps,
+                seed=args.seed,
+                control=bar.control,
+            )
+        if result.error:
+            raise VideoBotError(result.error)
+        path = result.save_as_video(args.output, encoder=_encoder())
+    sound = "with sound" if result.sound is not None else "silent"
+    print(
+        f"saved {path}: {result.size[0]}x{result.size[1]}, {len(result.images)} frames at "
+        f"{result.frame_rate:g} fps, {sound}"
+    )
+    return 0
+
+
+def _cmd_extend(args: argparse.Namespace) -> int:
+    """The original followed by its continuation (``bot.core.extend``): the model, the length and
+    the memory are checked, and refused with the numbers, before anything is loaded."""
+    from bot.config import ConfigError, load_settings
+    from bot.core import GenerationResult, get_generation_engine
+
+    if args.model is not None:
+        key = extender_spec(args.model).key
+    else:
+        try:
+            models = load_settings().models
+        except ConfigError as exc:
+            raise InvalidParameterError("config", "; ".join(exc.lines)) from None
+        key = choose_extender(models.enabled, models.extender, None)
+    _configure_manager(args)
+    limits = _bot_limits().media
+    with _output_folder(args.output):
+        source = GenerationResult.from_video_file(_existing(args.input), limits)
+        width, height = source.size
+        plan = plan_extend(
+            get_spec(key), width, height, len(source.images), source.frame_rate, args.frames
+        )
+        check_limits(plan, width, height, limits)
+        _load(key, image=plan.method == "last_frame")
+        with _ProgressBar() as bar:
+            result = get_generation_engine().extend(
+                source,
+                prompt=args.prompt,
+                model=key,
+                new_frames=args.frames,
+                num_inference_steps=args.steps,
+                seed=args.seed,
+                limits=limits,
+                control=bar.control,
+            )
+        if result.error:
+            raise VideoBotError(result.error)
+        path = result.save_as_video(args.output, encoder=_encoder())
+    sound = "with sound" if result.sound is not None else "silent"
+    seam = result.metadata["extend"]["seam_ratio"]
+    print(
+        f"saved {path}: {len(source.images)} + {plan.new_frames} frames on {key}, "
+        f"{result.size[0]}x{result.size[1]} at {result.frame_rate:g} fps, {sound}; "
+        f"seam ratio {seam:g}"
+    )
+    return 0
+
+
+def _upscaler_key(name: str, scale: int | None) -> str:
+    """``realesrgan`` (with ``--scale``) as the engine's ``realesrgan_x2``/``_x4``;
+    ``zeroscope_xl`` as Zeroscope XL's key; any other name as given (a registry upscaler)."""
+    from bot.core.enhance import check_upscale
+    from bot.core.enhance.names import DIFFUSION_UPSCALER, learned_key
+
+    learned = learned_scale(name)
+    if learned is not None:
+        chosen = learned if scale is None else scale
+        check_upscale(1, 1, chosen)  # the scale alone: 2 or 4
+        return learned_key(chosen)
+    if scale is not None:
+        raise InvalidParameterError(
+            "scale", f"only Real-ESRGAN takes a scale; {name} upscales to its own size"
+        )
+    return "zeroscope_v2_xl" if name.strip().lower() == DIFFUSION_UPSCALER else name
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -802,5 +1056,7 @@ _COMMANDS = {
     "generate": _cmd_generate,
     "edit": _cmd_edit,
     "upscale": _cmd_upscale,
+    "restyle": _cmd_restyle,
+    "extend": _cmd_extend,
     "models": _cmd_models,
 }

@@ -140,6 +140,16 @@ class ModelSettings(_ManagerKeys):  # type: ignore[misc,valid-type]
     default: str | None = None
     preload: list[str] = Field(default_factory=list)
     """Loaded at start so the first member does not wait for the download and load."""
+    upscaler: str | None = None
+    """What /upscale uses when the member names none: ``realesrgan`` (Real-ESRGAN through
+    spandrel: any model's output at any size, 2x or 4x, a 67 MB download) or the key of an
+    enabled diffusion upscaler (``zeroscope_v2_xl``: 1024x576 only, about 15 GB). Unset:
+    Real-ESRGAN (a diffusion upscaler is still there by name: ``/upscale upscaler:zeroscope_xl``)."""
+    extender: str | None = None
+    """What Extend (``/edit operation:extend``, ``!extend``, the button) continues clips with: the
+    key of an enabled model that can extend (``bot.core.extend``). Unset: the first enabled one
+    in the order Wan VACE, LTX-Video 0.9.7 (the tail as a condition), an image-to-video model from
+    the last frame."""
 
     @model_validator(mode="after")
     def _valid_manager_options(self) -> ModelSettings:
@@ -155,6 +165,37 @@ class ModelSettings(_ManagerKeys):  # type: ignore[misc,valid-type]
     @classmethod
     def _known_models(cls, keys: list[str]) -> list[str]:
         return [_model_key(key) for key in keys]
+
+    @field_validator("upscaler")
+    @classmethod
+    def _known_upscaler(cls, key: str | None) -> str | None:
+        from bot.core.enhance.names import LEARNED_UPSCALER
+
+        if key is None or key.strip().lower() == LEARNED_UPSCALER:
+            return None if key is None else LEARNED_UPSCALER
+        upscalers = [k for k, spec in REGISTRY.items() if spec.role == "upscaler"]
+        name = _model_key(key, among=[LEARNED_UPSCALER, *upscalers])
+        if REGISTRY[name].role != "upscaler":
+            raise ValueError(
+                f"{name!r} is not an upscaler; pick one of: "
+                + ", ".join([LEARNED_UPSCALER, *upscalers])
+            )
+        return name
+
+    @field_validator("extender")
+    @classmethod
+    def _known_extender(cls, key: str | None, info: Any) -> str | None:
+        if key is None:
+            return None
+        from bot.core.extend import extend_models
+
+        able = extend_models()
+        name = _model_key(key, among=able)
+        if name not in able:
+            raise ValueError(f"{name!r} cannot extend a clip; pick one of: {', '.join(able)}")
+        if name not in (info.data.get("enabled") or []):
+            raise ValueError(f"{name!r} is not in models.enabled; add it there too")
+        return name
 
     @field_validator("default")
     @classmethod
@@ -192,6 +233,52 @@ class ModelSettings(_ManagerKeys):  # type: ignore[misc,valid-type]
         if not generators:
             raise ValueError("models.enabled names no model that can generate")
         return generators[0]
+
+
+class EnhanceSettings(Section):
+    """``[enhance]``: the learned finishing of ``bot.core.enhance`` (docs/ENHANCE.md)."""
+
+    device: str = "auto"
+    """Where an edit's learned interpolation (RIFE 4.26) runs: ``auto`` uses a GPU when there is
+    one and ffmpeg's ``minterpolate`` when there is none (RIFE on a few CPU cores is slower than
+    it); ``cpu`` runs RIFE on the CPU all the same (slow: tests and small clips); ``cuda``,
+    ``cuda:1`` or ``mps`` pick the device. On a GPU an interpolation takes the GPU's turn between
+    generations. Upscaling runs on the worker's own device (``[models] device``)."""
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        return check_device(device)
+
+
+class SoundSettings(Section):
+    """``[sound]``: soundtracks for models that make no sound (docs/SOUND.md)."""
+
+    soundtrack_model: str = ""
+    """The model that scores a silent model's clip from its prompt when a member asks for sound
+    (``/video sound:True``, ``videobot generate --sound``): ``stable_audio_open`` (Stable Audio
+    Open 1.0, 1.35B parameters, about 5 GB more GPU memory in half precision, loaded beside the
+    video model and run after the video in the same GPU job; it needs the ``soundtrack`` extra,
+    torchsde), or ``tiny_stable_audio`` offline. Empty (the default): off, and asking a silent
+    model for sound gives a silent video with a note saying the owner can turn this on. The
+    track is ambience from the prompt, not lip-sync."""
+
+    @field_validator("soundtrack_model")
+    @classmethod
+    def _soundtrack_model(cls, value: str) -> str:
+        key = value.strip().lower()
+        if not key:
+            return ""
+        models = [k for k, spec in REGISTRY.items() if spec.role == "soundtrack"]
+        if key not in models:
+            raise ValueError(f"unknown soundtrack model {value!r}; allowed: {', '.join(models)}")
+        import importlib.util
+
+        if importlib.util.find_spec("torchsde") is None:
+            raise ValueError(
+                f"{key} needs torchsde (its sampler): pip install -e '.[soundtrack]' in the clone"
+            )
+        return key
 
 
 class LimitSettings(Section):
@@ -374,6 +461,8 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     speed: SpeedSettings = Field(default_factory=SpeedSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+    enhance: EnhanceSettings = Field(default_factory=EnhanceSettings)
+    sound: SoundSettings = Field(default_factory=SoundSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -36,15 +36,19 @@ class JobSpec:
     """One GPU job as data.
 
     ``params``: for a generation, ``GenerationParams`` as JSON (its ``image`` is replaced on the
-    worker by a file written from ``media``); for an upscale, ``{"upscaler": key}``. ``media``: the
-    picture (PNG bytes) or the source video (mp4 bytes); the Ray backend sends it through the
-    object store. ``previews``: whether the worker builds live previews."""
+    worker by a file written from ``media``); for an upscale, ``{"upscaler": key}``; for a
+    restyle, ``{"strength": s, "seed": n or None}`` (``model`` is the restyler, ``prompt`` what the
+    video should look like). ``media``: the picture (PNG bytes) or the source video (mp4 bytes);
+    the Ray backend sends it through the object store. ``previews``: whether the worker builds live previews."""
 
     kind: JobKind
     model: str
     params: dict[str, Any]
     prompt: str = ""
     media: bytes | None = field(default=None, repr=False)
+    end_media: bytes | None = field(default=None, repr=False)
+    """A generation's last-frame picture (PNG bytes, a few hundred KB once fitted), beside the
+    first one in ``media``; it travels inside the spec."""
     media_budget: MediaBudget | None = None
     previews: bool = False
     previews_every_s: float = DEFAULT_PREVIEWS_EVERY_S

@@ -18,6 +18,10 @@ class JobKind(StrEnum):
     GENERATE = "generate"
     EDIT = "edit"
     UPSCALE = "upscale"
+    RESTYLE = "restyle"
+    """A video redrawn after a prompt (video-to-video, ``bot.core.restyle``): a GPU job."""
+    EXTEND = "extend"
+    """A clip continued from its last frames (``bot.core.extend``): a GPU job."""
 
     @property
     def uses_gpu(self) -> bool:
@@ -27,7 +31,13 @@ class JobKind(StrEnum):
     @property
     def label(self) -> str:
         """How members see the kind: "Video #12", "Edit #13"."""
-        return {"generate": "Video", "edit": "Edit", "upscale": "Upscale"}[self.value]
+        return {
+            "generate": "Video",
+            "edit": "Edit",
+            "upscale": "Upscale",
+            "restyle": "Restyle",
+            "extend": "Extend",
+        }.get(self.value, self.value.capitalize())
 
 
 class JobStatus(StrEnum):

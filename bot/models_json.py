@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from bot.core.aspect import ASPECTS, size_for_aspect
 from bot.core.plans import Card, choose, host_ram_gb, native_shape, plans_for
 from bot.core.registry import REGISTRY, ModelSpec
 
@@ -44,6 +45,9 @@ def _entry(spec: ModelSpec, row: Any) -> dict[str, Any]:
         "abilities": {
             "text_to_video": spec.role == "generator",
             "image_to_video": spec.image_to_video,
+            "restyle": spec.restyles,
+            "extend": spec.extends,  # how it continues a clip (bot.core.extend), or None
+            "first_last_frame": spec.first_last_frame,
         },
         "rules": {
             "size": {"min": spec.min_size, "max": spec.max_size, "multiple": spec.size_multiple},
@@ -56,6 +60,8 @@ def _entry(spec: ModelSpec, row: Any) -> dict[str, Any]:
             "steps": {"min": spec.steps.low, "max": spec.steps.high},
             "guidance": {"min": spec.guidance.low, "max": spec.guidance.high},
             "schedulers": list(spec.schedulers),
+            # The size each /video aspect: and --ar shape runs at (bot.core.aspect).
+            "aspects": {name: list(size_for_aspect(spec, name)) for name in ASPECTS},
         },
         "defaults": spec.defaults(),
         "draft_model": spec.draft_model,

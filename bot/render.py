@@ -144,11 +144,13 @@ BUTTONS: dict[str, tuple[str, str, discord.ButtonStyle]] = {
     "reverse": ("Reverse", "⏪", discord.ButtonStyle.secondary),
     "loop": ("Loop", "🔁", discord.ButtonStyle.secondary),
     "interpolate": ("Interpolate", "✨", discord.ButtonStyle.secondary),
+    "extend": ("Extend", "⏩", discord.ButtonStyle.secondary),
     "cancel": ("Cancel", "✖️", discord.ButtonStyle.danger),
     "refine": ("Refine", "💎", discord.ButtonStyle.primary),
 }
-RESULT_ACTIONS = ("reroll", "upscale", "reverse", "loop", "interpolate")
-"""The buttons under a finished video, in order."""
+RESULT_ACTIONS = ("reroll", "upscale", "reverse", "loop", "interpolate", "extend")
+"""The buttons under a finished video, in order (Discord puts five in a row; Extend starts the
+second)."""
 
 
 def button_id(action: str, job_id: int) -> str:

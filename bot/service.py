@@ -28,13 +28,22 @@ from typing import TYPE_CHECKING, Any
 from bot import retention
 from bot.admission import Admission, Requester, RequestRefused, Ticket
 from bot.budget import DecodeBudget, EditQueue
-from bot.core import edits, media
+from bot.core import edits, enhance, media
+from bot.core import extend as extending
+from bot.core import restyle as restyling
 from bot.core.engine import GenerationEngine
-from bot.core.errors import MediaError, VideoBotError
-from bot.core.images import ImageLimits, fit_image, load_image, save_image
+from bot.core.enhance.names import (
+    DIFFUSION_UPSCALER,
+    LEARNED_UPSCALER,
+    learned_key,
+    learned_scale,
+)
+from bot.core.errors import InvalidParameterError, MediaError, VideoBotError
+from bot.core.images import ImageLimits, fit_image, load_end_image, load_image, save_image
 from bot.core.params import GenerationParams
-from bot.core.registry import REGISTRY, get_spec
+from bot.core.registry import REGISTRY, ModelSpec, get_spec, restyle_models
 from bot.core.result import GenerationResult
+from bot.core.rules import MAX_EDIT_FRAMES
 from bot.jobs import Job, JobExecutor, QueueFull, describe_wait
 from bot.jobspec import JobSpec, MediaBudget
 from bot.lifecycle import (
@@ -158,40 +167,66 @@ class VideoService:
                 return guild.default_model
         return self.settings.models.default_model
 
-    async def image_model(self, guild_id: int | None, requested: str | None) -> str:
-        """The model that animates a member's picture: the one asked for if it can, else the
-        server's default if it can, else the first enabled model that can."""
-        enabled = [
-            key
-            for key in self.settings.models.enabled
-            if REGISTRY[key].image_to_video and REGISTRY[key].role == "generator"
-        ]
+    async def image_model(
+        self, guild_id: int | None, requested: str | None, *, last_frame: bool = False
+    ) -> str:
+        """The model that animates a member's picture (with ``last_frame``: from a first to a
+        last picture): the one asked for if it can, else the server's default if it can, else
+        the first enabled model that can. Without a last frame, a model that needs one is
+        never picked for the member."""
+
+        def able(spec: ModelSpec) -> bool:
+            if spec.role != "generator" or not spec.image_to_video:
+                return False
+            return spec.first_last_frame if last_frame else not spec.first_last_only
+
+        enabled = [key for key in self.settings.models.enabled if able(REGISTRY[key])]
+        what = "pin a first and a last frame" if last_frame else "animate a picture"
         if requested is not None:
             key = get_spec(requested).key
-            if not REGISTRY[key].image_to_video:
+            if not REGISTRY[key].image_to_video or (
+                last_frame and not REGISTRY[key].first_last_frame
+            ):
                 can = ", ".join(enabled) or "none is enabled on this bot"
-                raise RequestRefused(f"{key} cannot animate a picture; models that can: {can}")
+                raise RequestRefused(f"{key} cannot {what}; models that can: {can}")
             return key
         default = await self.default_model(guild_id)
         if default in enabled:
             return default
         if enabled:
             return enabled[0]
-        able = ", ".join(k for k, s in REGISTRY.items() if s.image_to_video and not s.tiny)
+        others = ", ".join(k for k, s in REGISTRY.items() if able(s) and not s.tiny)
         raise RequestRefused(
-            "no model on this bot can animate pictures; a moderator can enable one of: " + able
+            f"no model on this bot can {what}; a moderator can enable one of: {others}"
         )
 
-    async def picture_from_upload(self, data: bytes, size: tuple[int, int]) -> Path:
+    async def picture_from_upload(
+        self, data: bytes, size: tuple[int, int], *, which: str = "image"
+    ) -> Path:
         """A member's picture, checked before decoding, fitted to the job's ``size`` and kept as
         a clean PNG for the job (and for its reruns and a restart): a few hundred KB whatever was
-        uploaded. The member's filename never reaches the disk."""
-        limits = ImageLimits(max_bytes=self.picture_limit_bytes())
+        uploaded. The member's filename never reaches the disk. ``which``: ``end_image`` for a
+        last frame's picture, which its refusals then name."""
+        path, _ = await self.fitted_picture(data, lambda width, height: size, which=which)
+        return path
 
-        def prepare() -> Path:
-            picture = fit_image(load_image(data, limits), *size)
+    async def fitted_picture(
+        self,
+        data: bytes,
+        size_for: Callable[[int, int], tuple[int, int]],
+        *,
+        which: str = "image",
+    ) -> tuple[Path, tuple[int, int]]:
+        """As :meth:`picture_from_upload`, the size chosen from the upright picture's own width
+        and height (``size_for``): a job whose shape follows its picture's. Returns the size."""
+        limits = ImageLimits(max_bytes=self.picture_limit_bytes())
+        load = load_end_image if which == "end_image" else load_image
+
+        def prepare() -> tuple[Path, tuple[int, int]]:
+            picture = load(data, limits)
+            size = size_for(*picture.size)
             path = self.settings.storage.output_dir / "inputs" / f"{uuid.uuid4().hex}.png"
-            return save_image(picture, path)
+            return save_image(fit_image(picture, *size), path), size
 
         return await asyncio.to_thread(prepare)
 
@@ -276,7 +311,7 @@ class VideoService:
             else None
         )
         params = GenerationParams(**{**record.params, "seed": seed, **(changes or {})})
-        if params.image is not None and not Path(params.image).is_file():
+        if not _pictures_present(params):
             raise RequestRefused(
                 f"the picture of job #{job_id} is gone, so it cannot be animated again"
             )
@@ -308,28 +343,43 @@ class VideoService:
             if params.image is not None
             else None
         )
+        end_picture = (
+            await asyncio.to_thread(Path(params.end_image).read_bytes)
+            if params.end_image is not None
+            else None
+        )
         return JobSpec(
             kind=JobKind.GENERATE,
             model=model,
             params=params.model_dump(mode="json"),
             prompt=params.prompt,
             media=picture,
+            end_media=end_picture,
             previews=self.settings.discord.live_previews,
             previews_every_s=self.settings.limits.progress_interval_s,
             time_limit_s=self.settings.limits.job_time_limit_s,
         )
 
-    async def submit_upscale(self, who: Requester, where: VideoRef) -> Job:
+    async def submit_upscale(
+        self,
+        who: Requester,
+        where: VideoRef,
+        *,
+        upscaler: str | None = None,
+        scale: int | None = None,
+    ) -> Job:
         """Admission first, then the video (an upload is fetched only now), then its probe against
-        the upscaler's frame limit and the memory budget (the worker holds every frame), both
-        refused with the numbers before anything is recorded or queued."""
+        the upscaler's frame limit, its size rules and the memory budget (the worker holds every
+        frame), all refused with the numbers before anything is recorded or queued.
+
+        ``upscaler``: ``realesrgan`` (any size, ``scale`` 2 or 4), ``zeroscope_xl`` (the source
+        model's diffusion upscaler, at its own size) or a diffusion upscaler's key; None: the
+        configured default (:meth:`_choose_upscaler`)."""
         ticket = await self.admission.admit(who, JobKind.UPSCALE)
         record: JobRecord | None = None
         try:
             async with self._open_source(who, where) as source:
-                upscaler = get_spec(source.model).upscaler if source.model else None
-                upscaler = upscaler or self._default_upscaler()
-                self.check_enabled(upscaler)
+                upscaler = self._choose_upscaler(source.model, upscaler, scale)
                 self._check_upscale_source(source.info, upscaler)
                 record = await self._record_request(
                     who,
@@ -350,7 +400,39 @@ class VideoService:
                 await self._unqueued(record.id, exc)
             raise
 
+    def _choose_upscaler(self, model: str | None, requested: str | None, scale: int | None) -> str:
+        """The job's upscaler: Real-ESRGAN as ``realesrgan_x2``/``realesrgan_x4``, or an enabled
+        diffusion upscaler's registry key. Unnamed, ``[models] upscaler``; unset, Real-ESRGAN,
+        which takes any model's video at any size (a diffusion upscaler is asked for by name)."""
+        name = requested or self.settings.models.upscaler or LEARNED_UPSCALER
+        learned = learned_scale(name)
+        if learned is not None:
+            chosen = learned if scale is None else scale
+            if isinstance(chosen, bool) or chosen not in enhance.UPSCALE_FACTORS:
+                raise InvalidParameterError("scale", f"must be 2 or 4 (got {chosen!r})")
+            return learned_key(chosen)
+        if name.strip().lower() == DIFFUSION_UPSCALER:
+            key = (get_spec(model).upscaler if model else None) or self._default_upscaler()
+        else:
+            key = get_spec(name).key
+            if get_spec(key).role != "upscaler":
+                raise InvalidParameterError(
+                    "upscaler", f"{key} is not an upscaler; pick one of: realesrgan, zeroscope_xl"
+                )
+        if scale is not None:
+            raise InvalidParameterError(
+                "scale",
+                f"only Real-ESRGAN takes a scale; {key} upscales to its own size "
+                f"({get_spec(key).native_width}x{get_spec(key).native_height})",
+            )
+        self.check_enabled(key)
+        return key
+
     def _check_upscale_source(self, info: media.VideoInfo, upscaler: str) -> None:
+        scale = learned_scale(upscaler)
+        if scale is not None:
+            self._check_learned_upscale(info, scale)
+            return
         spec = get_spec(upscaler)
         if info.frame_count > spec.max_frames:
             raise MediaError(
@@ -367,6 +449,21 @@ class VideoService:
                 advice="trim it first",
             )
 
+    def _check_learned_upscale(self, info: media.VideoInfo, scale: int) -> None:
+        """Real-ESRGAN takes any size up to a 4K result; the worker holds the source frames
+        and the upscaled ones, ``scale``² times larger, at once."""
+        enhance.check_upscale(info.width, info.height, scale)
+        held = info.decoded_bytes * (1 + scale * scale)
+        if not self.decode_budget.fits(held):
+            raise media.memory_refusal(
+                f"upscaling this video {scale}x",
+                info,
+                info.frame_count,
+                held,
+                self.decode_budget.total,
+                advice="trim it first" + (", or use 2x" if scale > 2 else ""),
+            )
+
     async def _upscale_spec(self, source: SourceVideo, upscaler: str) -> JobSpec:
         """The upscale as data: the source video travels as its mp4 bytes and is decoded on the
         worker under the bot's upload limits, its memory budget and the upscaler's frame limit
@@ -375,7 +472,11 @@ class VideoService:
         if data is None:
             data = await asyncio.to_thread(source.path.read_bytes)
         limits = self.upload_limits()
-        upscaler_frames = get_spec(upscaler).max_frames
+        upscaler_frames = (
+            limits.max_frames or MAX_EDIT_FRAMES
+            if learned_scale(upscaler) is not None
+            else get_spec(upscaler).max_frames
+        )
         return JobSpec(
             kind=JobKind.UPSCALE,
             model=upscaler,
@@ -385,6 +486,182 @@ class VideoService:
             media_budget=MediaBudget(
                 max_bytes=max(limits.max_bytes, len(data)),
                 max_frames=min(upscaler_frames, limits.max_frames or upscaler_frames),
+                max_duration_s=limits.max_duration_s,
+                max_decoded_bytes=limits.max_decoded_bytes,
+            ),
+            previews=self.settings.discord.live_previews,
+            previews_every_s=self.settings.limits.progress_interval_s,
+            time_limit_s=self.settings.limits.job_time_limit_s,
+        )
+
+    async def submit_restyle(
+        self,
+        who: Requester,
+        where: VideoRef,
+        *,
+        prompt: str,
+        strength: float | None = None,
+        model: str | None = None,
+        seed: int | None = None,
+    ) -> Job:
+        """Redraw a video after ``prompt`` (video-to-video, ``bot.core.restyle``). The prompt and
+        strength first, then admission (the prompt's words too), then the video (an upload is
+        fetched only now), fitted to the restyler's rules from its probe and held to the memory
+        budget: every refusal, with the numbers, before anything is recorded or queued."""
+        strength = restyling.check_strength(
+            restyling.DEFAULT_STRENGTH if strength is None else strength
+        )
+        prompt = prompt.strip()
+        if not prompt:
+            raise InvalidParameterError(
+                "prompt", "say what the video should look like, e.g. `an oil painting`"
+            )
+        key = self._choose_restyler(model)
+        ticket = await self.admission.admit(who, JobKind.RESTYLE, [("prompt", prompt)])
+        record: JobRecord | None = None
+        try:
+            async with self._open_source(who, where) as source:
+                self._check_restyle_source(source.info, key)
+                params: dict[str, Any] = {"strength": strength, "seed": seed}
+                record = await self._record_request(
+                    who, JobKind.RESTYLE, params, prompt, key, source.job_id
+                )
+                ticket.recorded = True
+                spec = await self._restyle_spec(source, key, prompt, params)
+            return await self._queue(record, who, JobKind.RESTYLE, key, prompt, spec, ticket)
+        except BaseException as exc:
+            ticket.release()
+            if record is not None and isinstance(exc, Exception):
+                await self._unqueued(record.id, exc)
+            raise
+
+    def _choose_restyler(self, requested: str | None) -> str:
+        """The model asked for if it restyles and is enabled, else the first enabled restyler."""
+        if requested is not None:
+            key = restyling.restyler_spec(requested).key
+            self.check_enabled(key)
+            return key
+        for key in self.settings.models.enabled:
+            if get_spec(key).restyles:
+                return key
+        raise RequestRefused(
+            "no model on this bot can restyle videos; a moderator can enable one of: "
+            + ", ".join(restyle_models())
+        )
+
+    def _check_restyle_source(self, info: media.VideoInfo, key: str) -> None:
+        """The restyler's size and frame rules (a too-long video is refused with the numbers),
+        and the memory budget: the worker decodes every frame of the source."""
+        restyling.plan_restyle(get_spec(key), info.width, info.height, info.frame_count, info.fps)
+        if not self.decode_budget.fits(info.decoded_bytes):
+            raise media.memory_refusal(
+                "restyling this video",
+                info,
+                info.frame_count,
+                info.decoded_bytes,
+                self.decode_budget.total,
+                advice="trim it first",
+            )
+
+    async def _restyle_spec(
+        self, source: SourceVideo, key: str, prompt: str, params: dict[str, Any]
+    ) -> JobSpec:
+        """The restyle as data: the source's mp4 bytes, decoded on the worker under the bot's
+        upload limits and memory budget."""
+        data = source.data
+        if data is None:
+            data = await asyncio.to_thread(source.path.read_bytes)
+        limits = self.upload_limits()
+        return JobSpec(
+            kind=JobKind.RESTYLE,
+            model=key,
+            params=params,
+            prompt=prompt,
+            media=data,
+            media_budget=MediaBudget(
+                max_bytes=max(limits.max_bytes, len(data)),
+                max_frames=limits.max_frames or MAX_EDIT_FRAMES,
+                max_duration_s=limits.max_duration_s,
+                max_decoded_bytes=limits.max_decoded_bytes,
+            ),
+            previews=self.settings.discord.live_previews,
+            previews_every_s=self.settings.limits.progress_interval_s,
+            time_limit_s=self.settings.limits.job_time_limit_s,
+        )
+
+    async def submit_extend(
+        self,
+        who: Requester,
+        where: VideoRef,
+        *,
+        prompt: str,
+        model: str | None = None,
+        new_frames: int | None = None,
+        seed: int | None = None,
+    ) -> Job:
+        """Continue a clip after ``prompt`` (``bot.core.extend``) on the extender asked for, the
+        owner's ``[models] extender`` or the best enabled one. The prompt first, then admission
+        (its words too), then the video (an upload is fetched only now), planned from its probe
+        and held to the upload and memory limits: every refusal, with the numbers, before
+        anything is recorded or queued."""
+        prompt = prompt.strip()
+        if not prompt:
+            raise InvalidParameterError(
+                "prompt", "say how the clip should go on, e.g. `the boat sails into the sunset`"
+            )
+        key = self.extender(model)
+        ticket = await self.admission.admit(who, JobKind.EXTEND, [("prompt", prompt)])
+        record: JobRecord | None = None
+        try:
+            async with self._open_source(who, where) as source:
+                self._check_extend_source(source.info, key, new_frames)
+                params: dict[str, Any] = {"new_frames": new_frames, "seed": seed}
+                record = await self._record_request(
+                    who, JobKind.EXTEND, params, prompt, key, source.job_id
+                )
+                ticket.recorded = True
+                spec = await self._extend_spec(source, key, prompt, params)
+            return await self._queue(record, who, JobKind.EXTEND, key, prompt, spec, ticket)
+        except BaseException as exc:
+            ticket.release()
+            if record is not None and isinstance(exc, Exception):
+                await self._unqueued(record.id, exc)
+            raise
+
+    def extender(self, requested: str | None = None) -> str:
+        """The model an extension runs on (``bot.core.extend.choose_extender``): the one asked
+        for, else ``[models] extender``, else the best enabled; a one-line refusal naming the
+        extenders when none is enabled."""
+        return extending.choose_extender(
+            self.settings.models.enabled, self.settings.models.extender, requested
+        )
+
+    def _check_extend_source(self, info: media.VideoInfo, key: str, new_frames: int | None) -> None:
+        """The result's length against the upload limits and its frames against the memory
+        budget (the worker holds the original, the continuation and the render at once)."""
+        plan = extending.plan_extend(
+            get_spec(key), info.width, info.height, info.frame_count, info.fps, new_frames
+        )
+        extending.check_limits(plan, info.width, info.height, self.upload_limits())
+
+    async def _extend_spec(
+        self, source: SourceVideo, key: str, prompt: str, params: dict[str, Any]
+    ) -> JobSpec:
+        """The extension as data: the source's mp4 bytes, decoded on the worker under the bot's
+        upload limits and memory budget."""
+        data = source.data
+        if data is None:
+            data = await asyncio.to_thread(source.path.read_bytes)
+        limits = self.upload_limits()
+        return JobSpec(
+            kind=JobKind.EXTEND,
+            model=key,
+            params=params,
+            prompt=prompt,
+            media=data,
+            media_budget=MediaBudget(
+                max_bytes=max(limits.max_bytes, len(data)),
+                max_frames=limits.max_frames or MAX_EDIT_FRAMES,
                 max_duration_s=limits.max_duration_s,
                 max_decoded_bytes=limits.max_decoded_bytes,
             ),
@@ -615,7 +892,7 @@ class VideoService:
             if record.kind is JobKind.GENERATE:
                 params = GenerationParams(**record.params)
                 model = params.model or self.settings.models.default_model
-                if params.image is not None and not Path(params.image).is_file():
+                if not _pictures_present(params):
                     raise VideoBotError(
                         "the picture to animate was deleted from the bot's disk, so the job "
                         "could not be resumed; send the picture again"
@@ -626,8 +903,18 @@ class VideoService:
                 )
             parent = await self.store.get_job(record.parent_id) if record.parent_id else None
             if parent is None:
-                raise VideoBotError("the video to upscale is gone")
+                raise VideoBotError(f"the video to {record.kind.value} is gone")
             source = await self._source_from_record(parent)
+            if record.kind is JobKind.RESTYLE:
+                model = str(record.model)
+                prompt = record.prompt or ""
+                spec = await self._restyle_spec(source, model, prompt, dict(record.params))
+                return await self._queue(record, who, JobKind.RESTYLE, model, prompt, spec, ticket)
+            if record.kind is JobKind.EXTEND:
+                model = str(record.model)
+                prompt = record.prompt or ""
+                spec = await self._extend_spec(source, model, prompt, dict(record.params))
+                return await self._queue(record, who, JobKind.EXTEND, model, prompt, spec, ticket)
             upscaler = str(record.params.get("upscaler") or record.model)
             spec = await self._upscale_spec(source, upscaler)
             return await self._queue(
@@ -698,8 +985,8 @@ class VideoService:
                             _job_name(record.id, JobKind.EDIT, plan.request.operation),
                             _job_where(who.guild_id, who.user_id, source.model),
                         )
-                        result = await asyncio.get_running_loop().run_in_executor(
-                            self._edit_pool, partial(self._run_edit, plan, source, record.id)
+                        result = await self._edit_turn(
+                            plan, partial(self._run_edit, plan, source, record.id)
                         )
                 except Exception as exc:
                     await self._fail_quietly(record.id, str(exc))
@@ -715,6 +1002,23 @@ class VideoService:
         finally:
             ticket.release()
 
+    async def _edit_turn(
+        self, plan: edits.EditPlan, work: Callable[[], GenerationResult]
+    ) -> GenerationResult:
+        """Run an edit on the CPU edit pool; but an interpolation whose RIFE would use the GPU
+        (``[enhance] device``) takes the GPU thread's next turn (after the running job, before
+        the next queued one) where the executor has one, so it never shares the GPU with a
+        generation. With Ray, whose GPUs are the workers', it stays on the edit pool."""
+        on_gpu = getattr(self.executor, "run_on_gpu_thread", None)
+        if (
+            plan.request.operation == "interpolate"
+            and on_gpu is not None
+            and await asyncio.to_thread(enhance.runs_on_gpu, self.settings.enhance.device)
+        ):
+            result: GenerationResult = await on_gpu(work)
+            return result
+        return await asyncio.get_running_loop().run_in_executor(self._edit_pool, work)
+
     def _run_edit(self, plan: edits.EditPlan, source: SourceVideo, job_id: int) -> GenerationResult:
         """On an edit worker: stream the edit straight into the job's mp4."""
         return self.engine.edit_file(
@@ -725,6 +1029,7 @@ class VideoService:
             encoder=self.settings.speed.encoder,
             timeout_s=self.settings.limits.edit_time_limit_s,
             metadata={"source": source.name},
+            enhance_device=self.settings.enhance.device,
         )
 
     async def _finish_edit(self, job_id: int, result: GenerationResult) -> Finished:
@@ -1018,6 +1323,12 @@ def _too_large(size: int, limit: int) -> MediaError:
     return MediaError(
         f"the file is {media.format_size(size)}; the limit is {media.format_size(limit)}"
     )
+
+
+def _pictures_present(params: GenerationParams) -> bool:
+    """Whether the pictures a generation animates (its first and any last frame) are still on
+    the bot's disk."""
+    return all(path is None or Path(path).is_file() for path in (params.image, params.end_image))
 
 
 def _failed(message: str) -> GenerationResult:

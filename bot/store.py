@@ -458,15 +458,22 @@ class Store:
         return [_job_from_row(row) for row in await self._fetchall(sql, _UNFINISHED)]
 
     async def pictures(self, *, unfinished_only: bool = False) -> set[str]:
-        """The pictures jobs animate (their ``params.image``): of every job, or only of queued and
-        running ones, which must never lose theirs."""
-        sql = (
-            "SELECT DISTINCT json_extract(params, '$.image') FROM jobs"
-            " WHERE json_extract(params, '$.image') IS NOT NULL"
-            " AND (:all OR status IN (SELECT value FROM json_each(:statuses)))"
-        )
-        values = {"all": not unfinished_only, "statuses": json.dumps(_UNFINISHED)}
-        return {str(row[0]) for row in await self._fetchall(sql, values)}
+        """The pictures jobs animate (their ``params.image`` and last frame's ``end_image``): of
+        every job, or only of queued and running ones, which must never lose theirs."""
+        pictures: set[str] = set()
+        for field in ("$.image", "$.end_image"):
+            sql = (
+                "SELECT DISTINCT json_extract(params, :field) FROM jobs"
+                " WHERE json_extract(params, :field) IS NOT NULL"
+                " AND (:all OR status IN (SELECT value FROM json_each(:statuses)))"
+            )
+            values = {
+                "field": field,
+                "all": not unfinished_only,
+                "statuses": json.dumps(_UNFINISHED),
+            }
+            pictures |= {str(row[0]) for row in await self._fetchall(sql, values)}
+        return pictures
 
     # Retention -----------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from bot.core.errors import InvalidParameterError
+from bot.core.restyle import STRENGTH_HELP
 from bot.core.rules import INTERPOLATE_FACTOR, LOOPS, SPEED
 
 if TYPE_CHECKING:
@@ -101,6 +102,10 @@ def parse_reply_command(
     if head and head[0].lower() == "animate":
         # The rest is a prompt (with --flags), kept as typed: case matters to a prompt.
         return ReplyCommand("animate", {"prompt": head[1].strip() if len(head) > 1 else ""})
+    if head and head[0].lower() == "restyle":
+        return ReplyCommand("restyle", _restyle(head[1] if len(head) > 1 else ""))
+    if head and head[0].lower() == "extend":
+        return ReplyCommand("extend", _extend(head[1] if len(head) > 1 else ""))
     if len(rest) > REPLY_COMMAND_MAX_CHARS:
         raise InvalidParameterError(
             "command",
@@ -223,6 +228,7 @@ _FLAGS: dict[str, _Flag] = {
         _Flag("size", ("width", "height"), "size", "576x320"),
         _Flag("width", ("width",), "int", "576"),
         _Flag("height", ("height",), "int", "320"),
+        _Flag("ar", ("aspect",), "word", "16:9"),
         _Flag("model", ("model",), "word", "zeroscope_v2_576w"),
         _Flag("scheduler", ("scheduler",), "word", "euler_a"),
         _Flag("interpolate", ("interpolate",), "int", "2"),
@@ -246,6 +252,8 @@ _FLAG_ALIASES = {
     "smooth": "interpolate",
     "no-sound": "silent",
     "mute": "silent",
+    "aspect": "ar",
+    "aspect-ratio": "ar",
 }
 _KNOWN_FLAGS = ", ".join(flag.label for flag in _FLAGS.values())
 
@@ -261,8 +269,6 @@ def _lookup_flag(typed: str) -> _Flag:
         return flag
     close = difflib.get_close_matches(name, [*_FLAGS, *_FLAG_ALIASES], n=1)
     guess = f"did you mean --{_FLAG_ALIASES.get(close[0], close[0])}? " if close else ""
-    if name in ("ar", "aspect", "aspect-ratio"):
-        guess = "aspect ratios depend on the model; give a size instead, e.g. --size 576x320. "
     raise InvalidParameterError(
         f"--{_shorten(name)}", f"unknown option; {guess}known: {_KNOWN_FLAGS}"
     )
@@ -334,10 +340,80 @@ def _loop(args: list[str]) -> dict[str, object]:
     return {"loops": _multiplier("loop", args[0], whole=True)} if args else {}
 
 
+_FPS = re.compile(r"(?:fps\s*=?\s*(?P<before>[^\s=]+)|(?P<after>[^\s=]+?)\s*fps)")
+
+
 def _interpolate(args: list[str]) -> dict[str, object]:
+    """``interpolate 3`` (or ``3x``) by a factor; ``interpolate 60fps``, ``fps=60`` or ``fps 60``
+    up to a frame rate (what ``validate_edit`` takes as ``target_fps``)."""
+    text = " ".join(args)
+    if not args:
+        return {}
+    rate = _FPS.fullmatch(text)
+    if rate is not None:
+        number = _to_float(rate.group("before") or rate.group("after"))
+        if number is None:
+            raise _usage_error("interpolate", args, f"{_shorten(text)!r} is not a rate like 60fps")
+        return {"target_fps": number}
     if len(args) > 1:
         raise _usage_error("interpolate", args)
-    return {"factor": _multiplier("interpolate", args[0], whole=True)} if args else {}
+    return {"factor": _multiplier("interpolate", args[0], whole=True)}
+
+
+_UPSCALER_WORDS = {
+    "realesrgan": "realesrgan",
+    "real-esrgan": "realesrgan",
+    "esrgan": "realesrgan",
+    "zeroscope": "zeroscope_xl",
+    "zeroscope_xl": "zeroscope_xl",
+    "zeroscope-xl": "zeroscope_xl",
+    "xl": "zeroscope_xl",
+}
+
+
+def _upscale(args: list[str]) -> dict[str, object]:
+    """``upscale``, ``upscale 4x`` (Real-ESRGAN's scale), ``upscale zeroscope`` (the diffusion
+    upscaler), ``upscale realesrgan 4x``: words in any order, each once."""
+    arguments: dict[str, object] = {}
+    for arg in args:
+        digits = _FACTOR.fullmatch(arg)
+        scale = _to_int(digits.group(1)) if digits is not None else None
+        key: str
+        value: object
+        if arg in _UPSCALER_WORDS:
+            key, value = "upscaler", _UPSCALER_WORDS[arg]
+        elif scale is not None:
+            key, value = "scale", scale
+        else:
+            raise _usage_error("upscale", args, f"{_shorten(arg)!r} is not 2x, 4x or zeroscope")
+        if key in arguments:
+            raise _usage_error("upscale", args, f"{key} given twice")
+        arguments[key] = value
+    return arguments
+
+
+def _restyle(text: str) -> dict[str, object]:
+    """``restyle an oil painting`` or ``restyle 0.6 an oil painting``: a leading number is the
+    strength (its range is checked by the service), the rest is the prompt, kept as typed."""
+    prompt = text.strip()
+    arguments: dict[str, object] = {}
+    first, _, rest = prompt.partition(" ")
+    strength = _to_float(first)
+    if strength is not None:
+        arguments["strength"] = strength
+        prompt = rest.strip()
+    if not prompt:
+        raise _usage_error("restyle", [], "say what the video should look like")
+    arguments["prompt"] = prompt
+    return arguments
+
+
+def _extend(text: str) -> dict[str, object]:
+    """``extend the boat sails into the sunset``: the rest is the prompt, kept as typed."""
+    prompt = text.strip()
+    if not prompt:
+        raise _usage_error("extend", [], "say how the clip should go on")
+    return {"prompt": prompt}
 
 
 def _no_arguments(operation: str) -> Callable[[list[str]], dict[str, object]]:
@@ -381,10 +457,18 @@ _COMMANDS: dict[str, _Command] = {
     "reverse": _Command("reverse", _no_arguments("reverse")),
     "loop": _Command(f"loop [N] ({LOOPS.low:g}-{LOOPS.high:g}, default 2)", _loop),
     "interpolate": _Command(
-        f"interpolate [{INTERPOLATE_FACTOR.low:g}-{INTERPOLATE_FACTOR.high:g}]", _interpolate
+        f"interpolate [{INTERPOLATE_FACTOR.low:g}-{INTERPOLATE_FACTOR.high:g}] or interpolate 60fps",
+        _interpolate,
     ),
-    "upscale": _Command("upscale", _no_arguments("upscale")),
+    "upscale": _Command("upscale [2x|4x] [zeroscope]", _upscale),
     "animate": _Command("animate [PROMPT]", _no_arguments("animate")),  # parsed before the rest
+    "restyle": _Command(  # parsed before the rest, as animate
+        f"restyle [STRENGTH] PROMPT (strength {STRENGTH_HELP}), e.g. restyle 0.6 an oil painting",
+        _no_arguments("restyle"),
+    ),
+    "extend": _Command(  # parsed before the rest, as animate
+        "extend PROMPT, e.g. extend the boat sails into the sunset", _no_arguments("extend")
+    ),
     "help": _Command("help", _no_arguments("help")),
 }
 _COMMAND_ALIASES = {"smooth": "interpolate"}
@@ -396,9 +480,11 @@ Reply to one of my videos with a command, mentioning me or starting it with the 
 `speed FACTOR`: {SPEED.low:g} to {SPEED.high:g} times as fast, e.g. `speed 2x` or `speed 0.5`
 `reverse`: play it backwards
 `loop [N]`: play it N times, {LOOPS.low:g} to {LOOPS.high:g} (default 2)
-`interpolate [{INTERPOLATE_FACTOR.low:g}-{INTERPOLATE_FACTOR.high:g}]` or `smooth`: add in-between frames for smoother motion
-`upscale`: a larger, sharper version
+`interpolate [{INTERPOLATE_FACTOR.low:g}-{INTERPOLATE_FACTOR.high:g}]` or `interpolate 60fps` (or `smooth`): add in-between frames for smoother motion, up to 60 fps
+`upscale [2x|4x]`: a larger, sharper version (Real-ESRGAN); `upscale zeroscope`: Zeroscope XL at 1024x576
 `animate [prompt] [--flags]`: reply to a picture to bring it to life (image-to-video)
+`restyle [strength] prompt`: redraw the video after the prompt, e.g. `restyle 0.6 an oil painting` (strength {STRENGTH_HELP})
+`extend prompt`: continue the clip from its last frames, e.g. `extend the boat sails away`
 `help`: this message"""
 """The bot's answer to ``help``; Discord markdown, under Discord's 2000-character limit."""
 

@@ -73,29 +73,44 @@ class Worker:
                     picture = Path(folder) / "picture.png"
                     picture.write_bytes(spec.media)
                     params = params.model_copy(update={"image": str(picture)})
+                if spec.end_media is not None:  # the last frame's picture, sent as bytes too
+                    end_picture = Path(folder) / "end_picture.png"
+                    end_picture.write_bytes(spec.end_media)
+                    params = params.model_copy(update={"end_image": str(end_picture)})
                 return generate_with_oom_retry(self.engine, params, control, self.retry)
             if spec.kind is JobKind.UPSCALE:
-                if spec.media is None:
-                    raise VideoBotError("the video to upscale did not arrive")
-                source_path = Path(folder) / "source.mp4"
-                source_path.write_bytes(spec.media)
-                budget = spec.media_budget
-                limits = (
-                    media.MediaLimits(
-                        max_bytes=budget.max_bytes,
-                        max_frames=budget.max_frames,
-                        max_duration_s=budget.max_duration_s,
-                        max_decoded_bytes=budget.max_decoded_bytes,
-                    )
-                    if budget is not None
-                    else None
-                )
-                source = GenerationResult.from_video_file(source_path, limits)
-                if source.sound is not None:  # the folder goes before the result is encoded
-                    source.sound = source.sound.detached()
+                source = source_video(spec, Path(folder))
                 upscaler = str(spec.params.get("upscaler") or spec.model)
                 return self.engine.upscale(
                     source, upscaler=upscaler, prompt=spec.prompt, control=control
+                )
+            if spec.kind is JobKind.RESTYLE:
+                return self.engine.restyle(
+                    source_video(spec, Path(folder)),
+                    prompt=spec.prompt,
+                    model=spec.model,
+                    strength=float(spec.params["strength"]),
+                    seed=spec.params.get("seed"),
+                    control=control,
+                )
+            if spec.kind is JobKind.EXTEND:
+                budget = spec.media_budget
+                return self.engine.extend(
+                    source_video(spec, Path(folder)),
+                    prompt=spec.prompt,
+                    model=spec.model,
+                    new_frames=spec.params.get("new_frames"),
+                    seed=spec.params.get("seed"),
+                    # the result's length and memory, checked again against what was decoded
+                    limits=(
+                        media.MediaLimits(
+                            max_duration_s=budget.max_duration_s,
+                            max_decoded_bytes=budget.max_decoded_bytes,
+                        )
+                        if budget is not None
+                        else None
+                    ),
+                    control=control,
                 )
         raise VideoBotError(f"a {spec.kind.value} job does not run on a GPU worker")
 
@@ -153,6 +168,31 @@ class Worker:
         if torch.cuda.is_available():
             return torch.cuda.get_device_name()
         return "cpu"
+
+
+def source_video(spec: JobSpec, folder: Path) -> GenerationResult:
+    """The video an upscale or a restyle works on: the spec's mp4 bytes written into ``folder``
+    and decoded under the spec's media budget, its sound copied into memory (the folder goes
+    before the result is encoded)."""
+    if spec.media is None:
+        raise VideoBotError(f"the video to {spec.kind.value} did not arrive")
+    source_path = folder / "source.mp4"
+    source_path.write_bytes(spec.media)
+    budget = spec.media_budget
+    limits = (
+        media.MediaLimits(
+            max_bytes=budget.max_bytes,
+            max_frames=budget.max_frames,
+            max_duration_s=budget.max_duration_s,
+            max_decoded_bytes=budget.max_decoded_bytes,
+        )
+        if budget is not None
+        else None
+    )
+    source = GenerationResult.from_video_file(source_path, limits)
+    if source.sound is not None:
+        source.sound = source.sound.detached()
+    return source
 
 
 def generate_with_oom_retry(
@@ -278,4 +318,5 @@ __all__ = [
     "is_gpu_fault",
     "mark_gpu_fault",
     "probe_gpu",
+    "source_video",
 ]

@@ -74,6 +74,8 @@ class AdminCog(commands.Cog):
             spec = REGISTRY[key]
             if spec.image_to_video:
                 marks += " · animates pictures"
+            if spec.first_last_frame:
+                marks += " · first and last frame"
             advice = f"\n  small cards: {spec.memory_advice}" if spec.memory_advice else ""
             if row.plan is not None:  # the memory plan this card gets, and why
                 chosen = row.plan.chosen.key if row.plan.chosen else "no plan fits"

@@ -12,7 +12,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.admission import Requester
+from bot.core.enhance.names import DIFFUSION_UPSCALER, LEARNED_UPSCALER, UPSCALE_FACTORS
+from bot.core.enhance.rates import MAX_OUTPUT_FPS
 from bot.core.errors import VideoBotError
+from bot.core.restyle import STRENGTH, STRENGTH_HELP
 from bot.core.rules import INTERPOLATE_FACTOR, LOOPS, SPEED
 from bot.delivery import InteractionReply, MessageReply, Reply, follow_job, show_finished
 from bot.interactions import (
@@ -27,6 +30,7 @@ from bot.interactions import (
 from bot.render import (
     PICTURE_EXTENSIONS,
     button_template,
+    is_picture,
     job_button,
     job_id_of,
     picture_attachment,
@@ -56,7 +60,7 @@ class EditCommandModal(AnsweringModal, title="Edit video"):
         text="Command",
         description="What to do with the video, as in a reply to it",
         component=discord.ui.TextInput(
-            placeholder="trim 5 20 · speed 2 · reverse · loop 3 · interpolate · upscale",
+            placeholder="trim 5 20 · speed 2 · loop 3 · interpolate 60fps · upscale 4x",
             max_length=200,
             custom_id="command",
         ),
@@ -80,6 +84,39 @@ class EditCommandModal(AnsweringModal, title="Edit video"):
         who = requester(interaction)
         source = await self.cog.source_of_message(who, self.target)
         await self.cog.perform(InteractionReply(interaction), who, source, command)
+
+
+class ExtendModal(AnsweringModal, title="Extend the clip"):
+    """The Extend button's form: how the clip goes on, prefilled with its prompt. A failure
+    anywhere in ``on_submit`` reaches the member (``AnsweringModal``)."""
+
+    prompt: discord.ui.Label[ExtendModal] = discord.ui.Label(
+        text="Prompt",
+        description="How the clip goes on from its last frames",
+        component=discord.ui.TextInput(
+            style=discord.TextStyle.paragraph, max_length=500, custom_id="prompt"
+        ),
+    )
+
+    def __init__(self, cog: EditCog, job_id: int, prompt: str) -> None:
+        super().__init__()
+        self.cog = cog
+        self.job_id = job_id
+        typed = self.prompt.component
+        assert isinstance(typed, discord.ui.TextInput)
+        typed.default = prompt[:500] or None
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(thinking=True)
+        check_channel_permissions(interaction)
+        typed = self.prompt.component
+        assert isinstance(typed, discord.ui.TextInput)
+        await self.cog.perform(
+            InteractionReply(interaction),
+            requester(interaction),
+            StoredVideo(self.job_id),
+            ReplyCommand("extend", {"prompt": typed.value}),
+        )
 
 
 class EditCog(commands.Cog):
@@ -108,11 +145,14 @@ class EditCog(commands.Cog):
         loops=f"loop: how many times in a row ({LOOPS.low:g}-{LOOPS.high:g})",
         factor="interpolate: multiply the frame rate by this "
         f"({INTERPOLATE_FACTOR.low:g}-{INTERPOLATE_FACTOR.high:g})",
+        fps=f"interpolate: or the frame rate to reach, at most {MAX_OUTPUT_FPS:g} (e.g. 60)",
+        prompt="restyle: what the video should look like; extend: how the clip goes on",
+        strength=f"restyle: {STRENGTH_HELP}",
     )
     async def edit(
         self,
         interaction: discord.Interaction,
-        operation: Literal["trim", "speed", "reverse", "loop", "interpolate"],
+        operation: Literal["trim", "speed", "reverse", "loop", "interpolate", "restyle", "extend"],
         job: app_commands.Range[int, 1] | None = None,
         video: discord.Attachment | None = None,
         start_frame: app_commands.Range[int, 0] | None = None,
@@ -121,6 +161,9 @@ class EditCog(commands.Cog):
         loops: app_commands.Range[int, int(LOOPS.low), int(LOOPS.high)] | None = None,
         factor: app_commands.Range[int, int(INTERPOLATE_FACTOR.low), int(INTERPOLATE_FACTOR.high)]
         | None = None,
+        fps: app_commands.Range[float, 1.0, MAX_OUTPUT_FPS] | None = None,
+        prompt: app_commands.Range[str, 1, 500] | None = None,
+        strength: app_commands.Range[float, STRENGTH.low, STRENGTH.high] | None = None,
     ) -> None:
         """Trim, speed up, reverse, loop or smooth a video you made or uploaded."""
         arguments: dict[str, object] = {
@@ -131,6 +174,9 @@ class EditCog(commands.Cog):
                 "speed_factor": speed_factor,
                 "loops": loops,
                 "factor": factor,
+                "target_fps": fps,
+                "prompt": prompt,
+                "strength": strength,
             }.items()
             if value is not None
         }
@@ -142,15 +188,36 @@ class EditCog(commands.Cog):
     @app_commands.describe(
         job="The job id of a previous result (see /history); default: your latest video",
         video="Or a video file to upscale",
+        upscaler="Real-ESRGAN (any size, 2x or 4x; the default) or Zeroscope XL (1024x576)",
+        scale="Real-ESRGAN: 2x or 4x wider and taller (default 2x)",
+    )
+    @app_commands.choices(
+        upscaler=[
+            app_commands.Choice(name="Real-ESRGAN (any size)", value=LEARNED_UPSCALER),
+            app_commands.Choice(
+                name="Zeroscope XL (diffusion, 1024x576)", value=DIFFUSION_UPSCALER
+            ),
+        ]
+    )
+    @app_commands.choices(
+        scale=[app_commands.Choice(name=f"{s}x", value=s) for s in UPSCALE_FACTORS]
     )
     async def upscale(
         self,
         interaction: discord.Interaction,
         job: app_commands.Range[int, 1] | None = None,
         video: discord.Attachment | None = None,
+        upscaler: str | None = None,
+        scale: int | None = None,
     ) -> None:
-        """Upscale a video with the model's upscaler (Zeroscope XL: 1024x576)."""
-        await self.respond(interaction, self.choose_source(job, video), ReplyCommand("upscale"))
+        """Upscale a video: Real-ESRGAN at any size, or Zeroscope XL to 1024x576."""
+        given: dict[str, object] = {"upscaler": upscaler, "scale": scale}
+        arguments: dict[str, object] = {
+            name: value for name, value in given.items() if value is not None
+        }
+        await self.respond(
+            interaction, self.choose_source(job, video), ReplyCommand("upscale", arguments)
+        )
 
     def choose_source(self, job: int | None, video: discord.Attachment | None) -> VideoRef:
         """Where the video is; nothing is fetched or opened here (see :meth:`upload_of`)."""
@@ -172,8 +239,20 @@ class EditCog(commands.Cog):
         """Run an edit (off the GPU queue) or an upscale (queued) of the video ``source`` names
         and show the result; the service admits the request before it reads the video."""
         service = self.bot.service
+        if command.operation == "restyle":
+            await self.restyle(reply, who, source, command.arguments)
+            return
+        if command.operation == "extend":
+            await self.extend(reply, who, source, str(command.arguments.get("prompt") or ""))
+            return
         if command.operation == "upscale":
-            job = await service.submit_upscale(who, source)
+            upscaler, scale = command.arguments.get("upscaler"), command.arguments.get("scale")
+            job = await service.submit_upscale(
+                who,
+                source,
+                upscaler=str(upscaler) if upscaler is not None else None,
+                scale=int(cast("int", scale)) if scale is not None else None,
+            )
             await follow_job(
                 reply, service, job, interval_s=self.bot.settings.limits.progress_interval_s
             )
@@ -186,6 +265,28 @@ class EditCog(commands.Cog):
             on_start=lambda: reply.show(f"✂️ Editing ({command.operation})…"),
         )
         await show_finished(reply, service, finished)
+
+    async def restyle(
+        self, reply: Reply, who: Requester, source: VideoRef, arguments: dict[str, object]
+    ) -> None:
+        """Restyle (video-to-video): queued on the GPU like an upscale."""
+        strength = arguments.get("strength")
+        job = await self.bot.service.submit_restyle(
+            who,
+            source,
+            prompt=str(arguments.get("prompt") or ""),
+            strength=float(cast("float", strength)) if strength is not None else None,
+        )
+        await follow_job(
+            reply, self.bot.service, job, interval_s=self.bot.settings.limits.progress_interval_s
+        )
+
+    async def extend(self, reply: Reply, who: Requester, source: VideoRef, prompt: str) -> None:
+        """Extend (continue the clip from its last frames): queued on the GPU like an upscale."""
+        job = await self.bot.service.submit_extend(who, source, prompt=prompt)
+        await follow_job(
+            reply, self.bot.service, job, interval_s=self.bot.settings.limits.progress_interval_s
+        )
 
     # --- reply-to-video ------------------------------------------------------------------------
 
@@ -220,7 +321,8 @@ class EditCog(commands.Cog):
     async def animate(
         self, reply: MessageReply, who: Requester, target: discord.Message, prompt: str
     ) -> None:
-        """``animate [prompt]`` in reply to a picture: image-to-video, queued like /video."""
+        """``animate [prompt]`` in reply to a picture: image-to-video, queued like /video. With
+        two pictures on the message, the first is the first frame and the second the last."""
         picture = picture_attachment(target)
         if picture is None:
             raise VideoBotError(
@@ -228,7 +330,15 @@ class EditCog(commands.Cog):
                 f"({', '.join(ext.lstrip('.') for ext in PICTURE_EXTENSIONS)})"
                 + self.hidden_content_hint(target)
             )
-        params = await build_params(self.bot, who.guild_id, prompt, {}, picture=picture)
+        others = [a for a in target.attachments if a is not picture and is_picture(a)]
+        params = await build_params(
+            self.bot,
+            who.guild_id,
+            prompt,
+            {},
+            picture=picture,
+            end_picture=others[0] if others else None,
+        )
         job = await submit_generation(self.bot, who, params)
         await follow_job(
             reply, self.bot.service, job, interval_s=self.bot.settings.limits.progress_interval_s
@@ -288,6 +398,14 @@ class EditCog(commands.Cog):
     async def upscale_button(self, interaction: discord.Interaction, job_id: int) -> None:
         await self.respond(interaction, StoredVideo(job_id), ReplyCommand("upscale"))
 
+    async def extend_button(self, interaction: discord.Interaction, job_id: int) -> None:
+        """Extend under a result: a form asks how the clip goes on, prefilled with its prompt
+        (read through the visibility rule, like every lookup)."""
+        check_channel_permissions(interaction)  # no form to fill in where no result can be posted
+        self.bot.service.extender()  # nor on a bot that has no model to extend with
+        record = await self.bot.service.reachable_job(requester(interaction), job_id)
+        await interaction.response.send_modal(ExtendModal(self, job_id, record.prompt or ""))
+
     async def edit_button(self, interaction: discord.Interaction, job_id: int, action: str) -> None:
         """Reverse, Loop (x2) and Interpolate (x2) under a result."""
         await self.respond(
@@ -310,7 +428,7 @@ class EditCog(commands.Cog):
 
 class EditButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=button_template("upscale", *BUTTON_EDITS),
+    template=button_template("upscale", "extend", *BUTTON_EDITS),
 ):
     """Upscale, Reverse, Loop and Interpolate under a result; rebuilt from its custom id after a
     restart like every button of the bot."""
@@ -335,6 +453,8 @@ class EditButton(
             raise VideoBotError("this button is not available any more")
         if self.action == "upscale":
             await cog.upscale_button(interaction, self.job_id)
+        elif self.action == "extend":
+            await cog.extend_button(interaction, self.job_id)
         else:
             await cog.edit_button(interaction, self.job_id, self.action)
 

@@ -11,6 +11,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.admission import Requester, RequestRefused
+from bot.core import soundtrack
+from bot.core.aspect import ASPECTS, aspect_of, size_for_aspect
 from bot.core.drafts import denoiser_calls, estimate_steps
 from bot.core.errors import InvalidParameterError, VideoBotError
 from bot.core.params import GenerationParams
@@ -59,11 +61,13 @@ async def build_params(
     explicit: dict[str, Any],
     picture: discord.Attachment | None = None,
     preset: str | None = None,
+    end_picture: discord.Attachment | None = None,
 ) -> GenerationParams:
     """Flags typed in the prompt, overridden by the command's own options; options left out take
     the server's ``preset``'s settings, then the chosen model's defaults. With a picture, the
-    model is one that can animate it, and the picture is downloaded and checked only after every
-    other option has been accepted."""
+    model is one that can animate it (with ``end_picture``, one that also pins the last frame),
+    and the pictures are downloaded and checked only after every other option has been accepted.
+    A picture job with no size or aspect given takes the picture's own shape."""
     service = bot.service
     flags = parse_prompt_flags(prompt)
     options: dict[str, Any] = {**flags.options}
@@ -72,47 +76,86 @@ async def build_params(
     if preset is not None:
         style = await find_preset(bot.store, guild_id, preset)
         typed, options = apply_preset(typed, options, style)
+    if end_picture is not None and picture is None:
+        raise InvalidParameterError(
+            "end_image", "is the last frame of a video that starts from a picture: attach image too"
+        )
     if picture is not None:
         check_picture(picture, service.picture_limit_bytes())
-        model = await service.image_model(guild_id, options.get("model"))
+        if end_picture is not None:
+            check_picture(end_picture, service.picture_limit_bytes(), field="end_image")
+        model = await service.image_model(
+            guild_id, options.get("model"), last_frame=end_picture is not None
+        )
     else:
         model = options.get("model") or await service.default_model(guild_id)
     spec = get_spec(str(model))
     service.check_enabled(spec.key)
     options["model"] = spec.key
     text = typed
-    params = GenerationParams(prompt=text, **options)
+    # Checked before any download, with stand-ins for the pictures (a picture-only model refuses
+    # a job without one); the saved pictures replace them below.
+    pending: dict[str, Any] = {}
+    if picture is not None:
+        pending = {"image": "upload", "end_image": "upload" if end_picture else None}
+    params = GenerationParams(prompt=text, **options, **pending)
     if picture is None:
         return params
-    path = await service.picture_from_upload(await picture.read(), (params.width, params.height))
+    follow = spec.image_size is None and not {"width", "height", "aspect"} & set(options)
+
+    def size_for(width: int, height: int) -> tuple[int, int]:
+        if follow:
+            return size_for_aspect(spec, aspect_of(width, height))
+        return params.width, params.height
+
+    path, size = await service.fitted_picture(await picture.read(), size_for)
+    saved = [path]
     try:
-        return GenerationParams(**{**params.model_dump(), "image": str(path)})
-    except VideoBotError:
-        path.unlink(missing_ok=True)
+        update: dict[str, Any] = {"image": str(path), "width": size[0], "height": size[1]}
+        if end_picture is not None:
+            end = await service.picture_from_upload(
+                await end_picture.read(), size, which="end_image"
+            )
+            saved.append(end)
+            update["end_image"] = str(end)
+        return GenerationParams(**{**params.model_dump(), **update})
+    except Exception:
+        for file in saved:
+            file.unlink(missing_ok=True)
         raise
 
 
-def check_picture(attachment: discord.Attachment, limit: int) -> None:
+def check_picture(attachment: discord.Attachment, limit: int, field: str = "image") -> None:
     """Refused from what Discord says about the file, before downloading it."""
     if not is_picture(attachment):
         raise InvalidParameterError(
-            "image",
+            field,
             f"{attachment.filename[:60]!r} is not a picture; attach a "
             f"{', '.join(ext.lstrip('.') for ext in PICTURE_EXTENSIONS)} file",
         )
     if attachment.size > limit:
         raise InvalidParameterError(
-            "image",
+            field,
             f"is {attachment.size / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB",
         )
 
 
 def sound_note(params: GenerationParams, *, asked: bool | None) -> str:
-    """A line for a member who asked for sound from a model that makes none (it is ignored)."""
+    """A line for a member who asked for sound from a model that makes none: a soundtrack is made
+    from the prompt (what to expect of it), or, where the owner has not enabled soundtracks, the
+    video is silent and who can change that."""
     spec = get_spec(params.model or "")
-    if asked and not spec.sound:
-        return f"{spec.key} makes no sound, so the video is silent."
-    return ""
+    if not asked or spec.sound:
+        return ""
+    if params.soundtrack is not None:
+        return (
+            f"{spec.key} makes no sound: a soundtrack is made from your prompt after the video "
+            "(ambience, not lip-sync)."
+        )
+    return (
+        f"{spec.key} makes no sound, so the video is silent. The bot's owner can turn on "
+        "soundtracks made from the prompt."
+    )
 
 
 async def submit_generation(bot: VideoBot, who: Requester, params: GenerationParams) -> Job:
@@ -120,8 +163,9 @@ async def submit_generation(bot: VideoBot, who: Requester, params: GenerationPar
     try:
         return await bot.service.submit_generation(who, params)
     except Exception:
-        if params.image is not None:
-            Path(params.image).unlink(missing_ok=True)
+        for picture in (params.image, params.end_image):
+            if picture is not None:
+                Path(picture).unlink(missing_ok=True)
         raise
 
 
@@ -187,13 +231,16 @@ class VideoCog(commands.Cog):
         scheduler="Diffusion scheduler",
         interpolate="Multiply the frame rate with motion interpolation (1-4)",
         loop="Play forward then backward so it loops seamlessly",
-        sound="Keep the sound a model makes with its video (default on; LTX-2 makes sound)",
+        sound="Keep a model's own sound (LTX-2; default on); True: a soundtrack for silent models",
         image="A picture to animate (image-to-video models: LTX-Video, Wan 2.2, CogVideoX-5B)",
+        end_image="The picture the video ends on, with image as its first (Wan 2.2 I2V, FLF2V)",
+        aspect="The video's shape, sized for the model (default: the model's; with a picture, its)",
         quality="full (default) or draft: a rough version in seconds, with a Refine button",
         preset="A style this server's moderators made (see /preset list); your options win",
     )
     @app_commands.choices(
         scheduler=[app_commands.Choice(name=name, value=name) for name in SCHEDULERS],
+        aspect=[app_commands.Choice(name=name, value=name) for name in ASPECTS],
         quality=[
             app_commands.Choice(name="full: the finished video (default)", value="full"),
             app_commands.Choice(name="draft: a rough version in seconds; Refine it", value="draft"),
@@ -219,6 +266,8 @@ class VideoCog(commands.Cog):
         image: discord.Attachment | None = None,
         quality: str | None = None,
         preset: app_commands.Range[str, 1, 32] | None = None,
+        end_image: discord.Attachment | None = None,
+        aspect: str | None = None,
     ) -> None:
         """Generate a short video from a text prompt, or animate a picture."""
         await interaction.response.defer(thinking=True)
@@ -237,12 +286,20 @@ class VideoCog(commands.Cog):
             "loop": loop,
             "sound": sound,
             "quality": quality,
+            "aspect": aspect,
         }
         # Refusals raise: the tree's error handler answers the member privately.
         check_channel_permissions(interaction)
         params = await build_params(
-            self.bot, interaction.guild_id, prompt, explicit, picture=image, preset=preset
+            self.bot,
+            interaction.guild_id,
+            prompt,
+            explicit,
+            picture=image,
+            preset=preset,
+            end_picture=end_image,
         )
+        params = soundtrack.requested(params, sound, self.bot.settings.sound.soundtrack_model)
         job = await submit_generation(self.bot, requester(interaction), params)
         await run_job(self.bot, interaction, job, note=sound_note(params, asked=sound))
 

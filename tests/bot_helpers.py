@@ -20,7 +20,9 @@ def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
     values: dict[str, Any] = {
         # The fake Discord dispatches only commands the bot registered, as Discord does.
         "discord": {"sync_commands_on_start": True},
-        "models": {"enabled": TINY_MODELS, "default": "tiny_t2v"},
+        # /upscale goes through the tiny diffusion upscaler here; Real-ESRGAN, the default
+        # upscaler, is tested against the local hub (tests/test_enhance_wiring.py).
+        "models": {"enabled": TINY_MODELS, "default": "tiny_t2v", "upscaler": "tiny_v2v"},
         "limits": {"progress_interval_s": 0.2},
         "storage": {
             "database": tmp_path / "videobot.sqlite3",

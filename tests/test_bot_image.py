@@ -20,6 +20,7 @@ from fake_discord.gateway import MESSAGE_CONTENT
 from PIL import Image
 
 from bot.core import GenerationParams, media
+from bot.core.aspect import size_for_aspect
 from bot.core.engine import GenerationEngine
 
 pytest_plugins = ("fake_discord.fixtures",)
@@ -64,11 +65,14 @@ async def test_video_with_an_image_attachment_animates_it(fake_discord, manager,
     assert saved.parent == tmp_path / "outputs" / "inputs" and saved.is_file()
     assert "kite" not in saved.name  # the member's filename never reaches the disk
     frames, fps = decode_attachment(message, tmp_path)
-    # The model's own defaults (9 frames at 24 fps, 64x64), and exactly the engine's frames for
-    # that picture and seed.
-    assert frames.shape == (9, 64, 64, 3) and fps == 24
+    # The model's own defaults (9 frames at 24 fps) in the picture's shape (96x64 is 3:2, which
+    # tiny_ltx makes 96x64: bot.core.aspect), and exactly the engine's frames for that picture
+    # and seed.
+    assert frames.shape == (9, 64, 96, 3) and fps == 24
     expected = GenerationEngine(manager).generate_video(
-        GenerationParams(prompt="a red kite", model="tiny_ltx", seed=5, image=str(saved))
+        GenerationParams(
+            prompt="a red kite", model="tiny_ltx", seed=5, image=str(saved), aspect="3:2"
+        )
     )
     expected.save_as_video(tmp_path / "expected.mp4")
     reference = np.stack([np.asarray(f) for f in media.decode(tmp_path / "expected.mp4")[0]])
@@ -150,7 +154,8 @@ async def test_reply_animate_to_a_picture(fake_discord, manager, tmp_path) -> No
             timeout=60,
         )
         frames, fps = decode_attachment(reply, tmp_path)
-        assert frames.shape == (9, 64, 64, 3) and fps == 16  # tiny_wan's defaults
+        # tiny_wan's defaults, in the picture's shape (96x64, 3:2: bot.core.aspect).
+        assert frames.shape == (9, 64, 96, 3) and fps == 16
         latest = await bot.store.latest_done(fake.user.id, fake.guild.id)
         assert latest is not None and latest.model == "tiny_wan"
         assert latest.prompt == "the cat jumps" and latest.params["image"]
@@ -183,12 +188,13 @@ async def test_every_new_family_is_served_by_video(fake_discord, manager, tmp_pa
                     fake, await fake.run_slash_command("video", options)
                 )
                 frames, fps = decode_attachment(message, tmp_path)
-                assert frames.shape == (
-                    spec.default_frames,
-                    spec.native_height,
-                    spec.native_width,
-                    3,
-                ), (key, options)
+                # A picture job takes the picture's shape (96x64 is 3:2) at the model's size.
+                width, height = (
+                    size_for_aspect(spec, "3:2")
+                    if "image" in options and spec.image_size is None
+                    else (spec.native_width, spec.native_height)
+                )
+                assert frames.shape == (spec.default_frames, height, width, 3), (key, options)
                 assert fps == spec.default_fps
                 job_id = int(message.embeds[0]["footer"]["text"].split("#")[1].split()[0])
                 record = await bot.store.get_job(job_id)

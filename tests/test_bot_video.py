@@ -42,7 +42,7 @@ async def test_video_defers_shows_progress_and_posts_the_mp4(
     assert fields["Size"] == "64x64" and fields["Frames"] == "8 at 8 fps"
     assert custom_ids(message) == [
         f"vb:{action}:{job_id}"
-        for action in ("reroll", "upscale", "reverse", "loop", "interpolate")
+        for action in ("reroll", "upscale", "reverse", "loop", "interpolate", "extend")
     ]
     frames, fps = decode_attachment(message, tmp_path)
     reference_frames = rendered_here(

@@ -197,7 +197,14 @@ def test_engine_options_are_declared_once_and_reach_the_manager(monkeypatch) -> 
 
     assert list(SpeedSettings.model_fields) == [f.name for f in fields(SpeedOptions)]
     manager_keys = [f.name for f in fields(ManagerOptions) if f.name != "speed"]
-    assert set(ModelSettings.model_fields) == {*manager_keys, "enabled", "default", "preload"}
+    assert set(ModelSettings.model_fields) == {
+        *manager_keys,
+        "enabled",
+        "default",
+        "preload",
+        "upscaler",
+        "extender",
+    }
     assert {f.name for f in MANAGER_FLAGS} == {
         *MEMORY_SWITCHES,
         "device",

@@ -89,7 +89,9 @@ def test_a_silent_model_ignores_sound(engine: Any, tmp_path: Path) -> None:
     from cogs.video import sound_note
 
     assert (
-        sound_note(result.params, asked=True) == "tiny_t2v makes no sound, so the video is silent."
+        sound_note(result.params, asked=True)
+        == "tiny_t2v makes no sound, so the video is silent. The bot's owner can turn on "
+        "soundtracks made from the prompt."
     )
     assert sound_note(result.params, asked=None) == ""
     assert sound_note(GenerationParams(prompt="a cat", model="tiny_ltx2"), asked=True) == ""

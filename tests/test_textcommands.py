@@ -111,9 +111,10 @@ def test_unknown_flag_lists_the_known_ones_and_guesses() -> None:
         assert flag in message
 
 
-def test_aspect_ratio_points_to_size() -> None:
-    with pytest.raises(InvalidParameterError, match=r"--ar: unknown option; .*--size 576x320"):
-        parse_prompt_flags("a cat --ar 16:9")
+def test_aspect_ratio_flag_sets_the_aspect() -> None:
+    """``--ar 9:16`` (and ``--aspect``) ask for a shape; the model sizes it (bot.core.aspect)."""
+    assert parse_prompt_flags("a cat --ar 9:16").options == {"aspect": "9:16"}
+    assert parse_prompt_flags("a cat --aspect 21:9").options == {"aspect": "21:9"}
 
 
 @pytest.mark.parametrize(
@@ -171,8 +172,14 @@ def test_parsed_flags_make_generation_params() -> None:
 
 
 def test_flag_of_field_covers_every_option() -> None:
-    # A picture cannot be typed: it comes as an attachment or a reply (`animate`).
-    assert set(FLAG_OF_FIELD) == set(GenerationParams.model_fields) - {"prompt", "image"}
+    # A picture cannot be typed: it comes as an attachment or a reply (`animate`). The soundtrack
+    # model is the owner's choice ([sound] soundtrack_model), set when a member asks for sound.
+    assert set(FLAG_OF_FIELD) == set(GenerationParams.model_fields) - {
+        "prompt",
+        "image",
+        "end_image",
+        "soundtrack",
+    }
     assert FLAG_OF_FIELD["width"] == "--width"
 
 
@@ -280,7 +287,7 @@ def test_unknown_command_lists_every_command_with_its_syntax() -> None:
         ("!loop 2.5", "loop: '2.5' is not a whole number"),
         ("!interpolate x", "interpolate: 'x' is not a whole number; usage: interpolate [2-4]"),
         ("!reverse now", "reverse: got 'now'; usage: reverse"),
-        ("!upscale 4x", "upscale: got '4x'; usage: upscale"),
+        ("!upscale blurry", "upscale: 'blurry' is not 2x, 4x or zeroscope; usage: upscale"),
     ],
 )
 def test_malformed_arguments_give_the_syntax(text: str, message: str) -> None:

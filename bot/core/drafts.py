@@ -67,6 +67,7 @@ _DRAFT_KEEPS: tuple[str, ...] = (
     "interpolate",
     "loop",
     "image",
+    "end_image",
 )
 """What a partner's draft keeps of the member's params; steps, guidance and scheduler are the
 partner's own recipe."""

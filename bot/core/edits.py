@@ -33,11 +33,16 @@ from bot.core.params import EditRequest, validate_edit
 if TYPE_CHECKING:
     from PIL import Image
 
+    from bot.core.enhance.base import Interpolator
     from bot.core.progress import JobControl
 
 Frames = Sequence["Image.Image"]
 
 _FIELD_OF = {"speed": "speed_factor", "loop": "loops", "interpolate": "factor"}
+
+RIFE_CHUNK = 8
+"""Source frames a learned interpolator is given at a time (plus the next one, for the frames in
+between): the edit holds these and their in-betweens, never the whole clip."""
 """The argument named when an edit's result is refused (what the member would change)."""
 
 SOUND_SPEEDS = (0.5, 3.0)
@@ -234,6 +239,8 @@ def plan_edit(
     elif request.operation == "interpolate":
         frames, fps = count * request.factor, info.fps * request.factor
     field_name = _FIELD_OF.get(request.operation, "operation")
+    if request.target_fps is not None:
+        field_name = "fps"
     if fps > media.MAX_FPS:
         raise InvalidParameterError(
             field_name,
@@ -277,7 +284,12 @@ def _memory(request: EditRequest, info: media.VideoInfo, keeps_sound: bool) -> i
     if request.operation == "reverse":
         held += info.frames_with_slack * info.frame_bytes
     elif request.operation == "interpolate":
-        held += media.INTERPOLATE_BYTES_PER_PIXEL * info.width * info.height
+        # Whichever interpolator runs: minterpolate's buffers, or a learned one's chunk of
+        # source frames with their in-betweens (its working tensors are the device's).
+        held += max(
+            media.INTERPOLATE_BYTES_PER_PIXEL * info.width * info.height,
+            (RIFE_CHUNK + 1) * (request.factor + 1) * info.frame_bytes,
+        )
     if keeps_sound and request.operation in ("reverse", "loop"):
         held += info.sound_bytes
     return held
@@ -326,14 +338,22 @@ def run_edit(
     encoder: str = "auto",
     timeout_s: float = 600.0,
     control: JobControl | None = None,
+    interpolator: Interpolator | None = None,
 ) -> media.VideoInfo:
     """Stream the planned edit from ``source`` into the mp4 ``output`` (written whole or not at
     all) and describe the result, probed as the bot would probe it to edit it again. The sound,
     when the plan keeps it, goes through the same edit as ffmpeg audio filters
     (:func:`sound_filters`) in the encoding ffmpeg, read from ``source`` by that ffmpeg itself.
     Every ffmpeg run is stopped after ``timeout_s``. ``control`` hears of each frame passed to
-    the encoder (stage ``"edit"``), and a cancel stops the edit at the next frame."""
+    the encoder (stage ``"edit"``), and a cancel stops the edit at the next frame.
+
+    An interpolation runs ffmpeg's ``minterpolate`` in the encoding ffmpeg, unless a learned
+    ``interpolator`` (RIFE, :mod:`bot.core.enhance`) is given: then the source frames go through
+    it :data:`RIFE_CHUNK` at a time and the encoder takes its frames at the new rate."""
     request = plan.request
+    learned = request.operation == "interpolate" and interpolator is not None
+    if learned and interpolator is not None and interpolator.name == "minterpolate":
+        learned = False
     with media.open_video(source, limits) as video:
         info = video.info
         if (info.width, info.height, info.frame_count, info.audio) != (
@@ -343,8 +363,10 @@ def run_edit(
             plan.source.audio,
         ):
             raise MediaError("the video changed since it was checked; try the edit again")
-        filters, cut = "", None
-        if request.operation == "interpolate":
+        filters, cut, rate = "", None, info.fps
+        if learned:
+            cut, rate = plan.frames, plan.fps
+        elif request.operation == "interpolate":
             filters = media.interpolation_filters(info.fps, request.factor, info.width, info.height)
             cut = plan.frames
         sound = edited_sound(
@@ -354,12 +376,20 @@ def run_edit(
             info.fps,
             plan.duration_s,
         )
+
+        def fed() -> Iterator[bytes]:
+            frames = _edited_frames(request, video, timeout_s)
+            if learned and interpolator is not None:
+                learned_frames = _learned(frames, interpolator, request.factor, info)
+                return _reported(learned_frames, control, plan.frames)
+            return _reported(frames, control, _fed(plan))
+
         media.encode_stream(
-            lambda: _reported(_edited_frames(request, video, timeout_s), control, _fed(plan)),
+            fed,
             output,
             info.width,
             info.height,
-            info.fps,
+            rate,
             encoder=encoder,
             filters=filters,
             frames=cut,
@@ -369,6 +399,35 @@ def run_edit(
         )
     written = Path(output).stat().st_size
     return media.probe(output, replace(limits, max_bytes=max(limits.max_bytes, written)))
+
+
+def _learned(
+    frames: Iterator[bytes], interpolator: Interpolator, factor: int, info: media.VideoInfo
+) -> Generator[bytes, None, None]:
+    """The interpolated frames, raw: the source goes through ``interpolator`` in chunks of
+    :data:`RIFE_CHUNK` frames plus the next chunk's first (so the frames between two chunks are
+    made too), each chunk's held last frame dropped but for the clip's end. ``len(source) *
+    factor`` frames come out, source frame ``k`` at ``k * factor``, as :func:`media.interpolate`
+    puts them, so the duration and the sound's timing hold."""
+    import numpy as np
+
+    shape = (info.height, info.width, 3)
+    chunk: list[np.ndarray] = []
+    try:
+        for raw in frames:
+            chunk.append(np.frombuffer(raw, dtype=np.uint8).reshape(shape))
+            if len(chunk) == RIFE_CHUNK + 1:
+                made = interpolator.interpolate(np.stack(chunk), factor)
+                for image in made[: RIFE_CHUNK * factor]:
+                    yield image.tobytes()
+                chunk = chunk[-1:]
+        if chunk:
+            for image in interpolator.interpolate(np.stack(chunk), factor):
+                yield image.tobytes()
+    finally:
+        close = getattr(frames, "close", None)
+        if close is not None:  # stop the decoder when the encoder stops early
+            close()
 
 
 def _fed(plan: EditPlan) -> int:

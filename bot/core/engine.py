@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bot.core import edits, media
+from bot.core import edits, media, soundtrack
+from bot.core import extend as extending
+from bot.core import restyle as restyling
 from bot.core.caches import CachePlan, cache_applied, plan_cache
 from bot.core.drafts import (
     DraftRecipe,
@@ -35,7 +37,7 @@ from bot.core.errors import (
     VideoBotError,
     load_failure_message,
 )
-from bot.core.images import fit_image, load_image
+from bot.core.images import fit_image, load_end_image, load_image
 from bot.core.manager import LoadedModel, ModelManager, free_memory, get_model_manager
 from bot.core.params import GenerationParams, check_upscale_strength, validate_edit
 from bot.core.pipelines.base import DenoiseRequest
@@ -97,6 +99,7 @@ class GenerationEngine:
             recipe.cache if recipe is not None else self._manager.options.speed.cache, run_spec
         )
         picture = load_image(params.image) if params.image is not None else None
+        end_picture = load_end_image(params.end_image) if params.end_image is not None else None
         seed = params.seed if params.seed is not None else secrets.randbelow(2**32)
         timings: dict[str, float] = {}
         cached_modules: list[str] = []
@@ -105,7 +108,9 @@ class GenerationEngine:
             frames, sound = self._timed(
                 timings,
                 "denoise",
-                lambda: self._denoise(loaded, run, seed, control, picture, cache, cached_modules),
+                lambda: self._denoise(
+                    loaded, run, seed, control, picture, cache, cached_modules, end_picture
+                ),
             )
             images, fps = self._timed(
                 timings, "postprocess", lambda: self._postprocess(frames, run, control)
@@ -115,8 +120,25 @@ class GenerationEngine:
         if sound is not None and run.loop:  # the ping-pong of the frames, heard too
             forward = (len(images) + 2) // 2  # ping_pong: n frames forward, n - 2 back
             sound = sound.then(edits.ping_pong_filter(forward, fps), len(images) / fps)
+        note = None
+        if params.soundtrack is not None and soundtrack.wanted(run_spec, params.soundtrack):
+            key, seconds = params.soundtrack, len(images) / fps
+            try:  # after the frames, in the same GPU job: a cancel still stops it here
+                sound, note = self._timed(
+                    timings,
+                    soundtrack.STAGE,
+                    lambda: soundtrack.score(
+                        self._load, key, params.prompt, seconds, seed, control
+                    ),
+                )
+            except Exception as exc:
+                return self._failure(exc, params, seed, started, run_spec, timings)
         metadata = self._metadata(loaded, run, len(frames))
         metadata["sound"] = sound is not None
+        if note is not None:
+            metadata["note"] = note
+        elif sound is not None and params.soundtrack is not None and not run_spec.sound:
+            metadata["soundtrack"] = params.soundtrack
         metadata["quality"] = params.quality
         metadata["cache"] = cache.as_metadata()
         if cache.name is not None and not cached_modules:
@@ -164,6 +186,7 @@ class GenerationEngine:
         picture: Any = None,
         cache: CachePlan | None = None,
         cached_modules: list[str] | None = None,
+        end_picture: Any = None,
     ) -> tuple[Any, media.Sound | None]:
         """The frames and, from a model that makes sound (``run_with_sound``) and a job that
         wants it (``params.sound``), the waveform made with them."""
@@ -180,6 +203,9 @@ class GenerationEngine:
             # A CPU generator gives the same noise on every device, so a seed reproduces anywhere.
             generator=torch.Generator(device="cpu").manual_seed(seed),
             image=fit_image(picture, params.width, params.height) if picture else None,
+            end_image=(
+                fit_image(end_picture, params.width, params.height) if end_picture else None
+            ),
             fps=params.fps,
             call_options=loaded.spec.call_options_for(params.scheduler),
         )
@@ -306,23 +332,45 @@ class GenerationEngine:
         timeout_s: float = 600.0,
         metadata: dict[str, Any] | None = None,
         control: JobControl | None = None,
+        enhance_device: str = "auto",
     ) -> GenerationResult:
         """Run an edit planned by :func:`bot.core.edits.plan_edit` from one video file to another,
         streaming (no list of frames is ever held). The result's ``images`` read ``output`` frame
         by frame when asked for (:class:`bot.core.media.VideoFrames`), and its ``sound`` is
-        ``output``'s own. ``metadata["note"]`` says when the source's sound was left out.
+        ``output``'s own. ``metadata["note"]`` says when the source's sound was left out, and for
+        an interpolation which interpolator ran (``metadata["interpolator"]``: RIFE on
+        ``enhance_device`` when it and its weights are there, else ``minterpolate``).
         ``control`` hears of each frame (stage ``"edit"``)."""
+        from bot.core import enhance
+
         started = time.perf_counter()
+        interpolator, how = None, ""
+        if plan.request.operation == "interpolate":
+            interpolator, how = enhance.interpolator_for(plan.source.fps, enhance_device)
         info = edits.run_edit(
-            plan, source, output, limits, encoder=encoder, timeout_s=timeout_s, control=control
+            plan,
+            source,
+            output,
+            limits,
+            encoder=encoder,
+            timeout_s=timeout_s,
+            control=control,
+            interpolator=interpolator,
         )
         own = dataclasses.replace(limits, max_bytes=max(limits.max_bytes, info.size_bytes))
         meta = dict(metadata or {})
         meta.pop("note", None)
-        history = [*meta.get("edits", []), {"operation": plan.request.operation, **plan.arguments}]
+        step = {"operation": plan.request.operation, **plan.arguments}
+        if how:
+            step["interpolator"] = how
+            meta["interpolator"] = how
+        history = [*meta.get("edits", []), step]
         note = plan.note
         if plan.keeps_sound and info.audio is None:
             note = "The sound could not be read, so the result is silent."
+        if how:
+            smoothed = f"Smoothed with {how} to {info.fps:g} fps."
+            note = f"{smoothed} {note}" if note else smoothed
         return GenerationResult(
             images=media.VideoFrames(output, info, own),
             metadata={
@@ -351,11 +399,18 @@ class GenerationEngine:
         seed: int | None = None,
         control: JobControl | None = None,
     ) -> GenerationResult:
-        """Upscale through the model's upscaler (video-to-video on the resized frames); the
-        frames keep their count and rate, so the sound is carried over as it is."""
+        """Upscale through the model's upscaler (video-to-video on the resized frames), or
+        through Real-ESRGAN when ``upscaler`` is ``realesrgan`` / ``realesrgan_x2`` /
+        ``realesrgan_x4`` (:mod:`bot.core.enhance.names`; any size, no prompt, on the manager's
+        device); the frames keep their count and rate, so the sound is carried over as it is."""
+        from bot.core.enhance.names import learned_scale
+
         if not result.images:
             raise VideoBotError(f"this result has no frames to upscale ({result.error or 'empty'})")
         control = control or JobControl()
+        scale = learned_scale(upscaler)
+        if scale is not None:
+            return self._learned_upscale(result, scale, control)
         spec = self._upscaler_for(result, upscaler)
         strength = check_upscale_strength(strength)
         width, height = upscale_size(spec, *result.size)
@@ -403,6 +458,83 @@ class GenerationEngine:
             fps=result.frame_rate,
             timings=timings,
             sound=result.sound,  # the frames keep their count and rate: the sound fits as it is
+        )
+
+    def _learned_upscale(
+        self, result: GenerationResult, scale: int, control: JobControl
+    ) -> GenerationResult:
+        """Real-ESRGAN ``scale`` times wider and taller, batched on the manager's device (the
+        worker's GPU). A bad scale or size raises before any weights load; weights that cannot
+        be had, a cancel, a time limit or running out of memory come back as ``result.error``."""
+        from bot.core import enhance
+        from bot.core.enhance.names import learned_key, learned_label
+
+        width, height = result.size
+        enhance.check_upscale(width, height, scale)
+        key = learned_key(scale)
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        try:
+            frames = self._timed(
+                timings,
+                "upscale",
+                lambda: enhance.upscale(
+                    result.images,
+                    scale,
+                    device=self._manager.resolved_device(),
+                    control=control,
+                ),
+            )
+        except Exception as exc:
+            return self._learned_failure(exc, key, result, started, timings)
+        return GenerationResult(
+            images=frames,
+            metadata={
+                **result.metadata,
+                "upscaler": learned_label(scale),
+                "width": width * scale,
+                "height": height * scale,
+                "upscale_scale": scale,
+            },
+            generation_time=time.perf_counter() - started,
+            seed_used=result.seed_used,
+            params=result.params,
+            fps=result.frame_rate,
+            timings=timings,
+            sound=result.sound,  # the frames keep their count and rate: the sound fits as it is
+        )
+
+    @staticmethod
+    def _learned_failure(
+        exc: BaseException,
+        key: str,
+        result: GenerationResult,
+        started: float,
+        timings: dict[str, float],
+    ) -> GenerationResult:
+        cancelled = isinstance(exc, GenerationCancelled) and not isinstance(exc, GenerationTimedOut)
+        if cancelled:
+            message = CANCELLED_MESSAGE
+        elif isinstance(exc, GenerationTimedOut):
+            message = f"Stopped: {exc}. Trim the video or use 2x."
+        elif is_out_of_memory(exc):
+            free_memory()
+            message = f"Out of memory upscaling with {key}: trim the video or use 2x."
+        elif isinstance(exc, ModelLoadError):
+            log.warning("%s", exc)
+            message = str(exc)
+        else:
+            log.exception("upscale with %s failed", key)
+            message = f"Upscaling failed on {key}: {type(exc).__name__}: {exc}"
+        return GenerationResult(
+            images=[],
+            metadata={"upscaler": key},
+            generation_time=time.perf_counter() - started,
+            seed_used=result.seed_used,
+            params=result.params,
+            error=message,
+            cancelled=cancelled,
+            timings=timings,
         )
 
     def upscale_video(
@@ -467,6 +599,262 @@ class GenerationEngine:
         with loaded.lock, torch.inference_mode():
             return loaded.adapter.run(loaded.pipeline, request, control)
 
+    # --- restyling (video-to-video) ------------------------------------------------------------
+
+    def restyle(
+        self,
+        result: GenerationResult,
+        *,
+        prompt: str,
+        model: str | None = None,
+        strength: float = restyling.DEFAULT_STRENGTH,
+        num_inference_steps: int | None = None,
+        seed: int | None = None,
+        control: JobControl | None = None,
+    ) -> GenerationResult:
+        """Redraw a video after ``prompt`` on a model that restyles (``bot.core.restyle`` fits
+        its size and frames to the model's rules); the sound is carried over, cut to the
+        result's length. Bad input raises before any work; a failure comes back as the error."""
+        if not result.images:
+            raise VideoBotError(f"this result has no frames to restyle ({result.error or 'empty'})")
+        if not prompt.strip():
+            raise InvalidParameterError("prompt", "say what the video should look like")
+        control = control or JobControl()
+        spec = restyling.restyler_spec(model or restyling.DEFAULT_RESTYLER)
+        strength = restyling.check_strength(strength)
+        steps = num_inference_steps or spec.default_steps
+        spec.steps.check("num_inference_steps", steps)
+        steps = restyling.run_steps(steps, strength)
+        plan = restyling.plan_restyle(spec, *result.size, len(result.images), result.frame_rate)
+        seed_used = seed if seed is not None else secrets.randbelow(2**32)
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        try:
+            loaded = self._timed(timings, "load", lambda: self._load(spec))
+            frames, pipeline = self._timed(
+                timings,
+                "restyle",
+                lambda: self._run_restyle(
+                    loaded, result, plan, prompt, steps, strength, seed_used, control
+                ),
+            )
+        except Exception as exc:
+            return self._failure(
+                exc, None, seed_used, started, spec, timings, size=(plan.width, plan.height)
+            )
+        from PIL import Image
+
+        return GenerationResult(
+            images=[Image.fromarray(frame) for frame in frames],
+            metadata={
+                **result.metadata,
+                **plan.as_metadata(),
+                "family": spec.family,
+                "prompt": prompt,
+                "restyle": {"strength": strength, "steps": steps, "pipeline": pipeline},
+                "sound": result.sound is not None,
+            },
+            generation_time=time.perf_counter() - started,
+            seed_used=seed_used,
+            params=None,
+            fps=plan.fps,
+            timings=timings,
+            sound=restyling.restyled_sound(result.sound, plan),
+        )
+
+    def _run_restyle(
+        self,
+        loaded: LoadedModel,
+        result: GenerationResult,
+        plan: restyling.RestylePlan,
+        prompt: str,
+        steps: int,
+        strength: float,
+        seed: int,
+        control: JobControl,
+    ) -> tuple[Any, str]:
+        """The restyled frames and the class of the pipeline that made them."""
+        import torch
+
+        from bot.core.pipelines.restyle import restyle_adapter_for
+
+        adapter = restyle_adapter_for(loaded.spec.family)
+        request = DenoiseRequest(
+            prompt=prompt,
+            negative_prompt="",
+            width=plan.width,
+            height=plan.height,
+            num_frames=plan.num_frames,
+            num_inference_steps=steps,
+            guidance_scale=loaded.spec.default_guidance,
+            generator=torch.Generator(device="cpu").manual_seed(seed),
+            video=restyling.fitted_frames(result.images, plan),
+            strength=strength,
+            fps=max(1, round(plan.fps)),
+        )
+        with loaded.lock, torch.inference_mode():
+            pipe = adapter.pipeline(loaded.pipeline)
+            pipe.scheduler = self._scheduler(
+                loaded,
+                loaded.spec.default_scheduler,
+                loaded.spec.scheduler_config_for(plan.width, plan.height),
+            )
+            return adapter.run(pipe, request, control), type(pipe).__name__
+
+    # --- extending ----------------------------------------------------------------------------
+
+    def extend(
+        self,
+        result: GenerationResult,
+        *,
+        prompt: str,
+        model: str,
+        new_frames: int | None = None,
+        num_inference_steps: int | None = None,
+        seed: int | None = None,
+        limits: media.MediaLimits | None = None,
+        control: JobControl | None = None,
+    ) -> GenerationResult:
+        """Continue a clip after ``prompt`` on an extender (``bot.core.extend``): the original
+        followed by the continuation, at the original's size and rate, colour-matched to its
+        tail, with its sound then silence. The seam's ratio is logged and kept in
+        ``metadata["extend"]``. Bad input raises before any work; a failure comes back as the
+        error."""
+        if not result.images:
+            raise VideoBotError(f"this result has no frames to extend ({result.error or 'empty'})")
+        if not prompt.strip():
+            raise InvalidParameterError("prompt", "say how the clip should go on")
+        control = control or JobControl()
+        spec = extending.extender_spec(model)
+        width, height = result.size
+        plan = extending.plan_extend(
+            spec, width, height, len(result.images), result.frame_rate, new_frames
+        )
+        if limits is not None:
+            extending.check_limits(plan, width, height, limits)
+        steps = num_inference_steps or spec.default_steps
+        spec.steps.check("num_inference_steps", steps)
+        seed_used = seed if seed is not None else secrets.randbelow(2**32)
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        try:
+            loaded = self._timed(timings, "load", lambda: self._load(spec))
+            frames = self._timed(
+                timings,
+                "extend",
+                lambda: self._run_extend(loaded, result, plan, prompt, steps, seed_used, control),
+            )
+        except Exception as exc:
+            return self._failure(
+                exc, None, seed_used, started, spec, timings, size=(plan.width, plan.height)
+            )
+        images, seam = self._timed(
+            timings, "join", lambda: self._join(result, plan, frames[plan.overlap :])
+        )
+        log.info(
+            "extended a %d-frame clip by %d frames on %s: seam ratio %.2f (%.2f before the "
+            "colour match)",
+            plan.source_frames,
+            plan.new_frames,
+            spec.key,
+            seam["seam_ratio"],
+            seam["seam_ratio_uncorrected"],
+        )
+        total_s = len(images) / result.frame_rate
+        return GenerationResult(
+            images=images,
+            metadata={
+                **result.metadata,
+                "model": spec.key,
+                "family": spec.family,
+                "prompt": prompt,
+                "num_frames": len(images),
+                "width": width,
+                "height": height,
+                "extend": {**plan.as_metadata(), "steps": steps, **seam},
+                "sound": result.sound is not None,
+            },
+            generation_time=time.perf_counter() - started,
+            seed_used=seed_used,
+            params=None,
+            fps=result.frame_rate,
+            timings=timings,
+            sound=extending.extended_sound(result.sound, total_s),
+        )
+
+    def _run_extend(
+        self,
+        loaded: LoadedModel,
+        result: GenerationResult,
+        plan: extending.ExtendPlan,
+        prompt: str,
+        steps: int,
+        seed: int,
+        control: JobControl,
+    ) -> Any:
+        """The model's frames, context first: the family's conditioning
+        (``bot.core.pipelines.continuation``) run through its own adapter."""
+        import torch
+
+        from bot.core.pipelines import continuation
+
+        tail = extending.tail_frames(result.images, plan)
+        spec = loaded.spec
+        options = spec.call_options_for(spec.default_scheduler)
+        config = spec.scheduler_config_for(plan.width, plan.height)
+        with loaded.lock, torch.inference_mode():
+            if plan.method == "tail":
+                pipe = continuation.condition_pipeline(loaded.pipeline)
+                options = {**options, **continuation.tail_condition(tail)}
+                config = {**config, **continuation.CONDITION_SCHEDULER}
+            elif plan.method == "vace":  # the loaded WanVACEPipeline, the tail as its context
+                pipe = loaded.pipeline
+                options = {**options, **continuation.vace_context(tail, plan.render_frames)}
+            else:  # last_frame: the family's image-to-video pipeline
+                pipe = self._manager.image_pipeline(loaded)
+            pipe.scheduler = self._scheduler(loaded, spec.default_scheduler, config)
+            request = DenoiseRequest(
+                prompt=prompt,
+                negative_prompt="",
+                width=plan.width,
+                height=plan.height,
+                num_frames=plan.render_frames,
+                num_inference_steps=steps,
+                guidance_scale=spec.default_guidance,
+                generator=torch.Generator(device="cpu").manual_seed(seed),
+                image=tail[-1] if plan.method == "last_frame" else None,
+                fps=max(1, round(plan.fps)),
+                call_options=options,
+            )
+            return loaded.adapter.run(pipe, request, control)
+
+    @staticmethod
+    def _join(
+        result: GenerationResult, plan: extending.ExtendPlan, continuation: Any
+    ) -> tuple[list[Any], dict[str, float]]:
+        """The original's frames then the continuation's, colour-matched to the tail and resized
+        back to the original's size, and the seam measured with and without the colour match."""
+        import numpy as np
+        from PIL import Image
+
+        size = result.size
+        reference = extending.stats_frames(result.images, plan)
+        corrected = extending.match_colour(np.asarray(continuation), reference)
+
+        def back(frames: Any) -> list[Any]:
+            return [
+                Image.fromarray(frame).resize(size, Image.Resampling.LANCZOS) for frame in frames
+            ]
+
+        original = list(result.images)
+        joined = original + back(corrected)
+        join = len(original)
+        raw = extending.seam_ratio(original + back(continuation), join)
+        return joined, {
+            "seam_ratio": round(extending.seam_ratio(joined, join), 3),
+            "seam_ratio_uncorrected": round(raw, 3),
+        }
+
     # --- saving --------------------------------------------------------------------------------
 
     def save_result_as_video(
@@ -505,6 +893,7 @@ class GenerationEngine:
             "interpolate": params.interpolate,
             "loop": params.loop,
             "image_to_video": params.image is not None,
+            "first_last_frame": params.end_image is not None,
             "memory": dataclasses.asdict(loaded.switches),
         }
 

@@ -74,6 +74,15 @@ def load_image(source: str | Path | bytes, limits: ImageLimits | None = None) ->
     return _to_rgb(upright)
 
 
+def load_end_image(source: str | Path | bytes, limits: ImageLimits | None = None) -> Image.Image:
+    """The last frame's picture (``end_image``), checked exactly as the first one; a refusal
+    names ``end_image``, so a member knows which of the two pictures it was."""
+    try:
+        return load_image(source, limits)
+    except InvalidParameterError as exc:
+        raise InvalidParameterError("end_image", str(exc).removeprefix("image: ")) from None
+
+
 def fit_image(picture: Image.Image, width: int, height: int) -> Image.Image:
     """Crop to the video's aspect ratio around the centre, then resize: never stretched."""
     from PIL import Image, ImageOps

@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from bot.core.errors import InvalidParameterError, VideoBotError
 from bot.core.pipelines.base import denoiser_of
-from bot.core.plans import PLAN_CHOICES, Card, Choice, choose, host_ram_gb, step_down, switches_of
+from bot.core.plans import (
+    PLAN_CHOICES,
+    Card,
+    Choice,
+    choose,
+    host_ram_gb,
+    offload_call,
+    step_down,
+    switches_of,
+)
 from bot.core.registry import (
     DEFAULT_ANIMATEDIFF_BASE,
     REGISTRY,
@@ -407,7 +416,9 @@ class ModelManager:
             return None
         import importlib.util
 
-        packages = frozenset(p for p in ("torchao",) if importlib.util.find_spec(p) is not None)
+        packages = frozenset(
+            p for p in ("torchao", "gguf") if importlib.util.find_spec(p) is not None
+        )
         return Card(
             packages=packages,
             vram_gb=round(vram, 1),
@@ -481,6 +492,9 @@ class ModelManager:
         wanted = switches_of(loaded.plan.chosen.key)
         if not loaded.device.startswith("cuda"):
             wanted = {k: v for k, v in wanted.items() if k not in ("cpu_offload", "group_offload")}
+        if loaded.plan.chosen.kind.gguf is not None:
+            # GGUF weights are dequantised by their own layers: they cannot be stored in fp8 too.
+            wanted["layerwise_casting"] = False
         return replace(switches, **wanted)
 
     def _load(self, spec: ModelSpec, forced_plan: str | None = None) -> LoadedModel:
@@ -500,6 +514,8 @@ class ModelManager:
         request = self._load_request(spec, dtype, files=True)
         if chosen is not None and chosen.kind.quantization is not None:
             request = replace(request, quantization=chosen.kind.quantization)
+        if chosen is not None and chosen.kind.gguf is not None:
+            request = replace(request, gguf_files=self._gguf_files(spec, chosen.kind.gguf))
         pipeline = adapter.load(request)
         if request.lora_source is not None:
             from bot.core.pipelines.loras import fuse_lora
@@ -546,6 +562,21 @@ class ModelManager:
             lora_scale=spec.lora_scale,
         )
 
+    def _gguf_files(self, spec: ModelSpec, quant: str) -> dict[str, str]:
+        """The GGUF file of each denoiser for ``quant``: the registry's hub files, or for a tiny
+        model its GGUF twins in the model cache (built on first use)."""
+        from bot.core.pipelines.gguf import gguf_file_names
+
+        files = gguf_file_names(spec.gguf_files, quant)
+        if not spec.tiny:
+            return files
+        from bot.core.tiny import build_tiny_model
+
+        twins = {name.split("/")[0] for name in files.values()}
+        for twin in twins:
+            build_tiny_model(twin, self._options.cache_dir / twin)
+        return {k: str(self._options.cache_dir / v) for k, v in files.items()}
+
     def _adapter_source(self, spec: ModelSpec) -> str | None:
         return self._part_source(spec, "adapter", spec.adapter_source)
 
@@ -576,7 +607,11 @@ class ModelManager:
                 module.enable_layerwise_casting(
                     storage_dtype=torch.float8_e4m3fn, compute_dtype=getattr(torch, loaded.dtype)
                 )
-        if switches.group_offload:
+        sequential = self._offload_call(loaded)
+        if sequential is not None:
+            # The last-resort plan: every layer copied to the GPU as it runs (accelerate hooks).
+            getattr(pipe, sequential)(device=loaded.device)
+        elif switches.group_offload:
             pipe.enable_group_offload(**self._group_offload_arguments(loaded.device))
         elif switches.cpu_offload:
             pipe.enable_model_cpu_offload(device=loaded.device)
@@ -592,6 +627,14 @@ class ModelManager:
         )
         self._apply_switches(loaded, switches)
         apply_speed_options(loaded, self._options.speed)
+
+    @staticmethod
+    def _offload_call(loaded: LoadedModel) -> str | None:
+        """The pipeline method the loaded model's plan places it with, where the plan has its own
+        (``bot.core.plans.offload_call``: sequential offload on CUDA)."""
+        if loaded.plan is None or loaded.plan.chosen is None:
+            return None
+        return offload_call(loaded.plan.chosen.key, loaded.device)
 
     @staticmethod
     def _group_offload_arguments(device: str) -> dict[str, Any]:
@@ -617,7 +660,11 @@ class ModelManager:
             module.enable_layerwise_casting(
                 storage_dtype=torch.float8_e4m3fn, compute_dtype=getattr(torch, loaded.dtype)
             )
-        if switches.group_offload:
+        if self._offload_call(loaded) is not None:
+            from accelerate import cpu_offload
+
+            cpu_offload(module, execution_device=torch.device(loaded.device))
+        elif switches.group_offload:
             module.enable_group_offload(**self._group_offload_arguments(loaded.device))
         elif switches.cpu_offload:
             from accelerate import cpu_offload_with_hook

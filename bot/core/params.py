@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
+from bot.core.aspect import fill_size, parse_aspect
 from bot.core.errors import InvalidParameterError
 from bot.core.registry import REGISTRY, get_spec
 from bot.core.rules import (
@@ -105,9 +106,24 @@ class GenerationParams(_Validated):
     image: str | None = None
     """A picture to animate (a file path): routed to the model's image-to-video pipeline."""
 
+    end_image: str | None = None
+    """The picture the video ends on (a file path), with ``image`` as the one it starts from:
+    only on a model that takes both (``ModelSpec.first_last_frame``)."""
+
+    aspect: str | None = None
+    """The video's shape (``"16:9"``, ``"9:16"``, ``"1:1"``, ``"4:3"``, ``"3:4"``, ``"21:9"``):
+    a width and height left out become the model's size for it (``bot.core.aspect``); a width
+    or height given wins, and one side given alone takes the other from the shape."""
+
     sound: bool = True
     """Whether a model that makes sound (LTX-2) puts it in the video; ``False`` gives a silent
     mp4. A model without sound ignores it. The live preview is silent either way."""
+
+    soundtrack: str | None = None
+    """The registry key of a soundtrack model (``role="soundtrack"``: Stable Audio Open) that
+    scores the clip of a model without sound of its own from the prompt, after the video and in
+    the same GPU job (``bot.core.soundtrack``). The bot and the CLI set it only where the owner
+    enabled soundtracks and the member asked for sound; ``None``: a silent model stays silent."""
 
     quality: Literal["full", "draft"] = "full"
     """``"draft"`` runs the model's draft recipe (its step-distilled partner when one is
@@ -172,15 +188,38 @@ class GenerationParams(_Validated):
             raise InvalidParameterError("guidance_scale", f"must be a number (got {value})")
         return value
 
-    @field_validator("image")
+    @field_validator("image", "end_image")
     @classmethod
-    def _image(cls, value: str | None) -> str | None:
+    def _image(cls, value: str | None, info: Any) -> str | None:
         if value is None:
             return None
-        _no_control_characters("image", value)
+        _no_control_characters(info.field_name, value)
         if not value.strip():
-            raise InvalidParameterError("image", "must be the path of a picture, not empty")
+            raise InvalidParameterError(info.field_name, "must be the path of a picture, not empty")
         return value
+
+    @field_validator("aspect", mode="before")
+    @classmethod
+    def _aspect(cls, value: Any) -> Any:
+        """``16:9`` (``16x9`` and ``16/9`` too) kept in lowest terms, so a rerun reads the same."""
+        if value is None:
+            return None
+        width, height = parse_aspect(value if isinstance(value, str) else repr(value))
+        return f"{width}:{height}"
+
+    @field_validator("soundtrack")
+    @classmethod
+    def _soundtrack(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        spec = REGISTRY.get(value.strip().lower())
+        if spec is None or spec.role != "soundtrack":
+            models = [k for k, s in REGISTRY.items() if s.role == "soundtrack"]
+            raise InvalidParameterError(
+                "soundtrack",
+                f"must be a soundtrack model, one of {', '.join(models)} (got {display(value)})",
+            )
+        return spec.key
 
     @field_validator("quality", mode="before")
     @classmethod
@@ -227,12 +266,22 @@ class GenerationParams(_Validated):
         spec = REGISTRY.get(data["model"].strip().lower())
         if spec is None:
             return data  # the model field's own validator names the known keys
-        return {**spec.defaults(), **data}
+        sized = dict(data)
+        if isinstance(data.get("aspect"), str):
+            sized["width"], sized["height"] = fill_size(
+                spec, data["aspect"], _whole(data.get("width")), _whole(data.get("height"))
+            )
+        return {**spec.defaults(), **sized}
 
     @model_validator(mode="after")
     def _fits_model(self) -> GenerationParams:
         """Sizes, frame counts, steps, guidance and schedulers depend on the model, so they are
         checked once it is known; without a model, against the seed's ranges."""
+        if self.end_image is not None and self.image is None:
+            raise InvalidParameterError(
+                "end_image",
+                "is the last frame of a video that starts from a picture: give image too",
+            )
         if self.model is not None:
             get_spec(self.model).check_params(self)
         else:
@@ -266,6 +315,12 @@ def _no_control_characters(field: str, value: str) -> None:
             )
 
 
+def _whole(value: Any) -> int | None:
+    """A width or height the member gave, where it is a whole number (anything else is left to
+    the field's own check)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 _BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
@@ -292,6 +347,9 @@ class EditRequest:
     speed_factor: float = 1.0
     loops: int = 1
     factor: int = 2
+    target_fps: float | None = None
+    """interpolate: the rate the member asked for (``fps``), when they gave one instead of a
+    factor; ``factor`` is then the largest whole factor at or under it."""
 
 
 _EDIT_ARGUMENTS: dict[str, tuple[str, ...]] = {
@@ -299,7 +357,7 @@ _EDIT_ARGUMENTS: dict[str, tuple[str, ...]] = {
     "speed": ("speed_factor",),
     "reverse": (),
     "loop": ("loops",),
-    "interpolate": ("factor",),
+    "interpolate": ("factor", "target_fps"),
 }
 
 
@@ -358,11 +416,34 @@ def validate_edit(
         _check_growth("loops", frame_count * loops)
         return EditRequest("loop", loops=loops)
     if op == "interpolate":
-        factor = _as_int("factor", kwargs.get("factor", 2))
-        INTERPOLATE_FACTOR.check("factor", factor)
-        _check_growth("factor", frame_count * factor)
-        return EditRequest("interpolate", factor=factor)
+        return _interpolation(frame_count, fps, kwargs)
     return EditRequest("reverse")
+
+
+def _interpolation(frame_count: int, fps: float | None, kwargs: dict[str, Any]) -> EditRequest:
+    """A factor (2-4) or a target rate (``target_fps``, what members give as ``fps``), checked
+    against the 60 fps cap of :func:`bot.core.enhance.rates.target_fps` when the video's rate is
+    known, so a request past it is refused here, before anything is queued or decoded."""
+    from bot.core.enhance.rates import target_fps
+
+    factor = _as_int("factor", kwargs["factor"]) if "factor" in kwargs else None
+    wanted = (
+        _as_float("fps", kwargs["target_fps"], kind="a frame rate")
+        if "target_fps" in kwargs
+        else None
+    )
+    if fps is None or not fps > 0:
+        if wanted is not None:
+            raise InvalidParameterError(
+                "fps", "needs the video's frame rate; give a factor instead"
+            )
+        factor = 2 if factor is None else factor
+        INTERPOLATE_FACTOR.check("factor", factor)
+    else:
+        asked = int(wanted) if wanted is not None and wanted.is_integer() else wanted
+        factor, _ = target_fps(fps, factor=factor, fps=asked)  # "60 fps", not "60.0 fps"
+    _check_growth("factor" if wanted is None else "fps", frame_count * factor)
+    return EditRequest("interpolate", factor=factor, target_fps=wanted)
 
 
 def _times_as_frames(kwargs: dict[str, Any], frame_count: int, fps: float | None) -> dict[str, Any]:

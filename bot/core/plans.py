@@ -1,7 +1,7 @@
 """Memory plans: the fastest way a model fits the card it is on, as pure functions of data.
 
 Each model lists the plans that can run it, fastest first (bf16 on the GPU, fp8 weight storage,
-model offload, group offload, sequential offload). A plan's GPU and host memory are computed from
+torchao int8/fp8, GGUF transformers, model offload, group offload, sequential offload). A plan's GPU and host memory are computed from
 the model's real parameter counts per component (``ModelSpec.parameters``) and the job's shape, so
 the chooser, ``/models list`` and ``videobot models --json`` can say which plan a card gets and
 why without importing torch or loading anything.
@@ -51,9 +51,9 @@ class Card:
     vram_gb: float
     host_ram_gb: float
     compute_capability: tuple[int, int] = (8, 0)
-    packages: frozenset[str] = frozenset({"torchao"})
-    """The optional packages installed where the model runs (``torchao``): a plan needing one that
-    is missing is listed but never chosen."""
+    packages: frozenset[str] = frozenset({"torchao", "gguf"})
+    """The optional packages installed where the model runs (``torchao``, ``gguf``): a plan
+    needing one that is missing is listed but never chosen."""
 
     def describe(self) -> str:
         major, minor = self.compute_capability
@@ -79,6 +79,53 @@ class PlanKind:
     """The optional package the plan runs on."""
     transformers_only: bool = False
     """Offered for the transformer families only (their adapter takes a quantisation config)."""
+    gguf: str | None = None
+    """The GGUF quant type of the community files the denoiser is loaded from (``"Q8_0"``,
+    ``"Q5_K_M"``, ``"Q4_K_M"``; ``bot.core.pipelines.gguf``); offered only for a model whose
+    registry entry names those files (``ModelSpec.gguf_files``)."""
+    sequential: bool = False
+    """Sequential CPU offload (``enable_sequential_cpu_offload``): every layer is copied to the GPU
+    as it runs and dropped after, so the GPU holds one layer and the working memory."""
+
+
+GGUF_BLOCKS: dict[str, tuple[int, int]] = {
+    "Q8_0": (32, 34),
+    "Q5_K": (256, 176),
+    "Q4_K": (256, 144),
+    "Q5_0": (32, 22),
+    "Q4_0": (32, 18),
+}
+"""Weights per block and bytes per block of the GGUF quant types (``gguf.GGML_QUANT_SIZES``,
+copied so the plans need no import; ``tests/test_gguf.py`` holds them to gguf's own table): Q8_0
+is 8.5 bits a weight, Q5_K 5.5, Q4_K 4.5. GGUF tensors stay quantised in GPU memory and are
+dequantised layer by layer as they run, so a plan's weights are these bytes."""
+
+
+def gguf_bytes(quant: str) -> float:
+    """Bytes per parameter of a GGUF file of ``quant`` (``"Q4_K_M"``: its main type, Q4_K). A
+    ``_K_M`` file keeps a few tensors at Q6_K and its norms and biases in F32, so the real files
+    are larger than this (Wan 2.2 A14B's Q4_K_M experts: 9.7-9.8 GB published against 8.0
+    computed; Q8_0: 15.4 against 15.2): an estimate that is low costs one out-of-memory retry."""
+    block, size = GGUF_BLOCKS[quant.removesuffix("_M").removesuffix("_S")]
+    return size / block
+
+
+def _gguf_kind(quant: str, offload: bool) -> PlanKind:
+    where = (
+        "one component on the GPU at a time (model offload), the rest in host memory"
+        if offload
+        else "on the GPU"
+    )
+    return PlanKind(
+        f"gguf_{quant.lower()}" + ("_offload" if offload else ""),
+        f"the denoiser from the community's {quant} GGUF files, dequantised as each layer runs, "
+        + where,
+        ("cpu_offload", "vae_tiling") if offload else (),
+        denoiser_bytes=gguf_bytes(quant),
+        gguf=quant,
+        needs="gguf",
+        transformers_only=True,
+    )
 
 
 PLAN_KINDS: tuple[PlanKind, ...] = (
@@ -110,6 +157,9 @@ PLAN_KINDS: tuple[PlanKind, ...] = (
         needs="torchao",
         transformers_only=True,
     ),
+    _gguf_kind("Q8_0", offload=False),
+    _gguf_kind("Q5_K_M", offload=False),
+    _gguf_kind("Q4_K_M", offload=False),
     PlanKind(
         "model_offload",
         "one component on the GPU at a time, the rest in host memory; the VAE decodes in tiles",
@@ -121,14 +171,25 @@ PLAN_KINDS: tuple[PlanKind, ...] = (
         ("cpu_offload", "layerwise_casting", "vae_tiling"),
         denoiser_bytes=1.0,
     ),
+    # GGUF Q8_0 under model offload would need more GPU memory than fp8_model_offload and run
+    # slower (dequantising costs more than an fp8 cast), so only the smaller quants are offloaded.
+    _gguf_kind("Q5_K_M", offload=True),
+    _gguf_kind("Q4_K_M", offload=True),
     PlanKind(
         "group_offload",
         "the layers streamed in from host memory on a CUDA stream as they run, weights in fp8",
         ("group_offload", "layerwise_casting", "vae_tiling"),
         denoiser_bytes=1.0,
     ),
+    PlanKind(
+        "sequential_offload",
+        "every layer copied in from host memory as it runs (enable_sequential_cpu_offload): the "
+        "least GPU memory and the slowest, the last resort",
+        ("cpu_offload", "vae_tiling"),
+        sequential=True,
+    ),
 )
-"""The plans, fastest first. GGUF transformers and sequential offload are still to come."""
+"""The plans, fastest first."""
 PLAN_KEYS = tuple(kind.key for kind in PLAN_KINDS)
 PLAN_CHOICES = ("auto", *PLAN_KEYS)
 
@@ -214,9 +275,15 @@ def plans_for(spec: ModelSpec, shape: Shape, card: Card) -> tuple[Plan, ...]:
 
 
 def kinds_for(spec: ModelSpec) -> tuple[PlanKind, ...]:
-    """The plans a model can be placed by: quantisation needs a transformer denoiser."""
+    """The plans a model can be placed by: quantisation needs a transformer denoiser, and the GGUF
+    plans a registry entry that names its GGUF files."""
     transformer = "transformer" in spec.parameters
-    return tuple(kind for kind in PLAN_KINDS if transformer or not kind.transformers_only)
+    return tuple(
+        kind
+        for kind in PLAN_KINDS
+        if (transformer or not kind.transformers_only)
+        and (kind.gguf is None or bool(spec.gguf_files))
+    )
 
 
 def plan_kind(key: str) -> PlanKind:
@@ -285,6 +352,15 @@ def _can_run(kind: PlanKind, card: Card) -> bool:
     return installed and card.compute_capability >= kind.min_compute
 
 
+def offload_call(plan_key: str, device: str) -> str | None:
+    """The pipeline method that places a model under ``plan_key`` on ``device`` where the plan
+    needs one of its own: ``enable_sequential_cpu_offload`` for sequential offload on a CUDA
+    device (off CUDA there is nothing to offload to, so None). The manager calls what this says."""
+    if plan_kind(plan_key).sequential and device.startswith("cuda"):
+        return "enable_sequential_cpu_offload"
+    return None
+
+
 def switches_of(plan_key: str) -> dict[str, bool]:
     """The memory switches a plan turns on, by the switches' names."""
     return dict.fromkeys(plan_kind(plan_key).switches, True)
@@ -308,7 +384,12 @@ def _plan(kind: PlanKind, spec: ModelSpec, shape: Shape, card: Card) -> Plan:
     rest = {k: v for k, v in parts.items() if k not in denoiser and k not in text}
     others = {**text, **rest}
     work = working_gb(spec, shape)
-    if "cpu_offload" in kind.switches:
+    if kind.sequential:
+        # One layer at a time: the largest (a text encoder's token embedding in every registry
+        # model), in half precision, and the working memory; the host holds every weight.
+        vram = _gb({"layer": largest_layer(spec)}, 2.0) + work * TILED_DECODE_SHARE
+        host = HOST_BASE_GB + _gb(parts, 2.0)
+    elif "cpu_offload" in kind.switches:
         # One component at a time: the largest of them, and the working memory beside it.
         together = {k: v for k, v in denoiser.items() if k not in EXPERTS}
         turns = [{k: v} for k, v in denoiser.items() if k in EXPERTS] or [{}]
@@ -336,6 +417,30 @@ def _plan(kind: PlanKind, spec: ModelSpec, shape: Shape, card: Card) -> Plan:
     if host > card.host_ram_gb * HEADROOM:
         problems.append(f"needs {host:.1f} GB of RAM, the host has {card.host_ram_gb:g}")
     return Plan(kind, vram, host, not problems, "; ".join(problems))
+
+
+TOKEN_EMBEDDINGS: dict[float, float] = {
+    5680.9: 1050.1,  # UMT5-XXL (every Wan): 256384 x 4096
+    4762.3: 131.6,  # T5 v1.1 XXL (LTX-Video, CogVideoX): 32128 x 4096
+    7070.6: 545.0,  # Qwen2.5-VL-7B's language model (HunyuanVideo 1.5): 152064 x 3584
+    123.1: 37.9,  # CLIP ViT-L/14's text tower (SD 1.5, AnimateDiff): 49408 x 768
+    340.4: 50.6,  # OpenCLIP ViT-H/14's text tower (ModelScope, Zeroscope): 49408 x 1024
+}
+"""The largest single layer of each text encoder (millions of parameters), keyed by the encoder's
+size as the registry counts it: its token embedding, measured on the meta device from
+``bench/model_configs`` (the largest leaf module of every registry model is its text encoder's
+embedding; the denoisers' largest is Wan 14B's 157.3M time projection)."""
+EMBEDDING_SHARE = 0.2
+"""For a text encoder not in :data:`TOKEN_EMBEDDINGS` (Gemma 3 12B: 262208 x 3840 = 1006.9M of
+about 11.8B, 9%), the largest layer is taken as this share of it: above every measured share
+(UMT5-XXL's is the largest, 18.5%)."""
+
+
+def largest_layer(spec: ModelSpec) -> float:
+    """The largest single layer a sequential offload copies to the GPU at once, in millions."""
+    text = spec.parameters.get("text_encoder", 0.0)
+    measured = TOKEN_EMBEDDINGS.get(text)
+    return measured if measured is not None else text * EMBEDDING_SHARE
 
 
 def _host_weights(
@@ -369,9 +474,12 @@ __all__ = [
     "Plan",
     "Shape",
     "choose",
+    "gguf_bytes",
     "host_ram_gb",
     "kinds_for",
+    "largest_layer",
     "native_shape",
+    "offload_call",
     "plan_kind",
     "plans_for",
     "step_down",

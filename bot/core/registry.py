@@ -35,8 +35,11 @@ Family = Literal[
     "wan",
     "cogvideox",
     "hunyuan_video15",
+    "stable_audio",
 ]
-Role = Literal["generator", "upscaler"]
+Role = Literal["generator", "upscaler", "soundtrack"]
+
+_ROLE_NAMES = {"upscaler": "an upscaler", "soundtrack": "a soundtrack model"}
 
 DEFAULT_ANIMATEDIFF_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
@@ -137,6 +140,12 @@ class ModelSpec:
     """Whether it animates pictures only: Wan 2.2 I2V A14B's transformers take the picture's
     latents as input channels and have no text-to-video path, so a job without a picture is
     refused."""
+    first_last_frame: bool = False
+    """Whether it can pin the video's last frame too (``GenerationParams.end_image`` beside
+    ``image``): Wan 2.2 I2V A14B's and Wan 2.1 FLF2V's ``WanImageToVideoPipeline(last_image=)``."""
+    first_last_only: bool = False
+    """Whether it needs both pictures: Wan 2.1 FLF2V's transformer learned its image position
+    embeddings for two CLIP images (``pos_embed_seq_len`` 2 x 257) and cannot take one."""
     image_source: str | None = None
     """Where the image-to-video weights live when they are not the text-to-video ones
     (CogVideoX-5b-I2V); ``None``: the same weights serve both."""
@@ -188,10 +197,25 @@ class ModelSpec:
     plans (``bot.core.plans``) compute each plan's GPU and host memory from. The denoiser is
     ``transformer`` or ``unet`` (with ``motion_adapter``); ``image_transformer`` is loaded only
     for image-to-video. Empty for the tiny models, which fit anywhere."""
+    gguf_files: dict[str, str] = field(default_factory=dict)
+    """The community GGUF files of the denoiser, per component (``{"transformer": ...,
+    "transformer_2": ...}``: each A14B expert has its own file), as ``owner/repo/path`` with
+    ``{quant}`` for the quant type (``Q8_0``, ``Q5_K_M``, ``Q4_K_M``), or a file in the model cache
+    for a tiny model. Non-empty: the GGUF memory plans are offered (``bot.core.plans``), loaded
+    through ``from_single_file`` (``bot.core.pipelines.gguf``). Not for a model with a fused LoRA
+    (its LoRA would have to be fused into quantised weights)."""
     working_gb: float | None = None
     """GPU memory a job of the native size needs beside the weights (activations, the VAE decode),
     where the card or a measurement says; ``None``: what ``vram_gb`` leaves after the weights in
     half precision, at least 2 GB."""
+    extends: str | None = None
+    """How the model continues a clip (``bot.core.extend``), or ``None`` when it cannot:
+    ``"vace"`` (the tail as masked video context), ``"tail"`` (the tail as a video condition at
+    frame 0: LTX-Video 0.9.7's ``LTXConditionPipeline``), ``"last_frame"`` (image-to-video from
+    the last frame: the single-frame fallback)."""
+    restyles: bool = False
+    """Whether the model can restyle a video (video-to-video, ``bot.core.restyle``): Wan 2.1's
+    T2V weights run diffusers' ``WanVideoToVideoPipeline`` over the very same modules."""
     sound: bool = False
     """Whether the model makes sound with its picture (LTX-2: an audio stream denoised beside the
     video and turned into a waveform by its vocoder), muxed into the same mp4."""
@@ -250,9 +274,9 @@ class ModelSpec:
         if self.role != "generator":
             raise InvalidParameterError(
                 "model",
-                f"{self.key} is an upscaler; generate with one of "
-                f"{', '.join(k for k, s in REGISTRY.items() if s.role == 'generator')} "
-                "and upscale the result",
+                f"{self.key} is {_ROLE_NAMES.get(self.role, self.role)}; generate with one of "
+                f"{', '.join(k for k, s in REGISTRY.items() if s.role == 'generator')}"
+                + (" and upscale the result" if self.role == "upscaler" else ""),
             )
         check_rules(
             params,
@@ -275,6 +299,7 @@ class ModelSpec:
                 f"{self.key} cannot animate a picture; models that can: "
                 f"{', '.join(image_to_video_models()) or 'none'}",
             )
+        self._check_end_image(params)
         fixed = self.image_size if params.image is not None else None
         if fixed is not None and (params.width, params.height) != fixed:
             raise InvalidParameterError(
@@ -291,7 +316,35 @@ class ModelSpec:
                 "leave the frame count out",
             )
 
+    def _check_end_image(self, params: Request) -> None:
+        """A last frame only where the model takes one; a model that needs it refuses without."""
+        if getattr(params, "end_image", None) is not None and not self.first_last_frame:
+            raise InvalidParameterError(
+                "end_image",
+                f"{self.key} cannot pin a last frame; models that can: "
+                f"{', '.join(first_last_frame_models()) or 'none'}",
+            )
+        if (
+            params.image is not None
+            and self.first_last_only
+            and not getattr(params, "end_image", None)
+        ):
+            single_picture = [m for m in image_to_video_models() if not REGISTRY[m].first_last_only]
+            raise InvalidParameterError(
+                "end_image",
+                f"{self.key} needs a first and a last picture: attach end_image too, or animate "
+                f"one picture with {', '.join(single_picture[:6])}",
+            )
+
     def __post_init__(self) -> None:
+        if self.extends not in (None, "vace", "tail", "last_frame"):
+            raise ValueError(f"{self.key}: unknown extend method {self.extends!r}")
+        if self.extends == "last_frame" and not self.image_to_video:
+            raise ValueError(f"{self.key}: extending from the last frame needs image_to_video")
+        if self.first_last_frame and not self.image_to_video:
+            raise ValueError(f"{self.key}: first_last_frame needs image_to_video")
+        if self.first_last_only and not self.first_last_frame:
+            raise ValueError(f"{self.key}: first_last_only needs first_last_frame")
         if self.image_only and not self.image_to_video:
             raise ValueError(f"{self.key}: image_only needs image_to_video")
         unknown = [name for name in self.schedulers if name not in SCHEDULERS]
@@ -560,6 +613,31 @@ _WAN22_A14B_I2V: dict[str, Any] = {
     "scheduler_config": {"flow_shift": 5.0},
     "image_to_video": True,
     "image_only": True,
+    # WanImageToVideoPipeline(last_image=): the picture's and the last frame's latents fill the
+    # first and last latent frames of the 36-channel condition, masked as known.
+    "first_last_frame": True,
+}
+# Wan 2.1 FLF2V 14B 720P (Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers): Wan 2.1 I2V 14B's network
+# (36 input channels, a CLIP ViT-H/14 image branch: image_dim 1280, added_kv_proj_dim 5120) whose
+# image position embeddings cover two pictures (pos_embed_seq_len 2 x 257), so it takes a first
+# and a last picture and nothing less (diffusers' WanImageEmbedding folds the CLIP tokens into
+# pairs). diffusers' scripts/convert_wan_to_diffusers.py ("Wan-FLF2V-14B-720P"): that config,
+# CLIP ViT-H-14 (laion2B) as image encoder, UniPC at flow shift 16.0; the Wan2.1 repo's
+# generate.py samples flf2v at shift 16 whatever the size, 50 steps, guidance 5.0, 81 frames at
+# 16 fps, 1280x720 (its SUPPORTED_SIZES for flf2v-14B: 720*1280, 1280*720, 480*832, 832*480).
+_WAN21_FLF2V_TRANSFORMER = 16395.5  # the I2V 14B network with two pictures' position embeddings
+_CLIP_VIT_H = 630.8  # CLIPVisionModel, ViT-H/14: 32 layers of 1280
+_WAN21_FLF2V: dict[str, Any] = {
+    **_WAN21_RULES,
+    "native_width": 1280,
+    "native_height": 720,
+    "flow_shifts": (),
+    "scheduler_config": {"flow_shift": 16.0},
+    "image_to_video": True,
+    "image_only": True,
+    "first_last_frame": True,
+    "first_last_only": True,
+    "working_gb": _WAN22_A14B_WORKING_GB,
 }
 # lightx2v's Wan 2.2 A14B 4-step LoRAs (lightx2v/Wan2.2-Distill-Loras): the high-noise file into
 # ``transformer``, the low-noise one into ``transformer_2``, both at strength 1.0; 4 steps, CFG
@@ -578,6 +656,27 @@ _LIGHTX2V_22_I2V = (
     "+wan2.2_i2v_A14b_low_noise_lora_rank64_lightx2v_4step_1022.safetensors"
 )
 _LIGHTX2V_22_RECIPE: dict[str, Any] = {**_LIGHTX2V_RECIPE, "guidance_2": None}
+
+# The community GGUF files of Wan 2.2 (QuantStack's conversions with city96's ComfyUI-GGUF tools:
+# the original Wan key names, arch "wan"; diffusers converts them in from_single_file). Each A14B
+# expert has its own file: HighNoise/ is ``transformer``, LowNoise/ ``transformer_2``. Sources:
+# InvokeAI's Wan starter models (QuantStack/Wan2.2-{T2V,I2V}-A14B-GGUF resolve URLs for
+# HighNoise/...-HighNoise-Q8_0.gguf, ...-Q4_K_M.gguf and the LowNoise partners, ~15.4 and ~9.7 GB;
+# QuantStack/Wan2.2-TI2V-5B-GGUF/Wan2.2-TI2V-5B-Q8_0.gguf and -Q4_K_M.gguf at the root) and
+# public download lists naming ...-Q5_K_M.gguf in both A14B repos and the 5B one (3.81 GB).
+_QUANTSTACK = "QuantStack"
+_GGUF_A14B_T2V = {
+    "transformer": f"{_QUANTSTACK}/Wan2.2-T2V-A14B-GGUF/HighNoise/Wan2.2-T2V-A14B-HighNoise-{{quant}}.gguf",
+    "transformer_2": f"{_QUANTSTACK}/Wan2.2-T2V-A14B-GGUF/LowNoise/Wan2.2-T2V-A14B-LowNoise-{{quant}}.gguf",
+}
+_GGUF_A14B_I2V = {
+    "transformer": f"{_QUANTSTACK}/Wan2.2-I2V-A14B-GGUF/HighNoise/Wan2.2-I2V-A14B-HighNoise-{{quant}}.gguf",
+    "transformer_2": f"{_QUANTSTACK}/Wan2.2-I2V-A14B-GGUF/LowNoise/Wan2.2-I2V-A14B-LowNoise-{{quant}}.gguf",
+}
+_GGUF_TI2V_5B = {"transformer": f"{_QUANTSTACK}/Wan2.2-TI2V-5B-GGUF/Wan2.2-TI2V-5B-{{quant}}.gguf"}
+TINY_GGUF = "tiny_wan_a14b_gguf"
+"""The tiny GGUF twins' folder in the model cache (``bot.core.tiny.gguf``): ``t2v/`` and ``i2v/``
+laid out as QuantStack's repos."""
 
 # HunyuanVideo 1.5 480p (hunyuanvideo-community's diffusers conversions; the id diffusers'
 # docstring names, ``HunyuanVideo-1.5-480p_t2v`` without ``-Diffusers-``, does not exist): an
@@ -711,10 +810,24 @@ _LTX23_DISTILLED_PARAMS: dict[str, float] = {
     "transformer": 18988.8,  # 2.0's shape with 2.3's gated attention and modulated cross-attention
     "text_encoder": _GEMMA3_12B,
     "connectors": 3172.2,  # 8 layers a stream, per-modality projections
-    "vae": 1222.5,
+    "vae": 726.1,  # 2.3's video VAE (the conversion script's 2.3 config), smaller than 2.0's
     "audio_vae": 53.2,
     "vocoder": 128.5,  # the vocoder with its bandwidth extension to 48 kHz
     "latent_upsampler": 497.9,
+}
+
+# A soundtrack model (``role="soundtrack"``) scores a silent model's clip from its prompt, after
+# the video, in the same GPU job (``bot.core.soundtrack``); it has no picture, so its picture
+# fields are placeholders. Stable Audio Open 1.0: up to 47.55 s of 44.1 kHz stereo, its card's
+# 100 steps at guidance 7 (diffusers' StableAudioPipeline docs and the model card).
+_SOUNDTRACK: dict[str, Any] = {
+    "family": "stable_audio",
+    "role": "soundtrack",
+    "native_width": 1,
+    "native_height": 1,
+    "min_size": 1,
+    "default_frames": 1,
+    "steps": Range(1, 200),
 }
 
 REGISTRY: dict[str, ModelSpec] = {
@@ -803,6 +916,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec(
             **_LTX_DISTILLED,
             key="ltx_video_distilled",
+            extends="tail",
             name="LTX-Video 0.9.7 distilled (13B, 8 steps)",
             source="Lightricks/LTX-Video-0.9.7-distilled",
             native_width=768,
@@ -826,6 +940,7 @@ REGISTRY: dict[str, ModelSpec] = {
             source="Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
             native_width=832,
             native_height=480,
+            restyles=True,
             cache_settings={
                 "mag": {"mag_ratios": _WAN21_1_3B_MAG, "threshold": 0.12, "max_skip_steps": 2}
             },
@@ -838,12 +953,32 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             **_WAN21_RULES,
+            key="wan2_1_vace_1_3b",
+            extends="vace",
+            name="Wan 2.1 VACE 1.3B (extends clips)",
+            source="Wan-AI/Wan2.1-VACE-1.3B-diffusers",
+            # Wan2.1-VACE-1.3B is a 480p model (its card); 81 frames at 16 fps, UniPC at shift
+            # 3.0 and guidance 5.0 as Wan 2.1 T2V 1.3B, whose network it extends.
+            native_width=832,
+            native_height=480,
+            vram_gb=16,
+            # 1419.0M of Wan 2.1 1.3B plus 15 VACE blocks: 2154.0M, WanVACETransformer3DModel
+            # built on the meta device from the conversion's config (vace_layers 0, 2, ..., 28).
+            parameters={"transformer": 2154.0, "text_encoder": _UMT5_XXL, "vae": _WAN21_VAE},
+            speed="as Wan 2.1 T2V 1.3B, with a VACE block beside every other layer",
+            memory_advice="8 GB: cpu_offload or group_offload, plus vae_tiling",
+            description="Wan 2.1 VACE: continues a clip from its last frames (the tail as masked "
+            "context), 832x480 at 16 fps.",
+        ),
+        ModelSpec(
+            **_WAN21_RULES,
             key="wan2_1_14b",
             name="Wan 2.1 T2V 14B",
             source="Wan-AI/Wan2.1-T2V-14B-Diffusers",
             native_width=1280,
             native_height=720,
             draft_model="wan2_1_14b_lightx2v",
+            restyles=True,
             # 14B parameters in bf16 (about 28.6 GB) plus the umt5-xxl encoder (about 11.4 GB).
             vram_gb=44,
             parameters={"transformer": 14288.5, "text_encoder": _UMT5_XXL, "vae": _WAN21_VAE},
@@ -869,6 +1004,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec(
             **_WAN22_RULES,
             key="wan2_2_ti2v_5b",
+            extends="last_frame",
             name="Wan 2.2 TI2V 5B",
             source="Wan-AI/Wan2.2-TI2V-5B-Diffusers",
             native_width=1280,
@@ -882,6 +1018,7 @@ REGISTRY: dict[str, ModelSpec] = {
             default_steps=50,
             vram_gb=32,
             parameters={"transformer": 4999.8, "text_encoder": _UMT5_XXL, "vae": 704.7},
+            gguf_files=_GGUF_TI2V_5B,
             speed="a 720p 5 s clip in under 9 min on an RTX 4090 (card)",
             memory_advice="24 GB: cpu_offload plus vae_tiling; 12 GB: group_offload and "
             "layerwise_casting",
@@ -893,6 +1030,7 @@ REGISTRY: dict[str, ModelSpec] = {
             name="Wan 2.2 T2V A14B (two 14B experts)",
             source="Wan-AI/Wan2.2-T2V-A14B-Diffusers",
             draft_model="wan2_2_t2v_a14b_lightx2v",
+            gguf_files=_GGUF_A14B_T2V,
             speed="40 guided steps, 2 experts taking turns; a draft runs lightx2v's 4 unguided",
             memory_advice="40 GB: cpu_offload plus vae_tiling (one expert on the GPU at a time); "
             "24 GB: group_offload and layerwise_casting",
@@ -911,9 +1049,11 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec(
             **_WAN22_A14B_I2V,
             key="wan2_2_i2v_a14b",
+            extends="last_frame",
             name="Wan 2.2 I2V A14B (two 14B experts, pictures only)",
             source="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
             draft_model="wan2_2_i2v_a14b_lightx2v",
+            gguf_files=_GGUF_A14B_I2V,
             speed="40 guided steps, 2 experts taking turns; a draft runs lightx2v's 4 unguided",
             memory_advice="40 GB: cpu_offload plus vae_tiling (one expert on the GPU at a time); "
             "24 GB: group_offload and layerwise_casting",
@@ -922,12 +1062,31 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec(
             **{**_WAN22_A14B_I2V, **_LIGHTX2V_22_RECIPE},
             key="wan2_2_i2v_a14b_lightx2v",
+            extends="last_frame",
             name="Wan 2.2 I2V A14B + lightx2v 4-step LoRAs (pictures only)",
             source="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
             lora_source=_LIGHTX2V_22_I2V,
             speed="step- and guidance-distilled: 4 expert passes instead of 80",
             memory_advice="as Wan 2.2 I2V A14B; the LoRAs are fused at load and add nothing after",
             description="Wan 2.2 I2V A14B with lightx2v's 4-step LoRAs: 4 steps, no CFG.",
+        ),
+        ModelSpec(
+            **_WAN21_FLF2V,
+            key="wan2_1_flf2v_14b",
+            name="Wan 2.1 FLF2V 14B (first and last frame, 720p)",
+            source="Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers",
+            # The transformer in bf16 (32.8 GB), umt5-xxl (11.4 GB), CLIP ViT-H (1.3 GB), the job.
+            vram_gb=52,
+            parameters={
+                "transformer": _WAN21_FLF2V_TRANSFORMER,
+                "text_encoder": _UMT5_XXL,
+                "image_encoder": _CLIP_VIT_H,
+                "vae": _WAN21_VAE,
+            },
+            speed="50 guided steps of one 14B transformer at 1280x720",
+            memory_advice="as Wan 2.1 T2V 14B: 24 GB: cpu_offload plus vae_tiling; 16 GB: "
+            "group_offload and layerwise_casting",
+            description="Wan 2.1 first-last-frame: a video from a start picture to an end one.",
         ),
         ModelSpec(
             **_HUNYUAN15_RULES,
@@ -1140,6 +1299,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec(
             **_LTX_DISTILLED,
             key="tiny_ltx_distilled",
+            extends="tail",
             name="Tiny LTX-Video distilled (offline, random weights)",
             source="tiny_ltx_distilled",
             native_width=64,
@@ -1157,6 +1317,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec(
             **_WAN22_RULES,
             key="tiny_wan",
+            extends="last_frame",
             name="Tiny Wan 2.2 TI2V (offline, random weights)",
             source="tiny_wan",
             native_width=64,
@@ -1202,6 +1363,10 @@ REGISTRY: dict[str, ModelSpec] = {
             name="Tiny Wan 2.2 A14B-style T2V (two experts; offline, random weights)",
             source="tiny_wan_a14b",
             draft_model="tiny_wan_a14b_lightx2v",
+            gguf_files={
+                name: f"{TINY_GGUF}/t2v/{path.split('/', 2)[2]}"
+                for name, path in _GGUF_A14B_T2V.items()
+            },
             tiny=True,
             description="WanPipeline with two tiny experts switched at boundary_ratio 0.875.",
         ),
@@ -1217,10 +1382,32 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec(
             **{**_WAN22_A14B_I2V, **_TINY_SIZES, "steps": Range(1, 50)},
             key="tiny_wan_a14b_i2v",
+            extends="last_frame",
             name="Tiny Wan 2.2 A14B-style I2V (two experts, pictures only; random weights)",
             source="tiny_wan_a14b_i2v",
+            gguf_files={
+                name: f"{TINY_GGUF}/i2v/{path.split('/', 2)[2]}"
+                for name, path in _GGUF_A14B_I2V.items()
+            },
             tiny=True,
             description="WanImageToVideoPipeline with two tiny 36-channel experts.",
+        ),
+        ModelSpec(
+            **{**_WAN21_FLF2V, **_TINY_SIZES, "steps": Range(1, 50)},
+            key="tiny_wan_flf2v",
+            name="Tiny Wan 2.1 FLF2V (first and last frame; offline, random weights)",
+            source="tiny_wan_flf2v",
+            tiny=True,
+            description="WanImageToVideoPipeline with a CLIP image encoder over two pictures.",
+        ),
+        ModelSpec(
+            **{**_WAN21_RULES, **_TINY_SIZES, "steps": Range(1, 50)},
+            key="tiny_wan_vace",
+            extends="vace",
+            name="Tiny Wan 2.1 VACE (extends clips; offline, random weights)",
+            source="tiny_wan_vace",
+            tiny=True,
+            description="WanVACEPipeline with one VACE block: the tail as masked video context.",
         ),
         ModelSpec(
             **{**_HUNYUAN15_RULES, **_TINY_SIZES, "steps": Range(1, 50)},
@@ -1305,6 +1492,40 @@ REGISTRY: dict[str, ModelSpec] = {
             tiny=True,
             description="AnimateDiff + a bare Lightning-style adapter file, tiny random weights.",
         ),
+        ModelSpec(
+            **_SOUNDTRACK,
+            key="stable_audio_open",
+            name="Stable Audio Open 1.0 (soundtracks for silent models)",
+            source="stabilityai/stable-audio-open-1.0",
+            # fp16 weights 2.7 GB (1347.7M parameters) plus decoding 47 s of 44.1 kHz stereo
+            # through the Oobleck decoder (estimated, not measured).
+            vram_gb=5.0,
+            working_gb=2.3,
+            default_steps=100,  # the card's steps and guidance
+            default_guidance=7.0,
+            # Built on the meta device from bench/model_configs/stable_audio_open (the DiT and the
+            # autoencoder match the paper's 1057M and 156M; T5-base's encoder is 109.6M plus its
+            # 24.7M embedding).
+            parameters={
+                "transformer": 1056.9,
+                "vae": 156.1,
+                "text_encoder": 134.3,
+                "projection_model": 0.4,
+            },
+            speed="one track a job, after the video",
+            memory_advice="on the video's GPU after the video; offloaded with it",
+            description="Text-to-audio: an ambient track from the prompt, as long as the clip.",
+        ),
+        ModelSpec(
+            **_SOUNDTRACK,
+            key="tiny_stable_audio",
+            name="Tiny Stable Audio (offline, random weights)",
+            source="tiny_stable_audio",
+            vram_gb=0,
+            default_steps=4,
+            tiny=True,
+            description="StableAudioPipeline with tiny random weights: the tiny soundtrack model.",
+        ),
     )
 }
 
@@ -1312,6 +1533,18 @@ REGISTRY: dict[str, ModelSpec] = {
 def image_to_video_models() -> list[str]:
     """The generators that can animate a picture."""
     return [k for k, s in REGISTRY.items() if s.image_to_video and s.role == "generator"]
+
+
+def restyle_models() -> list[str]:
+    """The models that can restyle a video (``ModelSpec.restyles``)."""
+    return [k for k, s in REGISTRY.items() if s.restyles]
+
+
+def first_last_frame_models() -> list[str]:
+    """The generators that can pin a video's first and last frames (real ones first: a member
+    is told of these)."""
+    able = [k for k, s in REGISTRY.items() if s.first_last_frame and s.role == "generator"]
+    return sorted(able, key=lambda k: REGISTRY[k].tiny)
 
 
 def text_to_video_models() -> list[str]:

@@ -11,6 +11,8 @@ For every file the manifest lists, the replica holds what the real file is, at t
   and ``added_tokens.json`` and no ``tokenizer.json`` (LTX-Video, CogVideoX), or with a
   ``tokenizer.json`` beside it (Wan); the text encoder's vocabulary is resized to fit;
 - the SD 1.5 base's extra components: a tiny ``safety_checker`` and a ``feature_extractor``;
+- the enhancers' released files (``hzwer/RIFE``'s zip, ``ai-forever/Real-ESRGAN``'s ``.pth``
+  state dicts) as the tiny twins of ``bot.core.tiny.enhance`` wrote them, under the real names;
 - bare state dicts (AnimateDiff-Lightning's adapters, lightx2v's LoRAs) as the tiny model's own
   file of that kind (by name, where the tiny model has one per real file: lightx2v's Wan 2.2 pairs);
 - tokenizers built in code (``"tokenizer": "own"``: HunyuanVideo 1.5's Qwen2 and ByT5) and other
@@ -85,6 +87,20 @@ def build_repos(cache_dir: Path) -> dict[str, HubRepo]:
     return repos
 
 
+def build_repo(cache_dir: Path, repo_id: str) -> HubRepo:
+    """One manifest repo as a :class:`HubRepo` (its tiny model built into ``cache_dir``), for a
+    test that needs a few repos rather than the whole hub."""
+    from bot.core.tiny import build_tiny_model
+
+    entry = load_manifest()["repos"][repo_id]
+    key = entry["replica"].split("/")[0]
+    if key.startswith(HUB_TINY_PREFIX):
+        build_hub_tiny_model(key, cache_dir / key)
+    else:
+        build_tiny_model(key, cache_dir / key)
+    return HubRepo(repo_id, _Replica(cache_dir / entry["replica"], entry).files())
+
+
 def never_fetched(repo_id: str) -> list[str]:
     return list(load_manifest()["repos"][repo_id].get("never_fetched", []))
 
@@ -121,6 +137,10 @@ class _Replica:
             if (self.tiny / base).is_file():
                 return (self.tiny / base).read_bytes()
             return next(self.tiny.glob("*.safetensors")).read_bytes()
+        if base.endswith((".zip", ".pth")) and (self.tiny / name).is_file():
+            # The enhancers' released files (RIFE's train_log archive, Real-ESRGAN's state
+            # dicts): the tiny twin wrote each in the released format under the real name.
+            return (self.tiny / name).read_bytes()
         if self.tokenizer == "own" and folder.startswith("tokenizer"):
             # Tokenizers built in code by the tiny model (HunyuanVideo 1.5's Qwen2 BPE with its
             # chat template, ByT5, LTX-2's Gemma): served as transformers saved them; a file

@@ -75,6 +75,16 @@ def _run(manager: Any, key: str, dtype: str) -> dict[str, Any]:
         row["weights_sum_2"] = (
             float(sum(p.double().sum() for p in second.parameters())) if second else None
         )
+        if spec.role == "soundtrack":  # no picture: a one-second track from the prompt
+            from bot.core.soundtrack import make_track
+
+            sound = make_track(loaded, "rain on a tin roof", 1.0, 7, JobControl())
+            assert sound.samples is not None
+            row["track_s"] = round(sound.duration_s, 3)
+            row["finite"] = bool(sound.samples.std() > 0)
+            row["error"] = None
+            row["seconds"] = round(time.perf_counter() - started, 2)
+            return row
         side = 2 * spec.size_multiple if spec.size_multiple >= 32 else 64
         request = DenoiseRequest(
             prompt="a cat surfing a wave at sunset",
@@ -94,7 +104,10 @@ def _run(manager: Any, key: str, dtype: str) -> dict[str, Any]:
 
             picture = Image.new("RGB", (side, side), (40, 120, 200))
             image_pipe = manager.image_pipeline(loaded)
-            frames = loaded.adapter.run(image_pipe, replace(request, image=picture), JobControl())
+            # A model that takes only a pair (Wan 2.1 FLF2V) gets a last frame too.
+            last = Image.new("RGB", (side, side), (200, 60, 40)) if spec.first_last_only else None
+            pictures = replace(request, image=picture, end_image=last)
+            frames = loaded.adapter.run(image_pipe, pictures, JobControl())
         else:
             frames = loaded.adapter.run(loaded.pipeline, request, JobControl())
         row["frames"], row["size"] = (

@@ -32,7 +32,17 @@ from typing import Any
 from aiohttp import web
 
 # Files the hub stores in LFS: weights and other binaries (its default .gitattributes).
-_LFS_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pth", ".pt", ".model", ".msgpack", ".h5")
+_LFS_SUFFIXES = (
+    ".safetensors",
+    ".bin",
+    ".ckpt",
+    ".pth",
+    ".pt",
+    ".model",
+    ".msgpack",
+    ".h5",
+    ".zip",
+)
 
 
 def git_blob_id(data: bytes) -> str:

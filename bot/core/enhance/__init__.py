@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.core.enhance.base import Frames, Interpolator, Upscaler, resolve_device
+from bot.core.enhance.names import UPSCALE_FACTORS
 from bot.core.enhance.rates import MAX_OUTPUT_FPS, target_fps
 from bot.core.enhance.weights import (
     DEFAULT_ESRGAN_SOURCES,
@@ -40,6 +41,7 @@ __all__ = [
     "DEFAULT_RIFE_SOURCE",
     "MAX_OUTPUT_FPS",
     "MAX_UPSCALE_PIXELS",
+    "RIFE_LABEL",
     "UPSCALE_FACTORS",
     "Frames",
     "Interpolator",
@@ -47,8 +49,10 @@ __all__ = [
     "WeightsUnavailable",
     "choose_interpolator",
     "interpolate",
+    "interpolator_for",
     "load_rife",
     "load_upscaler",
+    "runs_on_gpu",
     "target_fps",
     "unload",
     "upscale",
@@ -57,7 +61,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-UPSCALE_FACTORS = (2, 4)
 MAX_UPSCALE_PIXELS = 3840 * 2160
 """The largest upscaled frame: 4K UHD. Past it a video no longer fits Discord's upload limits at
 any useful quality, and each frame's activations alone would take gigabytes."""
@@ -90,6 +93,26 @@ def interpolate(
     )
     out = interpolator.interpolate(frames, chosen, control)
     return out, out_fps, interpolator.name if reason is None else f"{interpolator.name} ({reason})"
+
+
+RIFE_LABEL = "RIFE 4.26"
+"""What a result made by the default RIFE weights says it was smoothed with."""
+
+
+def interpolator_for(fps: float, device: str = "auto") -> tuple[Interpolator, str]:
+    """The interpolator an edit of a ``fps`` video uses on ``device`` (:func:`choose_interpolator`)
+    and what the member is told of it: ``"RIFE 4.26"``, ``"minterpolate (no GPU)"`` or
+    ``"minterpolate (RIFE weights unavailable)"``."""
+    interpolator, reason = choose_interpolator(fps, device=device)
+    if reason is not None:
+        return interpolator, f"{interpolator.name} ({reason})"
+    return interpolator, RIFE_LABEL if interpolator.name == "rife" else interpolator.name
+
+
+def runs_on_gpu(device: str) -> bool:
+    """Whether a learned enhancer on ``device`` (``auto`` included) would use a GPU here: such
+    work takes the GPU's turn rather than running beside a generation."""
+    return device != "cpu" and resolve_device(device) != "cpu"
 
 
 def _target(fps: float, factor: int | None, fps_wanted: float | None) -> tuple[int, float]:
@@ -134,17 +157,7 @@ def upscale(
 ) -> list[Image.Image]:
     """``frames`` of any size, ``scale`` (2 or 4) times wider and taller, through the
     super-resolution model at ``source`` (Real-ESRGAN x2 or x4 by default)."""
-    if isinstance(scale, bool) or scale not in UPSCALE_FACTORS:
-        raise InvalidParameterError("scale", f"must be 2 or 4 (got {scale!r})")
-    width, height = _frame_size(frames)
-    if width * scale * height * scale > MAX_UPSCALE_PIXELS:
-        fits = [s for s in UPSCALE_FACTORS if width * s * height * s <= MAX_UPSCALE_PIXELS]
-        raise InvalidParameterError(
-            "scale",
-            f"{scale}x of {width}x{height} would be {width * scale}x{height * scale}, past "
-            f"3840x2160 (4K), the largest upscale: "
-            + (f"use {fits[-1]}x" if fits else "the video is already large enough"),
-        )
+    check_upscale(*_frame_size(frames), scale)
     upscaler = load_upscaler(
         source or DEFAULT_ESRGAN_SOURCES[scale], resolve_device(device), batch_size=batch_size
     )
@@ -153,6 +166,21 @@ def upscale(
             "scale", f"the model at {source} upscales {upscaler.scale}x, not {scale}x"
         )
     return upscaler.upscale(frames, control)
+
+
+def check_upscale(width: int, height: int, scale: int) -> None:
+    """Refuse, before anything loads or is queued, a scale other than 2 or 4 or a result past
+    :data:`MAX_UPSCALE_PIXELS`, naming the largest scale that fits."""
+    if isinstance(scale, bool) or scale not in UPSCALE_FACTORS:
+        raise InvalidParameterError("scale", f"must be 2 or 4 (got {scale!r})")
+    if width * scale * height * scale > MAX_UPSCALE_PIXELS:
+        fits = [s for s in UPSCALE_FACTORS if width * s * height * s <= MAX_UPSCALE_PIXELS]
+        raise InvalidParameterError(
+            "scale",
+            f"{scale}x of {width}x{height} would be {width * scale}x{height * scale}, past "
+            f"3840x2160 (4K), the largest upscale: "
+            + (f"use {fits[-1]}x" if fits else "the video is already large enough"),
+        )
 
 
 def load_rife(source: str, device: str, *, batch_size: int | None = None) -> Interpolator:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from bot.core.pipelines.animatediff import AnimateDiffAdapter
 from bot.core.pipelines.base import DenoiseRequest, LoadRequest, PipelineAdapter
 from bot.core.pipelines.ltx2 import LTX2_ADAPTER
+from bot.core.pipelines.stable_audio import STABLE_AUDIO_ADAPTER
 from bot.core.pipelines.text_to_video import TextToVideoAdapter
 from bot.core.pipelines.transformer_video import (
     COGVIDEOX_ADAPTER,
@@ -30,6 +31,7 @@ _ADAPTERS: dict[str, PipelineAdapter] = {
     "wan": WAN_ADAPTER,
     "cogvideox": COGVIDEOX_ADAPTER,
     "hunyuan_video15": HUNYUAN15_ADAPTER,
+    "stable_audio": STABLE_AUDIO_ADAPTER,
 }
 
 

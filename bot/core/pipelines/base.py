@@ -37,9 +37,17 @@ class LoadRequest:
     quantization: str | None = None
     """Weight-only quantisation of the denoiser and text encoder (``"int8"``, ``"fp8"``), where the
     memory plan asks for it (``bot.core.pipelines.quantize``); the transformer families take it."""
+    gguf_files: dict[str, str] = field(default_factory=dict)
+    """Denoisers loaded from GGUF files instead of the repo's own weights (``{"transformer":
+    file, "transformer_2": file}``), where a GGUF plan asks for it (``bot.core.pipelines.gguf``)."""
 
     def load_options(self) -> dict[str, Any]:
-        """``from_pretrained``'s quantisation argument, where a plan asks for one."""
+        """``from_pretrained``'s quantisation argument, or the GGUF-loaded denoisers passed as
+        components, where a plan asks for one."""
+        if self.gguf_files:
+            from bot.core.pipelines.gguf import load_gguf_components
+
+            return load_gguf_components(self.gguf_files, self.source, self.torch_dtype)
         if self.quantization is None:
             return {}
         from bot.core.pipelines.quantize import quantization_config
@@ -68,6 +76,8 @@ class DenoiseRequest:
     video: Sequence[Image.Image] | None = None
     strength: float = 0.6
     image: Image.Image | None = None
+    end_image: Image.Image | None = None
+    """The last frame to reach from ``image`` (a first-and-last-frame model's ``last_image``)."""
     fps: int = 8
     call_options: dict[str, Any] = field(default_factory=dict)
 

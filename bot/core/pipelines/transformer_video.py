@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bot.core.errors import VideoBotError
 from bot.core.pipelines.base import (
     STEP_TENSORS,
     DenoiseRequest,
@@ -50,15 +51,20 @@ class TransformerVideoAdapter:
     """Whether the pipeline takes ``callback_on_step_end``; HunyuanVideo 1.5's do not (diffusers
     0.42.1), so their steps are reported from the scheduler's ``step``."""
     stage: str = "denoise"
+    own_classes: tuple[str, ...] = ()
+    """Other pipeline classes of the family whose repos are loaded with their own class: Wan
+    2.1 VACE's ``WanVACEPipeline`` (a text-to-video pipeline too, which also takes a context
+    video and mask: ``bot.core.pipelines.continuation``)."""
 
     def load(self, request: LoadRequest) -> Any:
         import diffusers
 
         pipeline_cls = getattr(diffusers, self.text_class)
-        if pipeline_cls.load_config(request.source).get("_class_name") == self.image_class:
-            # A picture-only repo (Wan 2.2 I2V A14B, HunyuanVideo 1.5's step-distilled I2V):
-            # its own class, so parts only it has (an image encoder) are loaded too.
-            pipeline_cls = getattr(diffusers, self.image_class)
+        named = pipeline_cls.load_config(request.source).get("_class_name")
+        if named in (self.image_class, *self.own_classes):
+            # A picture-only repo (Wan 2.2 I2V A14B, HunyuanVideo 1.5's step-distilled I2V), or
+            # Wan VACE: its own class, so parts only it has (an image encoder) are loaded too.
+            pipeline_cls = getattr(diffusers, named)
         return pipeline_cls.from_pretrained(
             request.source,
             dtype=request.dtypes(),
@@ -134,6 +140,12 @@ class TransformerVideoAdapter:
                 # HunyuanVideo 1.5's I2V sizes the video from the picture (its shape at the
                 # model's target area); the engine has already fitted it to the job's size.
                 del arguments["width"], arguments["height"]
+        if request.end_image is not None:
+            # Wan's image-to-video pipeline: both pictures' latents condition the first and last
+            # latent frames, and a CLIP-conditioned model (FLF2V) encodes both pictures.
+            if "last_image" not in inspect.signature(type(pipe).__call__).parameters:
+                raise VideoBotError(f"{type(pipe).__name__} cannot take a last frame")
+            arguments["last_image"] = request.end_image
         if self.step_callback:
             output = pipe(**arguments)
         else:
@@ -165,7 +177,9 @@ LTX_ADAPTER = TransformerVideoAdapter(
     family="ltx",
     latent_layout="packed",
 )
-WAN_ADAPTER = TransformerVideoAdapter("WanPipeline", "WanImageToVideoPipeline", family="wan")
+WAN_ADAPTER = TransformerVideoAdapter(
+    "WanPipeline", "WanImageToVideoPipeline", family="wan", own_classes=("WanVACEPipeline",)
+)
 HUNYUAN15_ADAPTER = TransformerVideoAdapter(
     "HunyuanVideo15Pipeline",
     "HunyuanVideo15ImageToVideoPipeline",

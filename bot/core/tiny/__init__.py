@@ -33,6 +33,8 @@ from bot.core.tiny.dit import (
     build_tiny_wan_lightx2v,
 )
 from bot.core.tiny.enhance import build_tiny_realesrgan, build_tiny_rife
+from bot.core.tiny.flf2v import build_tiny_wan_flf2v
+from bot.core.tiny.gguf import build_tiny_wan_a14b_gguf
 from bot.core.tiny.ltx2 import build_tiny_ltx2, build_tiny_ltx2_distilled
 from bot.core.tiny.newer import (
     build_tiny_hunyuan15,
@@ -41,7 +43,9 @@ from bot.core.tiny.newer import (
     build_tiny_wan_a14b_i2v,
     build_tiny_wan_a14b_lightx2v,
 )
+from bot.core.tiny.stable_audio import build_tiny_stable_audio
 from bot.core.tiny.unet import _build_tiny_animatediff, _build_tiny_t2v, _build_tiny_v2v
+from bot.core.tiny.vace import build_tiny_wan_vace
 
 __all__ = [
     "LIGHTNING_ADAPTER_FILE",
@@ -115,10 +119,14 @@ _BUILDERS: dict[str, Callable[[Path], None]] = {
     "tiny_wan_a14b": build_tiny_wan_a14b,
     "tiny_wan_a14b_lightx2v": build_tiny_wan_a14b_lightx2v,
     "tiny_wan_a14b_i2v": build_tiny_wan_a14b_i2v,
+    "tiny_wan_a14b_gguf": build_tiny_wan_a14b_gguf,
+    "tiny_wan_flf2v": build_tiny_wan_flf2v,
+    "tiny_wan_vace": build_tiny_wan_vace,
     "tiny_hunyuan15": build_tiny_hunyuan15,
     "tiny_hunyuan15_i2v_distilled": build_tiny_hunyuan15_i2v_distilled,
     "tiny_ltx2": build_tiny_ltx2,
     "tiny_ltx2_distilled": build_tiny_ltx2_distilled,
     "tiny_rife": build_tiny_rife,
     "tiny_realesrgan": build_tiny_realesrgan,
+    "tiny_stable_audio": build_tiny_stable_audio,
 }
