@@ -17,8 +17,9 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +47,9 @@ from bot.core.restyle import (
 from bot.core.rules import EDIT_OPERATIONS, SCHEDULERS
 
 if TYPE_CHECKING:
+    from bot.config import Settings
     from bot.core.media import MediaLimits
+    from bot.core.result import GenerationResult
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -70,6 +73,7 @@ _OPTION_OF_FIELD = {
     "seed": "--seed",
     "scheduler": "--scheduler",
     "interpolate": "--interpolate",
+    "smooth": "--smooth",
     "loop": "--loop",
     "model": "--model",
     "start_frame": "--start-frame",
@@ -166,6 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="multiply the frame rate by N (2-4) with motion interpolation; N defaults to 2",
     )
+    generate.add_argument(
+        "--smooth",
+        type=int,
+        default=None,
+        metavar="FPS",
+        help="smooth the video to this frame rate (at most 60) with learned interpolation: RIFE "
+        "4.26 ([enhance] device), else minterpolate; the largest whole multiple of --fps under "
+        "it, same length; a --draft is not smoothed",
+    )
     generate.add_argument("--loop", action="store_true", help="play forward then back, seamlessly")
     generate.add_argument(
         "--no-sound",
@@ -235,11 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     upscale.add_argument("--seed", type=int, default=None)
     _add_output(upscale)
 
-    restyle = commands.add_parser(
-        "restyle", help="redraw a video after a prompt (video-to-video on Wan 2.1)"
+    restyle = _prompted_video_command(
+        commands,
+        "restyle",
+        "redraw a video after a prompt (video-to-video on Wan 2.1)",
+        "what the video should look like",
     )
-    restyle.add_argument("input", metavar="IN", type=Path)
-    restyle.add_argument("--prompt", required=True, help="what the video should look like")
     restyle.add_argument(
         "--strength", type=float, default=DEFAULT_STRENGTH, help=f"how far to go: {STRENGTH_HELP}"
     )
@@ -248,15 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_RESTYLER,
         help=f"a model that restyles (default {DEFAULT_RESTYLER}): {', '.join(restyle_models())}",
     )
-    restyle.add_argument("--steps", type=int, default=None, help="default: the model's own")
-    restyle.add_argument("--seed", type=int, default=None)
-    _add_output(restyle)
+    _add_model_run(restyle)
 
-    extend = commands.add_parser(
-        "extend", help="continue a clip from its last frames after a prompt (a model that extends)"
+    extend = _prompted_video_command(
+        commands,
+        "extend",
+        "continue a clip from its last frames after a prompt (a model that extends)",
+        "how the clip should go on",
     )
-    extend.add_argument("input", metavar="IN", type=Path)
-    extend.add_argument("--prompt", required=True, help="how the clip should go on")
     extend.add_argument(
         "--model",
         default=None,
@@ -271,9 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="about how many frames to add (default: the model's own clip length; its frame "
         "rule decides the exact count)",
     )
-    extend.add_argument("--steps", type=int, default=None, help="default: the model's own")
-    extend.add_argument("--seed", type=int, default=None)
-    _add_output(extend)
+    _add_model_run(extend)
 
     models = commands.add_parser("models", help="list the models, their sizes and memory needs")
     models.add_argument(
@@ -332,6 +343,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_output(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.mp4")
+
+
+def _prompted_video_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    prompt_help: str,
+) -> argparse.ArgumentParser:
+    """A command that remakes a video after a prompt (restyle, extend): the video and the
+    required prompt come first; the caller adds its model's options, then
+    :func:`_add_model_run`."""
+    sub = commands.add_parser(name, help=summary)
+    sub.add_argument("input", metavar="IN", type=Path)
+    sub.add_argument("--prompt", required=True, help=prompt_help)
+    return sub
+
+
+def _add_model_run(sub: argparse.ArgumentParser) -> None:
+    """The last options of a command that runs its model on a video: the steps (the model's own
+    by default), the seed and the output file."""
+    sub.add_argument("--steps", type=int, default=None, help="default: the model's own")
+    sub.add_argument("--seed", type=int, default=None)
+    _add_output(sub)
 
 
 def _first_last_models() -> list[str]:
@@ -453,12 +487,7 @@ def _picture_aspect(path: Path, model: str) -> str | None:
 def _soundtrack_model() -> str:
     """``--sound``'s model: ``[sound] soundtrack_model`` where the config names one (the same
     file and environment as the bot), else Stable Audio Open."""
-    from bot.config import ConfigError, load_settings
-
-    try:
-        configured = load_settings().sound.soundtrack_model
-    except ConfigError as exc:
-        raise InvalidParameterError("config", "; ".join(exc.lines)) from None
+    configured = _bot_settings().sound.soundtrack_model
     if importlib.util.find_spec("torchsde") is None:
         raise InvalidParameterError(
             "sound", "soundtracks need torchsde: pip install -e '.[soundtrack]' in the clone"
@@ -467,7 +496,7 @@ def _soundtrack_model() -> str:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from bot.core import GenerationParams, get_generation_engine, soundtrack
+    from bot.core import GenerationEngine, GenerationParams, get_generation_engine, soundtrack
     from bot.core.drafts import draft_recipe
     from bot.core.registry import get_spec
 
@@ -496,6 +525,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         negative_prompt=args.negative_prompt,
         seed=args.seed,
         interpolate=args.interpolate,
+        smooth=args.smooth,
         loop=args.loop,
         sound=args.sound,
         model=model,
@@ -507,13 +537,16 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             raise InvalidParameterError("sound", "give --sound or --no-sound, not both")
         params = soundtrack.requested(params, True, _soundtrack_model())
     previews = _preview_folder(args.previews)
+    # --smooth runs on [enhance] device, read as the bot reads it (a mistake there is said first)
+    smooth_on = _bot_limits().enhance_device if params.smooth is not None else "auto"
     _configure_manager(args)
     with _output_folder(args.output):
         recipe = draft_recipe(params)  # a draft may run on a step-distilled partner model
         runs = recipe.params if recipe is not None else params
         _load(runs.model or DEFAULT_MODEL, image=params.image is not None)
+        engine = GenerationEngine(get_generation_engine().manager, enhance_device=smooth_on)
         with _ProgressBar(previews) as bar:
-            result = get_generation_engine().generate_video(params, bar.control)
+            result = engine.generate_video(params, bar.control)
         if result.error:
             raise VideoBotError(result.error)
         path = result.save_as_video(args.output, encoder=_encoder())
@@ -565,7 +598,7 @@ def _cmd_edit(args: argparse.Namespace) -> int:
                 control=bar.control,
                 enhance_device=limits.enhance_device,
             )
-    sound = "with sound" if edited.sound is not None else "silent"
+    sound = _sound_word(edited)
     print(f"saved {args.output}: {len(edited.images)} frames at {edited.frame_rate:g} fps, {sound}")
     if edited.metadata.get("interpolator"):
         print(f"smoothed with {edited.metadata['interpolator']}")
@@ -583,16 +616,44 @@ class _Limits:
     minterpolate)."""
 
 
+def _bot_settings() -> Settings:
+    """The configuration as the bot reads it (``config.toml`` or ``VIDEOBOT_CONFIG``, then the
+    ``VIDEOBOT_*`` environment), so a command works as the bot would; a mistake in it is a usage
+    error naming every wrong key."""
+    from bot.config import ConfigError, load_settings
+
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        raise InvalidParameterError("config", "; ".join(exc.lines)) from None
+
+
+def _run_and_save(
+    run: Callable[..., GenerationResult], args: argparse.Namespace
+) -> tuple[GenerationResult, str]:
+    """Run one engine job on a video (``run``: the engine's method, its own options bound) with
+    the options every such command shares (``--prompt``, ``--steps``, ``--seed``) under a
+    progress bar, and save what it made to ``--output``: a result that came back failed is the
+    command's one-line error, and nothing is saved."""
+    with _ProgressBar() as bar:
+        result = run(
+            prompt=args.prompt, num_inference_steps=args.steps, seed=args.seed, control=bar.control
+        )
+    if result.error:
+        raise VideoBotError(result.error)
+    return result, result.save_as_video(args.output, encoder=_encoder())
+
+
+def _sound_word(video: GenerationResult) -> str:
+    """How a saved video's summary line describes its sound."""
+    return "with sound" if video.sound is not None else "silent"
+
+
 def _bot_limits() -> _Limits:
     """``[limits]`` as the bot reads them (``config.toml`` or ``VIDEOBOT_CONFIG``, then
     ``VIDEOBOT_LIMITS__*``): the CLI opens, decodes and edits videos under the same limits and
     memory budget as the bot. A configuration mistake is a usage error naming it."""
-    from bot.config import ConfigError, load_settings
-
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        raise InvalidParameterError("config", "; ".join(exc.lines)) from None
+    settings = _bot_settings()
     limits = settings.limits
     return _Limits(limits.media_limits(), limits.edit_time_limit_s, settings.enhance.device)
 
@@ -607,20 +668,16 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
         upscaler = _upscaler_key(args.upscaler or DEFAULT_UPSCALER, args.scale)
         if learned_scale(upscaler) is None:
             _load(upscaler)
-        with _ProgressBar() as bar:
-            result = get_generation_engine().upscale(
+        result, path = _run_and_save(
+            partial(
+                get_generation_engine().upscale,
                 source,
                 upscaler=upscaler,
-                prompt=args.prompt,
                 strength=args.strength,
-                num_inference_steps=args.steps,
-                seed=args.seed,
-                control=bar.control,
-            )
-        if result.error:
-            raise VideoBotError(result.error)
-        path = result.save_as_video(args.output, encoder=_encoder())
-    sound = "with sound" if result.sound is not None else "silent"
+            ),
+            args,
+        )
+    sound = _sound_word(result)
     print(f"saved {path}: {result.size[0]}x{result.size[1]}, {len(result.images)} frames, {sound}")
     return 0
 
@@ -637,20 +694,13 @@ def _cmd_restyle(args: argparse.Namespace) -> int:
         source = GenerationResult.from_video_file(_existing(args.input), _bot_limits().media)
         plan_restyle(spec, *source.size, len(source.images), source.frame_rate)
         _load(spec.key)
-        with _ProgressBar() as bar:
-            result = get_generation_engine().restyle(
-                source,
-                prompt=args.prompt,
-                model=spec.key,
-                strength=args.strength,
-                num_inference_steps=args.steps,
-                seed=args.seed,
-                control=bar.control,
-            )
-        if result.error:
-            raise VideoBotError(result.error)
-        path = result.save_as_video(args.output, encoder=_encoder())
-    sound = "with sound" if result.sound is not None else "silent"
+        result, path = _run_and_save(
+            partial(
+                get_generation_engine().restyle, source, model=spec.key, strength=args.strength
+            ),
+            args,
+        )
+    sound = _sound_word(result)
     print(
         f"saved {path}: {result.size[0]}x{result.size[1]}, {len(result.images)} frames at "
         f"{result.frame_rate:g} fps, {sound}"
@@ -661,16 +711,12 @@ def _cmd_restyle(args: argparse.Namespace) -> int:
 def _cmd_extend(args: argparse.Namespace) -> int:
     """The original followed by its continuation (``bot.core.extend``): the model, the length and
     the memory are checked, and refused with the numbers, before anything is loaded."""
-    from bot.config import ConfigError, load_settings
     from bot.core import GenerationResult, get_generation_engine
 
     if args.model is not None:
         key = extender_spec(args.model).key
     else:
-        try:
-            models = load_settings().models
-        except ConfigError as exc:
-            raise InvalidParameterError("config", "; ".join(exc.lines)) from None
+        models = _bot_settings().models
         key = choose_extender(models.enabled, models.extender, None)
     _configure_manager(args)
     limits = _bot_limits().media
@@ -682,21 +728,17 @@ def _cmd_extend(args: argparse.Namespace) -> int:
         )
         check_limits(plan, width, height, limits)
         _load(key, image=plan.method == "last_frame")
-        with _ProgressBar() as bar:
-            result = get_generation_engine().extend(
+        result, path = _run_and_save(
+            partial(
+                get_generation_engine().extend,
                 source,
-                prompt=args.prompt,
                 model=key,
                 new_frames=args.frames,
-                num_inference_steps=args.steps,
-                seed=args.seed,
                 limits=limits,
-                control=bar.control,
-            )
-        if result.error:
-            raise VideoBotError(result.error)
-        path = result.save_as_video(args.output, encoder=_encoder())
-    sound = "with sound" if result.sound is not None else "silent"
+            ),
+            args,
+        )
+    sound = _sound_word(result)
     seam = result.metadata["extend"]["seam_ratio"]
     print(
         f"saved {path}: {len(source.images)} + {plan.new_frames} frames on {key}, "

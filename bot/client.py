@@ -92,7 +92,7 @@ class VideoBot(commands.Bot):
     async def setup_hook(self) -> None:
         self.configure_models()
         self.store = await Store.open(self.settings.storage.database)
-        engine = GenerationEngine(self.manager)
+        engine = GenerationEngine(self.manager, enhance_device=self.settings.enhance.device)
         # [executor] backend: the local GPU thread (default) or the workers of a Ray cluster.
         self.executor = self._executor or make_executor(self.settings, engine)
         await self.executor.start()

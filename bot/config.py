@@ -239,7 +239,7 @@ class EnhanceSettings(Section):
     """``[enhance]``: the learned finishing of ``bot.core.enhance`` (docs/ENHANCE.md)."""
 
     device: str = "auto"
-    """Where an edit's learned interpolation (RIFE 4.26) runs: ``auto`` uses a GPU when there is
+    """Where learned interpolation (RIFE 4.26) runs, for an edit and for ``/video smooth:``: ``auto`` uses a GPU when there is
     one and ffmpeg's ``minterpolate`` when there is none (RIFE on a few CPU cores is slower than
     it); ``cpu`` runs RIFE on the CPU all the same (slow: tests and small clips); ``cuda``,
     ``cuda:1`` or ``mps`` pick the device. On a GPU an interpolation takes the GPU's turn between

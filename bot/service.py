@@ -17,7 +17,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -105,6 +105,19 @@ class SourceVideo:
     """What the result's metadata names as its source: the upload's file name, or the mp4's."""
     data: bytes | None = field(default=None, repr=False)
     """The upload's bytes, when it is one: what an upscale job sends to its worker."""
+
+
+@dataclass(frozen=True)
+class _SourceJob:
+    """What a job made from a source video runs, as its checks decided: the model, the prompt
+    and the parameters it is recorded, queued and sent with."""
+
+    model: str
+    prompt: str
+    params: dict[str, Any]
+    frame_limit: int | None = None
+    """The model's own cap on the source's frames (a diffusion upscaler's), tighter than the
+    upload limits; None: the upload limits' (or ``MAX_EDIT_FRAMES``)."""
 
 
 @dataclass
@@ -375,30 +388,13 @@ class VideoService:
         ``upscaler``: ``realesrgan`` (any size, ``scale`` 2 or 4), ``zeroscope_xl`` (the source
         model's diffusion upscaler, at its own size) or a diffusion upscaler's key; None: the
         configured default (:meth:`_choose_upscaler`)."""
-        ticket = await self.admission.admit(who, JobKind.UPSCALE)
-        record: JobRecord | None = None
-        try:
-            async with self._open_source(who, where) as source:
-                upscaler = self._choose_upscaler(source.model, upscaler, scale)
-                self._check_upscale_source(source.info, upscaler)
-                record = await self._record_request(
-                    who,
-                    JobKind.UPSCALE,
-                    {"upscaler": upscaler},
-                    source.prompt,
-                    upscaler,
-                    source.job_id,
-                )
-                ticket.recorded = True
-                spec = await self._upscale_spec(source, upscaler)
-            return await self._queue(
-                record, who, JobKind.UPSCALE, upscaler, source.prompt, spec, ticket
-            )
-        except BaseException as exc:
-            ticket.release()
-            if record is not None and isinstance(exc, Exception):
-                await self._unqueued(record.id, exc)
-            raise
+
+        def plan(source: SourceVideo) -> _SourceJob:
+            key = self._choose_upscaler(source.model, upscaler, scale)
+            self._check_upscale_source(source.info, key)
+            return self._upscale_job(source, key)
+
+        return await self._submit_on_source(who, where, JobKind.UPSCALE, (), plan)
 
     def _choose_upscaler(self, model: str | None, requested: str | None, scale: int | None) -> str:
         """The job's upscaler: Real-ESRGAN as ``realesrgan_x2``/``realesrgan_x4``, or an enabled
@@ -464,28 +460,69 @@ class VideoService:
                 advice="trim it first" + (", or use 2x" if scale > 2 else ""),
             )
 
-    async def _upscale_spec(self, source: SourceVideo, upscaler: str) -> JobSpec:
-        """The upscale as data: the source video travels as its mp4 bytes and is decoded on the
-        worker under the bot's upload limits, its memory budget and the upscaler's frame limit
-        (which a file lying about its length cannot get past)."""
+    @staticmethod
+    def _upscale_job(source: SourceVideo, upscaler: str) -> _SourceJob:
+        """The upscale of ``source``: under the source's prompt, and a diffusion upscaler's own
+        frame limit (which a file lying about its length cannot get past); Real-ESRGAN has none."""
+        learned = learned_scale(upscaler) is not None
+        return _SourceJob(
+            model=upscaler,
+            prompt=source.prompt,
+            params={"upscaler": upscaler},
+            frame_limit=None if learned else get_spec(upscaler).max_frames,
+        )
+
+    async def _submit_on_source(
+        self,
+        who: Requester,
+        where: VideoRef,
+        kind: JobKind,
+        texts: Iterable[tuple[str, str]],
+        plan: Callable[[SourceVideo], _SourceJob],
+    ) -> Job:
+        """The one path of every GPU job made from a video (upscale, restyle, extend): admission
+        (``texts`` checked for blocked words), then the video (an upload is fetched only now),
+        then ``plan`` checks it against its probe and says what runs: every refusal before
+        anything is recorded or queued. A job recorded but never queued is failed in the store,
+        and the ticket is released unless the job was queued (its end releases it then)."""
+        ticket = await self.admission.admit(who, kind, texts)
+        record: JobRecord | None = None
+        try:
+            async with self._open_source(who, where) as source:
+                job = plan(source)
+                record = await self._record_request(
+                    who, kind, job.params, job.prompt, job.model, source.job_id
+                )
+                ticket.recorded = True
+                spec = await self._source_spec(source, kind, job)
+            return await self._queue(record, who, kind, job.model, job.prompt, spec, ticket)
+        except BaseException as exc:
+            ticket.release()
+            if record is not None and isinstance(exc, Exception):
+                await self._unqueued(record.id, exc)
+            raise
+
+    async def _source_spec(self, source: SourceVideo, kind: JobKind, job: _SourceJob) -> JobSpec:
+        """A job on a source video as data: the video travels as its mp4 bytes and is decoded on
+        the worker under the bot's upload limits, its memory budget and ``job.frame_limit``."""
         data = source.data
         if data is None:
             data = await asyncio.to_thread(source.path.read_bytes)
         limits = self.upload_limits()
-        upscaler_frames = (
-            limits.max_frames or MAX_EDIT_FRAMES
-            if learned_scale(upscaler) is not None
-            else get_spec(upscaler).max_frames
+        own_frames = (
+            job.frame_limit
+            if job.frame_limit is not None
+            else (limits.max_frames or MAX_EDIT_FRAMES)
         )
         return JobSpec(
-            kind=JobKind.UPSCALE,
-            model=upscaler,
-            params={"upscaler": upscaler},
-            prompt=source.prompt,
+            kind=kind,
+            model=job.model,
+            params=job.params,
+            prompt=job.prompt,
             media=data,
             media_budget=MediaBudget(
                 max_bytes=max(limits.max_bytes, len(data)),
-                max_frames=min(upscaler_frames, limits.max_frames or upscaler_frames),
+                max_frames=min(own_frames, limits.max_frames or own_frames),
                 max_duration_s=limits.max_duration_s,
                 max_decoded_bytes=limits.max_decoded_bytes,
             ),
@@ -517,23 +554,12 @@ class VideoService:
                 "prompt", "say what the video should look like, e.g. `an oil painting`"
             )
         key = self._choose_restyler(model)
-        ticket = await self.admission.admit(who, JobKind.RESTYLE, [("prompt", prompt)])
-        record: JobRecord | None = None
-        try:
-            async with self._open_source(who, where) as source:
-                self._check_restyle_source(source.info, key)
-                params: dict[str, Any] = {"strength": strength, "seed": seed}
-                record = await self._record_request(
-                    who, JobKind.RESTYLE, params, prompt, key, source.job_id
-                )
-                ticket.recorded = True
-                spec = await self._restyle_spec(source, key, prompt, params)
-            return await self._queue(record, who, JobKind.RESTYLE, key, prompt, spec, ticket)
-        except BaseException as exc:
-            ticket.release()
-            if record is not None and isinstance(exc, Exception):
-                await self._unqueued(record.id, exc)
-            raise
+
+        def plan(source: SourceVideo) -> _SourceJob:
+            self._check_restyle_source(source.info, key)
+            return _SourceJob(key, prompt, {"strength": strength, "seed": seed})
+
+        return await self._submit_on_source(who, where, JobKind.RESTYLE, [("prompt", prompt)], plan)
 
     def _choose_restyler(self, requested: str | None) -> str:
         """The model asked for if it restyles and is enabled, else the first enabled restyler."""
@@ -563,32 +589,6 @@ class VideoService:
                 advice="trim it first",
             )
 
-    async def _restyle_spec(
-        self, source: SourceVideo, key: str, prompt: str, params: dict[str, Any]
-    ) -> JobSpec:
-        """The restyle as data: the source's mp4 bytes, decoded on the worker under the bot's
-        upload limits and memory budget."""
-        data = source.data
-        if data is None:
-            data = await asyncio.to_thread(source.path.read_bytes)
-        limits = self.upload_limits()
-        return JobSpec(
-            kind=JobKind.RESTYLE,
-            model=key,
-            params=params,
-            prompt=prompt,
-            media=data,
-            media_budget=MediaBudget(
-                max_bytes=max(limits.max_bytes, len(data)),
-                max_frames=limits.max_frames or MAX_EDIT_FRAMES,
-                max_duration_s=limits.max_duration_s,
-                max_decoded_bytes=limits.max_decoded_bytes,
-            ),
-            previews=self.settings.discord.live_previews,
-            previews_every_s=self.settings.limits.progress_interval_s,
-            time_limit_s=self.settings.limits.job_time_limit_s,
-        )
-
     async def submit_extend(
         self,
         who: Requester,
@@ -610,23 +610,12 @@ class VideoService:
                 "prompt", "say how the clip should go on, e.g. `the boat sails into the sunset`"
             )
         key = self.extender(model)
-        ticket = await self.admission.admit(who, JobKind.EXTEND, [("prompt", prompt)])
-        record: JobRecord | None = None
-        try:
-            async with self._open_source(who, where) as source:
-                self._check_extend_source(source.info, key, new_frames)
-                params: dict[str, Any] = {"new_frames": new_frames, "seed": seed}
-                record = await self._record_request(
-                    who, JobKind.EXTEND, params, prompt, key, source.job_id
-                )
-                ticket.recorded = True
-                spec = await self._extend_spec(source, key, prompt, params)
-            return await self._queue(record, who, JobKind.EXTEND, key, prompt, spec, ticket)
-        except BaseException as exc:
-            ticket.release()
-            if record is not None and isinstance(exc, Exception):
-                await self._unqueued(record.id, exc)
-            raise
+
+        def plan(source: SourceVideo) -> _SourceJob:
+            self._check_extend_source(source.info, key, new_frames)
+            return _SourceJob(key, prompt, {"new_frames": new_frames, "seed": seed})
+
+        return await self._submit_on_source(who, where, JobKind.EXTEND, [("prompt", prompt)], plan)
 
     def extender(self, requested: str | None = None) -> str:
         """The model an extension runs on (``bot.core.extend.choose_extender``): the one asked
@@ -643,32 +632,6 @@ class VideoService:
             get_spec(key), info.width, info.height, info.frame_count, info.fps, new_frames
         )
         extending.check_limits(plan, info.width, info.height, self.upload_limits())
-
-    async def _extend_spec(
-        self, source: SourceVideo, key: str, prompt: str, params: dict[str, Any]
-    ) -> JobSpec:
-        """The extension as data: the source's mp4 bytes, decoded on the worker under the bot's
-        upload limits and memory budget."""
-        data = source.data
-        if data is None:
-            data = await asyncio.to_thread(source.path.read_bytes)
-        limits = self.upload_limits()
-        return JobSpec(
-            kind=JobKind.EXTEND,
-            model=key,
-            params=params,
-            prompt=prompt,
-            media=data,
-            media_budget=MediaBudget(
-                max_bytes=max(limits.max_bytes, len(data)),
-                max_frames=limits.max_frames or MAX_EDIT_FRAMES,
-                max_duration_s=limits.max_duration_s,
-                max_decoded_bytes=limits.max_decoded_bytes,
-            ),
-            previews=self.settings.discord.live_previews,
-            previews_every_s=self.settings.limits.progress_interval_s,
-            time_limit_s=self.settings.limits.job_time_limit_s,
-        )
 
     async def _record_request(
         self,
@@ -905,21 +868,15 @@ class VideoService:
             if parent is None:
                 raise VideoBotError(f"the video to {record.kind.value} is gone")
             source = await self._source_from_record(parent)
-            if record.kind is JobKind.RESTYLE:
-                model = str(record.model)
-                prompt = record.prompt or ""
-                spec = await self._restyle_spec(source, model, prompt, dict(record.params))
-                return await self._queue(record, who, JobKind.RESTYLE, model, prompt, spec, ticket)
-            if record.kind is JobKind.EXTEND:
-                model = str(record.model)
-                prompt = record.prompt or ""
-                spec = await self._extend_spec(source, model, prompt, dict(record.params))
-                return await self._queue(record, who, JobKind.EXTEND, model, prompt, spec, ticket)
-            upscaler = str(record.params.get("upscaler") or record.model)
-            spec = await self._upscale_spec(source, upscaler)
-            return await self._queue(
-                record, who, JobKind.UPSCALE, upscaler, source.prompt, spec, ticket
-            )
+            kind: JobKind
+            if record.kind in (JobKind.RESTYLE, JobKind.EXTEND):
+                kind = record.kind
+                job = _SourceJob(str(record.model), record.prompt or "", dict(record.params))
+            else:
+                kind = JobKind.UPSCALE
+                job = self._upscale_job(source, str(record.params.get("upscaler") or record.model))
+            spec = await self._source_spec(source, kind, job)
+            return await self._queue(record, who, kind, job.model, job.prompt, spec, ticket)
         except BaseException:
             ticket.release()
             raise

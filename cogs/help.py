@@ -20,6 +20,7 @@ EXAMPLES = (
     "`/video prompt: a red fox running through fresh snow, golden hour`",
     "`/video prompt: a paper boat on a pond --seed 7 --frames 24` (flags work in the prompt)",
     "`/video prompt: a city at night quality: draft`: a rough version in seconds, then Refine",
+    "`/video prompt: a hummingbird smooth: 48`: smoothed by RIFE to up to 48 fps (at most 60)",
     "`/edit operation: trim` on your latest video, or reply to a video with `{prefix}trim 1s 3s`",
     "Reply to a video with `{prefix}speed 2x`, `{prefix}loop 3` or `{prefix}upscale`",
 )

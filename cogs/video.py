@@ -230,6 +230,7 @@ class VideoCog(commands.Cog):
         seed="Seed for a reproducible result",
         scheduler="Diffusion scheduler",
         interpolate="Multiply the frame rate with motion interpolation (1-4)",
+        smooth="Smooth it to this fps (at most 60) with RIFE, e.g. 48; drafts are not smoothed",
         loop="Play forward then backward so it loops seamlessly",
         sound="Keep a model's own sound (LTX-2; default on); True: a soundtrack for silent models",
         image="A picture to animate (image-to-video models: LTX-Video, Wan 2.2, CogVideoX-5B)",
@@ -268,6 +269,7 @@ class VideoCog(commands.Cog):
         preset: app_commands.Range[str, 1, 32] | None = None,
         end_image: discord.Attachment | None = None,
         aspect: str | None = None,
+        smooth: int | None = None,
     ) -> None:
         """Generate a short video from a text prompt, or animate a picture."""
         await interaction.response.defer(thinking=True)
@@ -283,6 +285,7 @@ class VideoCog(commands.Cog):
             "seed": seed,
             "scheduler": scheduler,
             "interpolate": interpolate,
+            "smooth": smooth,
             "loop": loop,
             "sound": sound,
             "quality": quality,

@@ -3,17 +3,28 @@ wait for a job's final message on the fake Discord."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from fake_discord import FAST_CLIENT_OPTIONS, FakeDiscord, StoredMessage, default_intents
+import pytest
+from fake_discord import FAST_CLIENT_OPTIONS, FakeDiscord, StoredMessage, Upload, default_intents
 
 from bot.config import Settings
 from bot.core import media
 
+if TYPE_CHECKING:
+    from bot.core.manager import ModelManager
+
 TINY_MODELS = ["tiny_t2v", "tiny_animatediff", "tiny_v2v"]
+
+WAN21_KEY = "wan2_1_1_3b"
+"""The restyler the restyle tests run: Wan 2.1 T2V 1.3B's registry key, on the local hub's tiny
+replica of its repo (:func:`wan21_restyler`)."""
 
 
 def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
@@ -86,6 +97,62 @@ def custom_ids(message: StoredMessage) -> list[str]:
 
 
 __all__ = ["decode_attachment", "io"]
+
+
+async def edit_upload(fake: FakeDiscord, operation: str, video: bytes, **options: Any) -> Any:
+    """``/edit operation:`` with ``options`` on ``video`` uploaded as ``clip.mp4``: the
+    interaction, to wait on for its result or its refusal."""
+    return await fake.run_slash_command(
+        "edit",
+        {"operation": operation, **options, "video": Upload("clip.mp4", video, "video/mp4")},
+    )
+
+
+async def edit_refusal(
+    fake: FakeDiscord, operation: str, video: bytes, **options: Any
+) -> StoredMessage:
+    """The follow-up that refuses :func:`edit_upload`'s request: the member's one-line answer."""
+    return await fake.wait_for_followup(await edit_upload(fake, operation, video, **options))
+
+
+def wan21_replica(model_cache: Path) -> Path:
+    """The local hub's tiny replica of Wan 2.1 T2V 1.3B's repo (a ``WanPipeline`` in the real
+    layout: 16 latent channels, the 2.1 VAE, UniPC), built unless an up-to-date copy is there:
+    the folder an owner's ``sources`` override names."""
+    from tests.local_hub.hub_tiny import build_hub_tiny_model
+
+    target = model_cache / "hub_tiny_wan21"
+    build_hub_tiny_model("hub_tiny_wan21", target)
+    return target / "t2v"
+
+
+@contextlib.contextmanager
+def wan21_restyler(model_cache: Path) -> Iterator[ModelManager]:
+    """A manager serving :data:`WAN21_KEY` from :func:`wan21_replica`, with the key's sizes and
+    frame rule shrunk (64x48 native, at most 17 frames, 4 steps) so a restyle takes a second;
+    the registry is restored and the model unloaded on the way out."""
+    from bot.core.manager import ManagerOptions, ModelManager
+    from bot.core.registry import REGISTRY
+    from bot.core.rules import FrameRule
+
+    source = wan21_replica(model_cache)
+    small = dataclasses.replace(
+        REGISTRY[WAN21_KEY],
+        native_width=64,
+        native_height=48,
+        min_size=32,
+        max_size=128,
+        frames=FrameRule(5, 17, step=4, offset=1),
+        default_steps=4,
+    )
+    patch = pytest.MonkeyPatch()
+    patch.setitem(REGISTRY, WAN21_KEY, small)
+    manager = ModelManager(ManagerOptions(cache_dir=model_cache, sources={WAN21_KEY: str(source)}))
+    try:
+        yield manager
+    finally:
+        manager.unload_all()
+        patch.undo()
 
 
 def rendered_here(manager: Any, tmp_path: Path, **params: Any) -> np.ndarray:

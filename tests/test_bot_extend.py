@@ -11,11 +11,12 @@ from bot_helpers import (
     TINY_MODELS,
     custom_ids,
     decode_attachment,
+    edit_refusal,
+    edit_upload,
     make_bot,
     make_settings,
     wait_for_result,
 )
-from fake_discord import Upload
 
 from bot.core import media
 from tests.test_sound import chirp, clip
@@ -47,14 +48,7 @@ async def test_slash_extend_then_the_extend_button_extends_the_extension(
 ) -> None:
     fake = fake_discord
     async with fake.run_bot(make_bot(settings_with_extender(tmp_path), manager)) as bot:
-        interaction = await fake.run_slash_command(
-            "edit",
-            {
-                "operation": "extend",
-                "prompt": "the boat sails on",
-                "video": Upload("clip.mp4", upload, "video/mp4"),
-            },
-        )
+        interaction = await edit_upload(fake, "extend", upload, prompt="the boat sails on")
         first = await wait_for_result(fake, interaction)
         frames, fps = decode_attachment(first, tmp_path)
         assert frames.shape == (9 + NEW, 48, 64, 3) and fps == pytest.approx(8.0)
@@ -85,11 +79,7 @@ async def test_extend_refusals_name_the_extenders_and_the_numbers(
 ) -> None:
     fake = fake_discord
     async with fake.run_bot(make_bot(make_settings(tmp_path), manager)):
-        interaction = await fake.run_slash_command(
-            "edit",
-            {"operation": "extend", "prompt": "on", "video": Upload("c.mp4", upload, "video/mp4")},
-        )
-        refusal = await fake.wait_for_followup(interaction)
+        refusal = await edit_refusal(fake, "extend", upload, prompt="on")
         assert "no model on this bot can extend a clip" in refusal.content
         assert "tiny_wan" in refusal.content
         # the Extend button under a result says so at once, before any form
@@ -117,11 +107,7 @@ async def test_extend_refusals_name_the_extenders_and_the_numbers(
     settings = settings_with_extender(tmp_path, max_upload_seconds=2.0)
     async with fake.run_bot(make_bot(settings, manager)) as bot:
         before = await bot.store.count_history(fake.user.id, fake.guild.id)
-        interaction = await fake.run_slash_command(
-            "edit",
-            {"operation": "extend", "prompt": "on", "video": Upload("c.mp4", upload, "video/mp4")},
-        )
-        refusal = await fake.wait_for_followup(interaction)
+        refusal = await edit_refusal(fake, "extend", upload, prompt="on")
         assert f"the result would last 2.6 s (9 + {NEW} frames at 8 fps)" in refusal.content
         assert "the limit is 2 s" in refusal.content
         assert await bot.store.count_history(fake.user.id, fake.guild.id) == before  # nothing

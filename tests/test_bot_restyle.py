@@ -4,54 +4,39 @@ the local hub's tiny replica of its repo (see tests/test_restyle.py)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from bot_helpers import (
     TINY_MODELS,
+    WAN21_KEY,
     decode_attachment,
+    edit_refusal,
+    edit_upload,
     has_video,
     make_bot,
     make_settings,
     wait_for_result,
+    wan21_replica,
+    wan21_restyler,
 )
 from fake_discord import Upload
 from fake_discord.gateway import MESSAGE_CONTENT
 
 from bot.core import media
-from bot.core.manager import ManagerOptions, ModelManager
-from bot.core.registry import REGISTRY
-from bot.core.rules import FrameRule
+from bot.core.manager import ModelManager
 from tests.test_sound import chirp, clip
 
 pytest_plugins = ("fake_discord.fixtures",)
 
-KEY = "wan2_1_1_3b"
+KEY = WAN21_KEY
 
 
 @pytest.fixture
-def restyler(model_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelManager]:
-    from tests.local_hub.hub_tiny import build_hub_tiny_model
-
-    target = model_cache / "hub_tiny_wan21"
-    build_hub_tiny_model("hub_tiny_wan21", target)
-    small = dataclasses.replace(
-        REGISTRY[KEY],
-        native_width=64,
-        native_height=48,
-        min_size=32,
-        max_size=128,
-        frames=FrameRule(5, 17, step=4, offset=1),
-        default_steps=4,
-    )
-    monkeypatch.setitem(REGISTRY, KEY, small)
-    manager = ModelManager(
-        ManagerOptions(cache_dir=model_cache, sources={KEY: str(target / "t2v")})
-    )
-    yield manager
-    manager.unload_all()
+def restyler(model_cache: Path) -> Iterator[ModelManager]:
+    with wan21_restyler(model_cache) as manager:
+        yield manager
 
 
 @pytest.fixture
@@ -67,7 +52,7 @@ def settings_with_restyler(tmp_path: Path, model_cache: Path):  # type: ignore[n
         models={
             "enabled": [*TINY_MODELS, KEY],
             "default": "tiny_t2v",
-            "sources": {KEY: str(model_cache / "hub_tiny_wan21" / "t2v")},
+            "sources": {KEY: str(wan21_replica(model_cache))},
         },
     )
 
@@ -79,14 +64,8 @@ async def test_slash_restyle_of_an_upload_keeps_its_sound(
     async with fake.run_bot(
         make_bot(settings_with_restyler(tmp_path, model_cache), restyler)
     ) as bot:
-        interaction = await fake.run_slash_command(
-            "edit",
-            {
-                "operation": "restyle",
-                "prompt": "an oil painting",
-                "strength": 0.5,
-                "video": Upload("clip.mp4", upload, "video/mp4"),
-            },
+        interaction = await edit_upload(
+            fake, "restyle", upload, prompt="an oil painting", strength=0.5
         )
         message = await wait_for_result(fake, interaction)
         frames, fps = decode_attachment(message, tmp_path)
@@ -141,14 +120,6 @@ async def test_a_bot_without_a_restyler_names_those_that_can(
 ) -> None:
     fake = fake_discord
     async with fake.run_bot(make_bot(make_settings(tmp_path), manager)):
-        interaction = await fake.run_slash_command(
-            "edit",
-            {
-                "operation": "restyle",
-                "prompt": "neon",
-                "video": Upload("clip.mp4", upload, "video/mp4"),
-            },
-        )
-        refusal = await fake.wait_for_followup(interaction)
+        refusal = await edit_refusal(fake, "restyle", upload, prompt="neon")
         assert "no model on this bot can restyle videos" in refusal.content
         assert "wan2_1_1_3b, wan2_1_14b" in refusal.content

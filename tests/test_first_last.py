@@ -84,7 +84,8 @@ def test_wan22_i2v_takes_a_last_frame_and_it_changes_the_video(engine, calls, tm
 def test_the_abilities_are_in_the_registry() -> None:
     able = first_last_frame_models()
     assert {"wan2_2_i2v_a14b", "wan2_2_i2v_a14b_lightx2v", "wan2_1_flf2v_14b"} <= set(able)
-    assert not {"ltx_video", "wan2_2_ti2v_5b", "cogvideox_5b", "ltx2"} & set(able)
+    assert not {"ltx_video", "wan2_2_ti2v_5b", "cogvideox_5b"} & set(able)
+    assert {"ltx2", "ltx2_distilled"} <= set(able)  # LTX2ConditionPipeline (test_ltx2_conditions)
     flf2v = REGISTRY["wan2_1_flf2v_14b"]
     assert flf2v.source == "Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers"
     assert flf2v.first_last_only and flf2v.parameters["image_encoder"] > 600

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bot_helpers import WAN21_KEY, wan21_restyler
 
 from bot.core import media
 from bot.core.engine import GenerationEngine
 from bot.core.errors import InvalidParameterError, MediaError
 from bot.core.manager import ManagerOptions, ModelManager
-from bot.core.registry import REGISTRY, get_spec, restyle_models
+from bot.core.registry import get_spec, restyle_models
 from bot.core.restyle import (
     DEFAULT_STRENGTH,
     STRENGTH_HELP,
@@ -28,12 +29,11 @@ from bot.core.restyle import (
     restyler_spec,
 )
 from bot.core.result import GenerationResult
-from bot.core.rules import FrameRule
 from tests.test_sound import assert_sound_fits, chirp, clip
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-KEY = "wan2_1_1_3b"
+KEY = WAN21_KEY
 
 
 # --- the rules (no model) ------------------------------------------------------------------------
@@ -114,32 +114,10 @@ def test_a_video_too_long_for_the_model_is_refused_with_the_numbers() -> None:
 
 
 @pytest.fixture(scope="module")
-def replica(model_cache: Path) -> Path:
-    from tests.local_hub.hub_tiny import build_hub_tiny_model
-
-    target = model_cache / "hub_tiny_wan21"
-    build_hub_tiny_model("hub_tiny_wan21", target)
-    return target / "t2v"
-
-
-@pytest.fixture(scope="module")
-def restyler(replica: Path, model_cache: Path) -> Iterator[GenerationEngine]:
+def restyler(model_cache: Path) -> Iterator[GenerationEngine]:
     """Wan 2.1 1.3B's key on the replica, at tiny sizes and at most 17 frames."""
-    small = dataclasses.replace(
-        REGISTRY[KEY],
-        native_width=64,
-        native_height=48,
-        min_size=32,
-        max_size=128,
-        frames=FrameRule(5, 17, step=4, offset=1),
-        default_steps=4,
-    )
-    patch = pytest.MonkeyPatch()
-    patch.setitem(REGISTRY, KEY, small)
-    manager = ModelManager(ManagerOptions(cache_dir=model_cache, sources={KEY: str(replica)}))
-    yield GenerationEngine(manager)
-    manager.unload_all()
-    patch.undo()
+    with wan21_restyler(model_cache) as manager:
+        yield GenerationEngine(manager)
 
 
 @pytest.fixture(scope="module")

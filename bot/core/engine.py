@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bot.core import edits, media, soundtrack
+from bot.core import edits, media, smoothing, soundtrack
 from bot.core import extend as extending
 from bot.core import restyle as restyling
 from bot.core.caches import CachePlan, cache_applied, plan_cache
@@ -70,8 +70,13 @@ class GenerationEngine:
     """Runs jobs on the models of a :class:`ModelManager`. Not re-entrant: the bot gives it one
     executor thread, which is also what a single GPU wants."""
 
-    def __init__(self, manager: ModelManager | None = None) -> None:
+    def __init__(
+        self, manager: ModelManager | None = None, *, enhance_device: str = "auto"
+    ) -> None:
         self._manager = manager or get_model_manager()
+        self.enhance_device = enhance_device
+        """``[enhance] device``: where a generation's ``smooth`` runs (``auto``: the GPU the clip
+        was made on, else ``minterpolate``; :func:`bot.core.smoothing.device_for`)."""
 
     @property
     def manager(self) -> ModelManager:
@@ -100,7 +105,7 @@ class GenerationEngine:
         )
         picture = load_image(params.image) if params.image is not None else None
         end_picture = load_end_image(params.end_image) if params.end_image is not None else None
-        seed = params.seed if params.seed is not None else secrets.randbelow(2**32)
+        seed = _seed_or_random(params.seed)
         timings: dict[str, float] = {}
         cached_modules: list[str] = []
         try:
@@ -120,6 +125,17 @@ class GenerationEngine:
         if sound is not None and run.loop:  # the ping-pong of the frames, heard too
             forward = (len(images) + 2) // 2  # ping_pong: n frames forward, n - 2 back
             sound = sound.then(edits.ping_pong_filter(forward, fps), len(images) / fps)
+        smoothed = ""  # what smoothed the clip; a draft is a quick look and is not smoothed
+        if params.smooth is not None and recipe is None:
+            target, device = params.smooth, smoothing.device_for(self.enhance_device, loaded.device)
+            try:  # after the frames (and their sound: the length is kept), before the encode
+                images, fps, smoothed = self._timed(
+                    timings,
+                    smoothing.STAGE,
+                    lambda: smoothing.smooth(images, fps, target, device=device, control=control),
+                )
+            except Exception as exc:
+                return self._failure(exc, params, seed, started, run_spec, timings)
         note = None
         if params.soundtrack is not None and soundtrack.wanted(run_spec, params.soundtrack):
             key, seconds = params.soundtrack, len(images) / fps
@@ -139,12 +155,20 @@ class GenerationEngine:
             metadata["note"] = note
         elif sound is not None and params.soundtrack is not None and not run_spec.sound:
             metadata["soundtrack"] = params.soundtrack
+        if smoothed:
+            metadata["interpolator"] = smoothed
+            metadata["note"] = " ".join(
+                filter(None, [smoothing.note(smoothed, fps), metadata.get("note")])
+            )
         metadata["quality"] = params.quality
         metadata["cache"] = cache.as_metadata()
         if cache.name is not None and not cached_modules:
             metadata["cache"]["note"] = f"off: {cache.name} could not be applied (see the log)"
         if recipe is not None:
             metadata["draft"] = recipe.as_metadata()
+            if params.smooth is not None:
+                skipped = "A draft is not smoothed; Refine makes the smoothed video."
+                metadata["note"] = " ".join(filter(None, [metadata.get("note"), skipped]))
         return GenerationResult(
             images=images,
             metadata=metadata,
@@ -369,7 +393,7 @@ class GenerationEngine:
         if plan.keeps_sound and info.audio is None:
             note = "The sound could not be read, so the result is silent."
         if how:
-            smoothed = f"Smoothed with {how} to {info.fps:g} fps."
+            smoothed = smoothing.note(how, info.fps)
             note = f"{smoothed} {note}" if note else smoothed
         return GenerationResult(
             images=media.VideoFrames(output, info, own),
@@ -405,8 +429,7 @@ class GenerationEngine:
         device); the frames keep their count and rate, so the sound is carried over as it is."""
         from bot.core.enhance.names import learned_scale
 
-        if not result.images:
-            raise VideoBotError(f"this result has no frames to upscale ({result.error or 'empty'})")
+        _require_frames(result, "upscale")
         control = control or JobControl()
         scale = learned_scale(upscaler)
         if scale is not None:
@@ -423,7 +446,7 @@ class GenerationEngine:
         params = result.params
         # The upscaler's own recipe, not the generator's steps (Lightning's 4 would run 2).
         steps = num_inference_steps or spec.default_steps
-        seed_used = seed if seed is not None else secrets.randbelow(2**32)
+        seed_used = _seed_or_random(seed)
         started = time.perf_counter()
         timings: dict[str, float] = {}
         try:
@@ -615,18 +638,16 @@ class GenerationEngine:
         """Redraw a video after ``prompt`` on a model that restyles (``bot.core.restyle`` fits
         its size and frames to the model's rules); the sound is carried over, cut to the
         result's length. Bad input raises before any work; a failure comes back as the error."""
-        if not result.images:
-            raise VideoBotError(f"this result has no frames to restyle ({result.error or 'empty'})")
+        _require_frames(result, "restyle")
         if not prompt.strip():
             raise InvalidParameterError("prompt", "say what the video should look like")
         control = control or JobControl()
         spec = restyling.restyler_spec(model or restyling.DEFAULT_RESTYLER)
         strength = restyling.check_strength(strength)
-        steps = num_inference_steps or spec.default_steps
-        spec.steps.check("num_inference_steps", steps)
+        steps = _checked_steps(spec, num_inference_steps)
         steps = restyling.run_steps(steps, strength)
         plan = restyling.plan_restyle(spec, *result.size, len(result.images), result.frame_rate)
-        seed_used = seed if seed is not None else secrets.randbelow(2**32)
+        seed_used = _seed_or_random(seed)
         started = time.perf_counter()
         timings: dict[str, float] = {}
         try:
@@ -720,8 +741,7 @@ class GenerationEngine:
         tail, with its sound then silence. The seam's ratio is logged and kept in
         ``metadata["extend"]``. Bad input raises before any work; a failure comes back as the
         error."""
-        if not result.images:
-            raise VideoBotError(f"this result has no frames to extend ({result.error or 'empty'})")
+        _require_frames(result, "extend")
         if not prompt.strip():
             raise InvalidParameterError("prompt", "say how the clip should go on")
         control = control or JobControl()
@@ -732,17 +752,19 @@ class GenerationEngine:
         )
         if limits is not None:
             extending.check_limits(plan, width, height, limits)
-        steps = num_inference_steps or spec.default_steps
-        spec.steps.check("num_inference_steps", steps)
-        seed_used = seed if seed is not None else secrets.randbelow(2**32)
+        steps = _checked_steps(spec, num_inference_steps)
+        seed_used = _seed_or_random(seed)
         started = time.perf_counter()
         timings: dict[str, float] = {}
         try:
             loaded = self._timed(timings, "load", lambda: self._load(spec))
-            frames = self._timed(
+            frames, made_sound = self._timed(
                 timings,
                 "extend",
                 lambda: self._run_extend(loaded, result, plan, prompt, steps, seed_used, control),
+            )
+            sound = extending.continued_sound(
+                result.sound, made_sound, plan, float(max(1, round(plan.fps)))
             )
         except Exception as exc:
             return self._failure(
@@ -760,7 +782,6 @@ class GenerationEngine:
             seam["seam_ratio"],
             seam["seam_ratio_uncorrected"],
         )
-        total_s = len(images) / result.frame_rate
         return GenerationResult(
             images=images,
             metadata={
@@ -779,7 +800,7 @@ class GenerationEngine:
             params=None,
             fps=result.frame_rate,
             timings=timings,
-            sound=extending.extended_sound(result.sound, total_s),
+            sound=sound,
         )
 
     def _run_extend(
@@ -791,9 +812,10 @@ class GenerationEngine:
         steps: int,
         seed: int,
         control: JobControl,
-    ) -> Any:
+    ) -> tuple[Any, media.Sound | None]:
         """The model's frames, context first: the family's conditioning
-        (``bot.core.pipelines.continuation``) run through its own adapter."""
+        (``bot.core.pipelines.continuation``) run through its own adapter; and the sound made
+        with them by a model that makes sound (LTX-2), else ``None``."""
         import torch
 
         from bot.core.pipelines import continuation
@@ -804,9 +826,9 @@ class GenerationEngine:
         config = spec.scheduler_config_for(plan.width, plan.height)
         with loaded.lock, torch.inference_mode():
             if plan.method == "tail":
-                pipe = continuation.condition_pipeline(loaded.pipeline)
-                options = {**options, **continuation.tail_condition(tail)}
-                config = {**config, **continuation.CONDITION_SCHEDULER}
+                pipe = continuation.condition_pipeline(loaded.pipeline, spec.family)
+                options = {**options, **continuation.tail_condition(tail, family=spec.family)}
+                config = {**config, **continuation.condition_scheduler(spec.family)}
             elif plan.method == "vace":  # the loaded WanVACEPipeline, the tail as its context
                 pipe = loaded.pipeline
                 options = {**options, **continuation.vace_context(tail, plan.render_frames)}
@@ -826,7 +848,11 @@ class GenerationEngine:
                 fps=max(1, round(plan.fps)),
                 call_options=options,
             )
-            return loaded.adapter.run(pipe, request, control)
+            with_sound = getattr(loaded.adapter, "run_with_sound", None)
+            if with_sound is not None and spec.sound:
+                frames, made = with_sound(pipe, request, control)
+                return frames, made
+            return loaded.adapter.run(pipe, request, control), None
 
     @staticmethod
     def _join(
@@ -891,6 +917,7 @@ class GenerationEngine:
             "guidance_scale": params.guidance_scale,
             "scheduler": params.scheduler,
             "interpolate": params.interpolate,
+            "smooth": params.smooth,
             "loop": params.loop,
             "image_to_video": params.image is not None,
             "first_last_frame": params.end_image is not None,
@@ -969,6 +996,27 @@ def upscale_size(spec: ModelSpec, width: int, height: int) -> tuple[int, int]:
             "video", f"is already {width}x{height}; {spec.key} would not make it larger"
         )
     return target
+
+
+def _require_frames(result: GenerationResult, doing: str) -> None:
+    """A job on a made video needs its frames: a failed or empty result is refused, with why,
+    before any model is loaded."""
+    if not result.images:
+        raise VideoBotError(f"this result has no frames to {doing} ({result.error or 'empty'})")
+
+
+def _checked_steps(spec: ModelSpec, requested: int | None) -> int:
+    """The denoising steps a job asked for, else the model's default, within the model's
+    range (a one-line refusal naming it otherwise)."""
+    steps = requested or spec.default_steps
+    spec.steps.check("num_inference_steps", steps)
+    return steps
+
+
+def _seed_or_random(seed: int | None) -> int:
+    """The seed asked for, else a fresh random one: either way the result records it, so a
+    member can make the same video again."""
+    return seed if seed is not None else secrets.randbelow(2**32)
 
 
 def _round8(value: float) -> int:

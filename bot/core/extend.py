@@ -19,7 +19,9 @@ anywhere:
 - **the seam**: :func:`seam_ratio`, the frame difference at the join over the median difference
   inside the clip (about 1 for an invisible join).
 - **the result**: the original followed by the continuation, at the original's size and frame
-  rate, with the original's sound then silence (``apad``), within the upload and memory limits.
+  rate, with the original's sound then silence (``apad``), or then the continuation's own sound
+  where the extender makes sound (LTX-2, :func:`continued_sound`), within the upload and memory
+  limits.
 """
 
 from __future__ import annotations
@@ -57,9 +59,11 @@ difference is about 0, and the ratio would be infinite for any change at all."""
 
 
 def extend_models() -> list[str]:
-    """The models that can extend a clip, best method first (registry order within a method)."""
-    ranked = [(METHODS.index(s.extends), k) for k, s in REGISTRY.items() if s.extends]
-    return [key for _, key in sorted(ranked, key=lambda item: item[0])]
+    """The models that can extend a clip, best method first; within a method those that make
+    their own sound first (LTX-2 before LTX-Video 0.9.7: it continues the clip's sound too),
+    then registry order."""
+    ranked = [(METHODS.index(s.extends), not s.sound, k) for k, s in REGISTRY.items() if s.extends]
+    return [key for *_, key in sorted(ranked, key=lambda item: item[:2])]
 
 
 def extender_spec(key: str) -> ModelSpec:
@@ -319,11 +323,33 @@ def extended_sound(sound: Sound | None, total_s: float) -> Sound | None:
     return sound.then(f"apad=whole_dur={total_s:.6f}", total_s)
 
 
+def continued_sound(
+    sound: Sound | None, made: Sound | None, plan: ExtendPlan, render_fps: float
+) -> Sound | None:
+    """The extended clip's sound when the extender made sound with its frames (LTX-2): the
+    original's, then the continuation's own from where its new frames begin (the context's
+    ``plan.overlap`` frames at ``render_fps`` are skipped), cut or padded to the new frames'
+    length at the clip's rate. ffmpeg joins them (:func:`bot.core.media.joined_sound`). Without
+    a made sound, the original's then silence (:func:`extended_sound`); a silent clip stays
+    silent, as a sound starting mid-clip would be a seam of its own."""
+    total_s = plan.total_frames / plan.fps
+    if sound is None or made is None:
+        return extended_sound(sound, total_s)
+    from bot.core.media import joined_sound
+
+    original_s = plan.source_frames / plan.fps
+    new_s = plan.new_frames / plan.fps
+    skip_s = plan.overlap / render_fps
+    tail = made.then(f"atrim=start={skip_s:.6f},asetpts=PTS-STARTPTS", made.duration_s - skip_s)
+    return joined_sound([(sound, original_s), (tail, new_s)])
+
+
 __all__ = [
     "METHODS",
     "ExtendPlan",
     "check_limits",
     "choose_extender",
+    "continued_sound",
     "extend_models",
     "extended_sound",
     "extender_spec",

@@ -813,12 +813,13 @@ def _encode_run(
 
 
 @contextmanager
-def _sound_input(sound: Sound) -> Iterator[tuple[list[str], tuple[int, ...], str]]:
-    """ffmpeg's second input for ``sound``: its options, the descriptor it reads and the label
-    of the stream. A file is opened and vetted as an upload is (the same demuxer whitelist); a
-    track or a waveform is written once to a private temporary file first."""
+def _sound_input(sound: Sound, index: int = 1) -> Iterator[tuple[list[str], tuple[int, ...], str]]:
+    """ffmpeg's input number ``index`` (the second, after the frames) for ``sound``: its options,
+    the descriptor it reads and the label of the stream. A file is opened and vetted as an upload
+    is (the same demuxer whitelist); a track or a waveform is written once to a private temporary
+    file first."""
     with ExitStack() as stack:
-        path, label, raw = sound.path, f"1:{sound.stream}", []
+        path, label, raw = sound.path, f"{index}:{sound.stream}", []
         if path is None:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="videobot-")))
             path = folder / "sound"
@@ -829,7 +830,7 @@ def _sound_input(sound: Sound) -> Iterator[tuple[list[str], tuple[int, ...], str
                 path.write_bytes(np.asarray(sound.samples, "<f4").tobytes())
                 layout = "mono" if sound.channels == 1 else "stereo"
                 raw = ["-f", "f32le", "-ar", str(sound.rate), "-ch_layout", layout]
-            label = "1:a:0"
+            label = f"{index}:a:0"
         upload = stack.enter_context(_open_upload(path, _OWN_FILE_LIMITS))
         if raw:  # our own samples: no demuxer to choose
             args = ["-protocol_whitelist", "fd", *raw, "-fd", str(upload.fd), "-i", "fd:"]
@@ -838,10 +839,11 @@ def _sound_input(sound: Sound) -> Iterator[tuple[list[str], tuple[int, ...], str
         yield args, (upload.fd,), label
 
 
-def _sound_graph(sound: Sound, label: str, duration_s: float | None) -> str:
-    """The filter graph from ``label`` to ``[sound]``: cut at ``until_s``; on the source's
+def _sound_graph(sound: Sound, label: str, duration_s: float | None, prefix: str = "") -> str:
+    """The filter graph from ``label`` to ``[{prefix}sound]``: cut at ``until_s``; on the source's
     timestamps from 0 (a gap or a late start filled with silence); at the result's rate and
-    channels; through the sound's filters; then padded with silence and cut to ``duration_s``."""
+    channels; through the sound's filters; then padded with silence and cut to ``duration_s``.
+    ``prefix`` keeps the labels of several sounds in one graph apart."""
     layout = "mono" if sound.channels == 1 else "stereo"
     until = f"atrim=end={_seconds(sound.until_s)}," if sound.until_s is not None else ""
     steps = [
@@ -853,10 +855,67 @@ def _sound_graph(sound: Sound, label: str, duration_s: float | None) -> str:
         steps.append(f"apad,atrim=end={_seconds(duration_s)}")
     chains, source = [], f"[{label}]"
     for number, step in enumerate(steps):
-        out = "[sound]" if number == len(steps) - 1 else f"[s{number}]"
-        chains.append(f"{source}{step.replace('{n}', str(number))}{out}")
+        out = f"[{prefix}sound]" if number == len(steps) - 1 else f"[{prefix}s{number}]"
+        chains.append(f"{source}{step.replace('{n}', f'{prefix}{number}')}{out}")
         source = out
     return ";".join(chains)
+
+
+def joined_sound(
+    parts: Sequence[tuple[Sound, float]], timeout_s: float = _OWN_FRAMES_TIMEOUT_S
+) -> Sound:
+    """Sounds one after another, each padded with silence or cut to its length in seconds (a
+    clip's sound then a continuation's): one ffmpeg filter graph (``concat``), no sample touched
+    in Python. The result is a lossless (FLAC) Matroska track in memory, at the first part's
+    rate, stereo if any part is."""
+    if not parts:
+        raise MediaError("there is no sound to join")
+    rate = parts[0][0].output_rate
+    channels = max(sound.channels for sound, _ in parts)
+    layout = "mono" if channels == 1 else "stereo"
+    total = sum(seconds for _, seconds in parts)
+    with ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="videobot-join-")))
+        args: list[str] = []
+        fds: list[int] = []
+        chains: list[str] = []
+        for number, (sound, seconds) in enumerate(parts):
+            inputs, opened, label = stack.enter_context(_sound_input(sound, number))
+            args += inputs
+            fds += opened
+            chains.append(_sound_graph(sound, label, seconds, prefix=f"p{number}"))
+            chains.append(
+                f"[p{number}sound]aresample={rate},aformat=sample_fmts=fltp:sample_rates={rate}"
+                f":channel_layouts={layout}[part{number}]"
+            )
+        joined = "".join(f"[part{n}]" for n in range(len(parts)))
+        chains.append(f"{joined}concat=n={len(parts)}:v=0:a=1[sound]")
+        out = folder / "joined.mka"
+        result = _run(
+            [
+                "-loglevel",
+                "error",
+                *args,
+                "-filter_complex",
+                ";".join(chains),
+                "-map",
+                "[sound]",
+                "-c:a",
+                "flac",
+                "-f",
+                "matroska",
+                "-y",
+                f"file:{out}",
+            ],
+            timeout_s=timeout_s,
+            action="joining the sound",
+            pass_fds=tuple(fds),
+        )
+        if result.returncode != 0:
+            _log_failure("sound join", result)
+            raise MediaError("the sounds could not be joined")
+        track = out.read_bytes()
+    return Sound(track=track, rate=rate, channels=channels, duration_s=total)
 
 
 def _aac_args(kbps: int) -> list[str]:

@@ -125,6 +125,13 @@ class GenerationParams(_Validated):
     the same GPU job (``bot.core.soundtrack``). The bot and the CLI set it only where the owner
     enabled soundtracks and the member asked for sound; ``None``: a silent model stays silent."""
 
+    smooth: int | None = None
+    """A frame rate to smooth the finished clip to with learned interpolation (RIFE 4.26 on the
+    job's device, ``minterpolate`` where it cannot run; ``bot.core.smoothing``): the largest whole
+    multiple of ``fps`` at or under it, never past the 60 fps Discord plays smoothly, so the clip
+    keeps its length (and its sound). Checked here against the model's rate, before anything is
+    queued. A draft and the live preview skip it; Refine and reruns keep it."""
+
     quality: Literal["full", "draft"] = "full"
     """``"draft"`` runs the model's draft recipe (its step-distilled partner when one is
     registered, else fewer steps with a feature cache) for a quick look; ``"full"`` runs the
@@ -166,6 +173,7 @@ class GenerationParams(_Validated):
         "width",
         "height",
         "guidance_scale",
+        "smooth",
         mode="before",
     )
     @classmethod
@@ -282,6 +290,8 @@ class GenerationParams(_Validated):
                 "end_image",
                 "is the last frame of a video that starts from a picture: give image too",
             )
+        if self.smooth is not None:
+            _check_smooth(self.smooth, self.fps, self.interpolate)
         if self.model is not None:
             get_spec(self.model).check_params(self)
         else:
@@ -300,6 +310,40 @@ class GenerationParams(_Validated):
         model's defaults, and everything is checked against its rules."""
         given = self.model_dump(include=self.model_fields_set | {"prompt"})
         return GenerationParams(**{**given, "model": key})
+
+
+def _check_smooth(wanted: int, fps: int, interpolate: int) -> None:
+    """``smooth`` against the video's rate (``fps``: the member's or the model's): one line that
+    says what fits when it is refused (:func:`bot.core.enhance.rates.target_fps`: a whole factor
+    of 2 to 4, at most 60 fps), so the refusal comes before anything is queued."""
+    from bot.core.enhance.rates import MAX_OUTPUT_FPS, target_fps
+
+    if interpolate > 1:
+        raise InvalidParameterError(
+            "smooth",
+            f"give smooth (a target fps, learned interpolation) or interpolate (a factor), not "
+            f"both (got smooth {wanted} and interpolate {interpolate})",
+        )
+    if wanted <= 0:
+        raise InvalidParameterError(
+            "smooth", f"must be a frame rate to reach, at most {MAX_OUTPUT_FPS:g} (got {wanted})"
+        )
+    if wanted > MAX_OUTPUT_FPS:
+        factors = range(int(INTERPOLATE_FACTOR.high), int(INTERPOLATE_FACTOR.low) - 1, -1)
+        fitting = [f for f in factors if fps * f <= MAX_OUTPUT_FPS]
+        advice = (
+            f"at the video's {fps} fps use {fps * fitting[0]} fps ({fitting[0]}x)"
+            if fitting
+            else f"the video's {fps} fps is already smooth enough"
+        )
+        raise InvalidParameterError(
+            "smooth",
+            f"{wanted} fps is past the {MAX_OUTPUT_FPS:g} fps Discord plays smoothly: {advice}",
+        )
+    try:
+        target_fps(fps, fps=wanted)
+    except InvalidParameterError as exc:  # the rate's own wording, under the member's name for it
+        raise InvalidParameterError("smooth", str(exc).removeprefix(f"{exc.field}: ")) from None
 
 
 def _no_control_characters(field: str, value: str) -> None:

@@ -142,7 +142,8 @@ class ModelSpec:
     refused."""
     first_last_frame: bool = False
     """Whether it can pin the video's last frame too (``GenerationParams.end_image`` beside
-    ``image``): Wan 2.2 I2V A14B's and Wan 2.1 FLF2V's ``WanImageToVideoPipeline(last_image=)``."""
+    ``image``): Wan 2.2 I2V A14B's and Wan 2.1 FLF2V's ``WanImageToVideoPipeline(last_image=)``,
+    LTX-2's ``LTX2ConditionPipeline`` with a condition at each end."""
     first_last_only: bool = False
     """Whether it needs both pictures: Wan 2.1 FLF2V's transformer learned its image position
     embeddings for two CLIP images (``pos_embed_seq_len`` 2 x 257) and cannot take one."""
@@ -211,8 +212,8 @@ class ModelSpec:
     extends: str | None = None
     """How the model continues a clip (``bot.core.extend``), or ``None`` when it cannot:
     ``"vace"`` (the tail as masked video context), ``"tail"`` (the tail as a video condition at
-    frame 0: LTX-Video 0.9.7's ``LTXConditionPipeline``), ``"last_frame"`` (image-to-video from
-    the last frame: the single-frame fallback)."""
+    frame 0: LTX-Video 0.9.7's ``LTXConditionPipeline``, LTX-2's ``LTX2ConditionPipeline``),
+    ``"last_frame"`` (image-to-video from the last frame: the single-frame fallback)."""
     restyles: bool = False
     """Whether the model can restyle a video (video-to-video, ``bot.core.restyle``): Wan 2.1's
     T2V weights run diffusers' ``WanVideoToVideoPipeline`` over the very same modules."""
@@ -747,6 +748,11 @@ _LTX2_RULES: dict[str, Any] = {
     "default_scheduler": "flow_euler",
     "schedulers": ("flow_euler",),
     "image_to_video": True,
+    # LTX2ConditionPipeline over the same modules (bot.core.pipelines.ltx2): the first picture at
+    # latent index 0, the last at the last latent index; a clip's tail at index 0 to extend it,
+    # its sound continued with the frames.
+    "first_last_frame": True,
+    "extends": "tail",
 }
 _LTX2_GUIDERS: dict[str, Any] = {
     "stg_scale": 1.0,

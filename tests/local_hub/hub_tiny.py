@@ -24,7 +24,6 @@ from pathlib import Path
 
 HUB_TINY_PREFIX = "hub_tiny_"
 LORA_FILE = "wan21_tiny_lora_rank4_lightx2v_4step.safetensors"
-_Z_DIM = 16
 
 
 def _fingerprint() -> str:
@@ -56,75 +55,23 @@ def build_hub_tiny_model(key: str, target: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _wan21_transformer():  # type: ignore[no-untyped-def]
-    """Wan 2.1 T2V's transformer shape at tiny width: 16 latent channels, 1x2x2 patches, no image
-    input; the same depth and widths as ``tiny_wan``'s so the cache hooks see two blocks."""
-    from diffusers import WanTransformer3DModel
-
-    from bot.core.tiny.common import _seed
-    from bot.core.tiny.dit import _T5_DIM
-
-    _seed()
-    return WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=12,
-        in_channels=_Z_DIM,
-        out_channels=_Z_DIM,
-        text_dim=_T5_DIM,
-        freq_dim=32,
-        ffn_dim=32,
-        num_layers=2,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        eps=1e-6,
-        image_dim=None,
-        added_kv_proj_dim=None,
-        rope_max_seq_len=1024,
-    )
-
-
-def _wan21_vae():  # type: ignore[no-untyped-def]
-    """The Wan 2.1 VAE: only the nine arguments its hub config has (``base_dim``, ``z_dim``,
-    ``dim_mult``, ``num_res_blocks``, ``attn_scales``, ``temperal_downsample``, ``dropout`` and the
-    latent statistics); every later argument (Wan 2.2's patches, residual blocks, decoder width)
-    stays at its default, as it does when diffusers loads the real file."""
-    from diffusers import AutoencoderKLWan
-
-    from bot.core.tiny.common import _seed
-
-    _seed()
-    return AutoencoderKLWan(
-        base_dim=8,
-        z_dim=_Z_DIM,
-        dim_mult=[1, 2, 2, 2],
-        num_res_blocks=1,
-        attn_scales=[],
-        temperal_downsample=[False, True, True],
-        dropout=0.0,
-        latents_mean=[0.0] * _Z_DIM,
-        latents_std=[1.0] * _Z_DIM,
-    )
-
-
 def build_wan21(target: Path) -> None:
+    """Wan 2.1 T2V from ``bot.core.tiny``'s Wan 2.1-layout parts (the transformer at the tiny
+    width and depth of every tiny Wan, so the cache hooks see two blocks; the 2.1 VAE with only
+    the arguments its hub config has; UniPC at shift 3.0), and its lightx2v LoRA."""
     import torch
-    from diffusers import UniPCMultistepScheduler, WanPipeline
+    from diffusers import WanPipeline
     from safetensors.torch import save_file
 
     from bot.core.tiny.common import _seed
     from bot.core.tiny.dit import _WAN_TEXT_LEN, _umt5_text_components, lightx2v_lora_state
+    from bot.core.tiny.newer import _wan21_vae, wan21_transformer, wan_flow_scheduler
 
-    transformer = _wan21_transformer()
+    transformer = wan21_transformer()
     pipe = WanPipeline(
         vae=_wan21_vae(),
         transformer=transformer,
-        scheduler=UniPCMultistepScheduler(
-            num_train_timesteps=1000,
-            prediction_type="flow_prediction",
-            use_flow_sigmas=True,
-            flow_shift=3.0,
-        ),
+        scheduler=wan_flow_scheduler(3.0),
         **_umt5_text_components(_WAN_TEXT_LEN),
     )
     pipe.save_pretrained(target / "t2v")  # type: ignore[attr-defined]

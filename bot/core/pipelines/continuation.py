@@ -4,6 +4,9 @@
   (the same five components as ``LTXPipeline``), with the tail frames as one
   ``LTXVideoCondition`` at frame 0: the model denoises the new frames around latents that hold
   the tail, so motion carries over. Its output starts with the tail rendered again.
+  LTX-2 the same way with its own classes (``LTX2ConditionPipeline``, ``LTX2VideoCondition`` at
+  latent index 0, :mod:`bot.core.pipelines.ltx2`), and its sound is made with the frames: the
+  engine joins it after the clip's own (``bot.core.extend.continued_sound``).
 - ``vace`` (Wan 2.1 VACE): the loaded ``WanVACEPipeline`` itself, given a context video of the
   whole render, the tail first and mid-grey after it, with a mask black over the tail (kept) and
   white after it (made): diffusers' own first-and-last-frame recipe for VACE, with the tail in
@@ -29,9 +32,26 @@ the scheduler as explicit timesteps) and computes no ``mu``, so the scheduler mu
 resolution: with ``use_dynamic_shifting`` on, ``set_timesteps`` refuses to run."""
 
 
-def condition_pipeline(pipe: Any) -> Any:
-    """``LTXConditionPipeline`` sharing ``pipe``'s modules: nothing is loaded or placed twice."""
+LTX2 = "ltx2"
+"""The family whose tail conditioning is LTX-2's (:mod:`bot.core.pipelines.ltx2`)."""
+
+
+def condition_scheduler(family: str) -> dict[str, Any]:
+    """The scheduler settings a tail-conditioned render needs: LTX-Video 0.9.7's
+    :data:`CONDITION_SCHEDULER`; nothing for LTX-2, whose condition pipeline computes the same
+    resolution shift as its text pipeline."""
+    return {} if family == LTX2 else dict(CONDITION_SCHEDULER)
+
+
+def condition_pipeline(pipe: Any, family: str = "ltx") -> Any:
+    """``LTXConditionPipeline`` (``LTX2ConditionPipeline`` for LTX-2) sharing ``pipe``'s
+    modules: nothing is loaded or placed twice."""
     import inspect
+
+    if family == LTX2:
+        from bot.core.pipelines import ltx2
+
+        return ltx2.condition_pipeline(pipe)
 
     import diffusers
 
@@ -45,8 +65,15 @@ def condition_pipeline(pipe: Any) -> Any:
     return condition
 
 
-def tail_condition(tail: Sequence[Image.Image], strength: float = 1.0) -> dict[str, Any]:
-    """The call arguments that condition an LTX-Video 0.9.7 render on ``tail`` at frame 0."""
+def tail_condition(
+    tail: Sequence[Image.Image], strength: float = 1.0, family: str = "ltx"
+) -> dict[str, Any]:
+    """The call arguments that condition an LTX-Video 0.9.7 (or LTX-2) render on ``tail`` at
+    frame 0."""
+    if family == LTX2:
+        from bot.core.pipelines import ltx2
+
+        return {"conditions": ltx2.tail_condition(tail, strength)}
     from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
 
     return {"conditions": [LTXVideoCondition(video=list(tail), frame_index=0, strength=strength)]}
@@ -72,7 +99,9 @@ __all__ = [
     "CONDITION_CLASS",
     "CONDITION_SCHEDULER",
     "GREY",
+    "LTX2",
     "condition_pipeline",
+    "condition_scheduler",
     "tail_condition",
     "vace_context",
 ]

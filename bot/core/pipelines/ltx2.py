@@ -12,6 +12,13 @@ encoder muxes it as AAC. Two recipes:
   the first of them, the audio latents carried over (Lightricks' ``DistilledPipeline``, diffusers'
   LTX-2 doc).
 
+Pictures pinned at frame indexes (a first and a last frame, or a clip's tail to extend it) run
+``LTX2ConditionPipeline`` built over the same modules (:func:`condition_pipeline`): the same call
+with ``conditions`` (``LTX2VideoCondition``) in place of ``image``, the sound made as ever. In
+the two-stage recipe the conditions apply to both stages, each at its own size (Lightricks'
+keyframe-interpolation pipeline conditions its half-size stage and its refine alike): the half
+size places them, the refine keeps them pinned while it sharpens.
+
 The load fetches only the files the repo's indexes name (:mod:`bot.core.pipelines.hub_files`).
 A picture is first re-compressed as one H.264 frame at CRF 33 by the bundled ffmpeg, the
 compression LTX-2 was trained on (ltx-pipelines' image preprocessing), so the pipeline's own
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import inspect
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +59,10 @@ IMAGE_CRF = 33
 """The H.264 CRF a picture is re-compressed at before conditioning (LTX-2.0 to 2.3's)."""
 TEXT_TOKENS = 1024
 """The prompt length the pipelines pad to (their ``max_sequence_length`` default)."""
+CONDITION_CLASS = "LTX2ConditionPipeline"
+"""diffusers' LTX-2 pipeline that takes ``LTX2VideoCondition`` pictures or clips at latent frame
+indexes: index 0 overwrites the first latent frames, a later index is appended as keyframe
+tokens placed at that frame's time."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +128,12 @@ class LTX2Adapter:
             "callback_on_step_end_tensor_inputs": STEP_TENSORS,
             **request.call_options,
         }
-        if request.image is not None:
+        if request.image is not None and request.end_image is not None:
+            pipe = condition_pipeline(pipe)
+            arguments["conditions"] = first_last_conditions(
+                request.image, request.end_image, request.num_frames, pipe
+            )
+        elif request.image is not None:
             arguments["image"] = crf_compressed(request.image, IMAGE_CRF)
             arguments["image_crf"] = 0  # compressed above, by the bundled ffmpeg
         if getattr(pipe, LATENT_UPSAMPLER, None) is not None:
@@ -206,8 +223,17 @@ class LTX2Adapter:
         from bot.core.previews import packed_unpacker
 
         unpack = packed_unpacker(pipe, request.num_frames, height, width)
+        # The condition pipeline appends keyframe tokens after the video's: the preview shows
+        # the video's only.
+        tokens = _video_tokens(pipe, request.num_frames, width, height)
         staged = replace(request, width=width, height=height)
-        return previewer_for(control, self.family, staged, layout="packed", unpack=unpack)
+        return previewer_for(
+            control,
+            self.family,
+            staged,
+            layout="packed",
+            unpack=lambda latents: unpack(latents[:, :tokens]),
+        )
 
 
 class _AfterStage(StepEndCallback):
@@ -227,6 +253,66 @@ class _AfterStage(StepEndCallback):
     def __call__(self, _pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> Any:
         self._report(self._before + step + 1, tensors.get("latents"))
         return tensors
+
+
+def _video_tokens(pipe: Any, num_frames: int, width: int, height: int) -> int:
+    """How many packed tokens the video itself takes (the keyframe tokens come after them)."""
+    frames = (num_frames - 1) // pipe.vae_temporal_compression_ratio + 1
+    side = pipe.vae_spatial_compression_ratio * pipe.transformer_spatial_patch_size
+    return frames // pipe.transformer_temporal_patch_size * (height // side) * (width // side)
+
+
+def condition_pipeline(pipe: Any) -> Any:
+    """``LTX2ConditionPipeline`` over ``pipe``'s very modules (and its latent upsampler): nothing
+    is loaded or placed twice; its optional parts (an LTX-2.5 prompt enhancer, a duration head)
+    are left out, as the 2.0 and 2.3 checkpoints have none."""
+    import diffusers
+
+    cls: Any = getattr(diffusers, CONDITION_CLASS)
+    if isinstance(pipe, cls):
+        return pipe
+    wanted = [n for n in inspect.signature(cls.__init__).parameters if n != "self"]
+    components = pipe.components
+    condition = cls(**{name: components[name] for name in wanted if name in components})
+    upsampler = getattr(pipe, LATENT_UPSAMPLER, None)
+    if upsampler is not None:
+        condition.latent_upsampler = upsampler
+    condition.set_progress_bar_config(disable=True)
+    return condition
+
+
+def last_latent_index(pipe: Any, num_frames: int) -> int:
+    """The latent frame holding a ``num_frames`` video's last frame: ``LTX2VideoCondition``'s
+    ``index`` counts latent frames (the first one frame, then 8 frames each)."""
+    return int((num_frames - 1) // pipe.vae_temporal_compression_ratio)
+
+
+def first_last_conditions(
+    first: Image.Image, last: Image.Image, num_frames: int, pipe: Any
+) -> list[Any]:
+    """The start picture at latent index 0 and the end picture at the last latent index, both at
+    strength 1.0, each re-compressed as LTX-2 was trained (:func:`crf_compressed`; the
+    pipeline's own PyAV path is then skipped with ``crf=0``)."""
+    from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
+
+    return [
+        LTX2VideoCondition(frames=crf_compressed(first, IMAGE_CRF), index=0, strength=1.0, crf=0),
+        LTX2VideoCondition(
+            frames=crf_compressed(last, IMAGE_CRF),
+            index=last_latent_index(pipe, num_frames),
+            strength=1.0,
+            crf=0,
+        ),
+    ]
+
+
+def tail_condition(tail: Sequence[Image.Image], strength: float = 1.0) -> list[Any]:
+    """A clip's last frames as one condition at latent index 0: the render starts with them
+    (overwritten latents, kept clean) and goes on from their motion. A multi-frame condition is
+    not re-compressed (diffusers and ltx-pipelines alike)."""
+    from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
+
+    return [LTX2VideoCondition(frames=list(tail), index=0, strength=strength)]
 
 
 def text_tokens(pipe: Any) -> int:
@@ -269,4 +355,14 @@ def crf_compressed(picture: Image.Image, crf: int) -> Image.Image:
 
 LTX2_ADAPTER = LTX2Adapter()
 
-__all__ = ["LTX2_ADAPTER", "LTX2Adapter", "crf_compressed", "waveform_of"]
+__all__ = [
+    "CONDITION_CLASS",
+    "LTX2_ADAPTER",
+    "LTX2Adapter",
+    "condition_pipeline",
+    "crf_compressed",
+    "first_last_conditions",
+    "last_latent_index",
+    "tail_condition",
+    "waveform_of",
+]

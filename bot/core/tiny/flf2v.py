@@ -15,8 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from bot.core.tiny.common import _seed
-from bot.core.tiny.dit import _T5_DIM, _WAN_TEXT_LEN, _umt5_text_components
-from bot.core.tiny.newer import _WAN21_Z, _wan21_vae
+from bot.core.tiny.dit import _WAN_TEXT_LEN, _umt5_text_components
+from bot.core.tiny.newer import (
+    _WAN21_HEAD_DIM,
+    _WAN21_HEADS,
+    _WAN21_Z,
+    _wan21_vae,
+    wan21_transformer,
+    wan_flow_scheduler,
+)
 
 _CLIP_SIDE = 32
 _CLIP_PATCH = 16
@@ -24,7 +31,6 @@ _CLIP_DIM = 16
 CLIP_TOKENS = (_CLIP_SIDE // _CLIP_PATCH) ** 2 + 1
 """The tiny encoder's tokens per picture: its patches and the class token (the real ViT-H/14
 at 224 pixels: 16 x 16 + 1 = 257)."""
-_HEADS, _HEAD_DIM = 2, 12
 
 
 def _clip_components() -> dict[str, Any]:
@@ -53,25 +59,11 @@ def _flf2v_transformer():  # type: ignore[no-untyped-def]
     """Wan 2.1 I2V's transformer at tiny width, with the FLF2V image branch: CLIP tokens of
     ``_CLIP_DIM`` projected into cross-attention keys and values, position embeddings for two
     pictures' tokens."""
-    from diffusers import WanTransformer3DModel
-
-    _seed(4)
-    return WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=_HEADS,
-        attention_head_dim=_HEAD_DIM,
-        in_channels=2 * _WAN21_Z + 4,
-        out_channels=_WAN21_Z,
-        text_dim=_T5_DIM,
-        freq_dim=32,
-        ffn_dim=32,
-        num_layers=2,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        eps=1e-6,
+    return wan21_transformer(
+        2 * _WAN21_Z + 4,
+        4,
         image_dim=_CLIP_DIM,
-        added_kv_proj_dim=_HEADS * _HEAD_DIM,
-        rope_max_seq_len=1024,
+        added_kv_proj_dim=_WAN21_HEADS * _WAN21_HEAD_DIM,
         pos_embed_seq_len=2 * CLIP_TOKENS,
     )
 
@@ -79,17 +71,12 @@ def _flf2v_transformer():  # type: ignore[no-untyped-def]
 def build_tiny_wan_flf2v(target: Path) -> None:
     """A ``WanImageToVideoPipeline`` shaped like Wan2.1-FLF2V-14B-720P-diffusers: one
     transformer, the CLIP encoder and processor, UniPC over flow sigmas at shift 16."""
-    from diffusers import UniPCMultistepScheduler, WanImageToVideoPipeline
+    from diffusers import WanImageToVideoPipeline
 
     pipe = WanImageToVideoPipeline(
         vae=_wan21_vae(),
         transformer=_flf2v_transformer(),
-        scheduler=UniPCMultistepScheduler(
-            num_train_timesteps=1000,
-            prediction_type="flow_prediction",
-            use_flow_sigmas=True,
-            flow_shift=16.0,
-        ),
+        scheduler=wan_flow_scheduler(16.0),
         **_clip_components(),
         **_umt5_text_components(_WAN_TEXT_LEN),
     )

@@ -22,6 +22,9 @@ from bot.core.tiny.common import _VOCAB_WORDS, _seed
 from bot.core.tiny.dit import _T5_DIM, _WAN_TEXT_LEN, _umt5_text_components, lightx2v_lora_state
 
 _WAN21_Z = 16
+_WAN21_HEADS, _WAN21_HEAD_DIM = 2, 12
+"""The tiny Wan 2.1-layout transformers' attention: two heads of 12 (FLF2V's image branch
+projects into their 24 widths)."""
 LIGHTX2V_22_FILES = {
     "t2v_high": "wan2.2_t2v_A14b_high_noise_lora_rank64_lightx2v_4step_1217.safetensors",
     "t2v_low": "wan2.2_t2v_A14b_low_noise_lora_rank64_lightx2v_4step_1217.safetensors",
@@ -36,8 +39,10 @@ hub serves each under its own name and the registry's pair syntax is the real on
 
 
 def _wan21_vae():  # type: ignore[no-untyped-def]
-    """The Wan 2.1 VAE that both A14B repos ship: 16 latent channels, 8x spatial and 4x temporal
-    compression, no patches or residual blocks; only the nine arguments its hub config has."""
+    """The Wan 2.1 VAE that both A14B repos ship (and FLF2V, VACE and 2.1 T2V): 16 latent
+    channels, 8x spatial and 4x temporal compression, no patches or residual blocks; only the
+    nine arguments its hub config has, so every later one (Wan 2.2's patches, residual blocks,
+    decoder width) stays at its default, as it does when diffusers loads the real file."""
     from diffusers import AutoencoderKLWan
 
     _seed()
@@ -54,44 +59,64 @@ def _wan21_vae():  # type: ignore[no-untyped-def]
     )
 
 
-def _wan_expert(in_channels: int, seed_offset: int):  # type: ignore[no-untyped-def]
-    """One A14B expert at tiny width: 1x2x2 patches, 16 latent channels out, no CLIP image input
-    (``image_dim=None``: Wan 2.2 I2V conditions through 36 input channels instead). The two
-    experts are seeded differently, so they are two networks, as the high- and low-noise
-    checkpoints are."""
-    from diffusers import WanTransformer3DModel
+def wan21_transformer(  # type: ignore[no-untyped-def]
+    in_channels: int = _WAN21_Z,
+    seed_offset: int = 0,
+    *,
+    vace_layers: list[int] | None = None,
+    **branch: Any,
+):
+    """Every tiny transformer of the Wan 2.1 layout (the A14B experts, FLF2V's, VACE's, the local
+    hub's 2.1 T2V), so they all share one tiny width and depth: 1x2x2 patches, two heads of 12,
+    two blocks (a head and a tail: what the cache hooks split, ``bot.core.caches``), 16 latent
+    channels out, seeded at ``seed_offset`` right before it is made. What the checkpoints differ
+    in is given: ``in_channels``, ``branch`` (FLF2V's CLIP image branch: ``image_dim``,
+    ``added_kv_proj_dim``, ``pos_embed_seq_len``; VACE's ``vace_in_channels``), and
+    ``vace_layers``, which makes it a ``WanVACETransformer3DModel``."""
+    from diffusers import WanTransformer3DModel, WanVACETransformer3DModel
 
     _seed(seed_offset)
-    return WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=12,
-        in_channels=in_channels,
-        out_channels=_WAN21_Z,
-        text_dim=_T5_DIM,
-        freq_dim=32,
-        ffn_dim=32,
-        num_layers=2,  # a head and a tail block: what the cache hooks split (bot.core.caches)
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        eps=1e-6,
-        image_dim=None,
-        added_kv_proj_dim=None,
-        rope_max_seq_len=1024,
-        pos_embed_seq_len=None,
-    )
+    shape: dict[str, Any] = {
+        "patch_size": (1, 2, 2),
+        "num_attention_heads": _WAN21_HEADS,
+        "attention_head_dim": _WAN21_HEAD_DIM,
+        "in_channels": in_channels,
+        "out_channels": _WAN21_Z,
+        "text_dim": _T5_DIM,
+        "freq_dim": 32,
+        "ffn_dim": 32,
+        "num_layers": 2,
+        "cross_attn_norm": True,
+        "qk_norm": "rms_norm_across_heads",
+        "eps": 1e-6,
+        "image_dim": None,
+        "added_kv_proj_dim": None,
+        "rope_max_seq_len": 1024,
+        "pos_embed_seq_len": None,
+    }
+    if vace_layers is not None:
+        return WanVACETransformer3DModel(**shape, vace_layers=vace_layers, **branch)
+    return WanTransformer3DModel(**{**shape, **branch})
 
 
-def _wan_a14b_scheduler():  # type: ignore[no-untyped-def]
-    """The A14B diffusers repos' scheduler: UniPC over flow sigmas at shift 3.0, which is what
-    ``scripts/convert_wan_to_diffusers.py`` writes for them (the registry sets the card's shift)."""
+def _wan_expert(in_channels: int, seed_offset: int):  # type: ignore[no-untyped-def]
+    """One A14B expert: no CLIP image input (``image_dim=None``: Wan 2.2 I2V conditions through
+    36 input channels instead). The two experts are seeded differently, so they are two
+    networks, as the high- and low-noise checkpoints are."""
+    return wan21_transformer(in_channels, seed_offset)
+
+
+def wan_flow_scheduler(shift: float = 3.0):  # type: ignore[no-untyped-def]
+    """The Wan 2.1-layout diffusers repos' scheduler: UniPC over flow sigmas at ``shift``, which
+    is what ``scripts/convert_wan_to_diffusers.py`` writes for them (3.0 for the A14B repos,
+    VACE and 2.1 T2V, 16.0 for FLF2V; the registry sets the card's shift)."""
     from diffusers import UniPCMultistepScheduler
 
     return UniPCMultistepScheduler(
         num_train_timesteps=1000,
         prediction_type="flow_prediction",
         use_flow_sigmas=True,
-        flow_shift=3.0,
+        flow_shift=shift,
     )
 
 
@@ -104,7 +129,7 @@ def build_tiny_wan_a14b(target: Path) -> None:
         vae=_wan21_vae(),
         transformer=_wan_expert(_WAN21_Z, 0),
         transformer_2=_wan_expert(_WAN21_Z, 1),
-        scheduler=_wan_a14b_scheduler(),
+        scheduler=wan_flow_scheduler(),
         boundary_ratio=0.875,
         expand_timesteps=False,
         **_umt5_text_components(_WAN_TEXT_LEN),
@@ -122,7 +147,7 @@ def build_tiny_wan_a14b_i2v(target: Path) -> None:
         vae=_wan21_vae(),
         transformer=_wan_expert(2 * _WAN21_Z + 4, 0),
         transformer_2=_wan_expert(2 * _WAN21_Z + 4, 1),
-        scheduler=_wan_a14b_scheduler(),
+        scheduler=wan_flow_scheduler(),
         image_encoder=None,
         image_processor=None,
         boundary_ratio=0.9,

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.core.tiny.common import _seed
-from bot.core.tiny.dit import _T5_DIM, _WAN_TEXT_LEN, _umt5_text_components
-from bot.core.tiny.newer import _WAN21_Z, _wan21_vae
+from bot.core.tiny.dit import _WAN_TEXT_LEN, _umt5_text_components
+from bot.core.tiny.newer import _WAN21_Z, _wan21_vae, wan21_transformer, wan_flow_scheduler
 
 _VACE_IN = 2 * _WAN21_Z + 8 * 8
 """The context's latents, its inactive latents, and the mask folded into the VAE's patches."""
@@ -25,45 +24,18 @@ _VACE_IN = 2 * _WAN21_Z + 8 * 8
 def _vace_transformer():  # type: ignore[no-untyped-def]
     """Wan 2.1 T2V's transformer at tiny width with one VACE block (on layer 0, as the real 1.3B
     has one on every even layer of 30)."""
-    from diffusers import WanVACETransformer3DModel
-
-    _seed(6)
-    return WanVACETransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=12,
-        in_channels=_WAN21_Z,
-        out_channels=_WAN21_Z,
-        text_dim=_T5_DIM,
-        freq_dim=32,
-        ffn_dim=32,
-        num_layers=2,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        eps=1e-6,
-        image_dim=None,
-        added_kv_proj_dim=None,
-        rope_max_seq_len=1024,
-        pos_embed_seq_len=None,
-        vace_layers=[0],
-        vace_in_channels=_VACE_IN,
-    )
+    return wan21_transformer(_WAN21_Z, 6, vace_layers=[0], vace_in_channels=_VACE_IN)
 
 
 def build_tiny_wan_vace(target: Path) -> None:
     """A ``WanVACEPipeline`` shaped like Wan2.1-VACE-1.3B-diffusers: one transformer with VACE
     blocks, the Wan 2.1 VAE, umt5 text parts, UniPC over flow sigmas at shift 3.0."""
-    from diffusers import UniPCMultistepScheduler, WanVACEPipeline
+    from diffusers import WanVACEPipeline
 
     pipe = WanVACEPipeline(
         vae=_wan21_vae(),
         transformer=_vace_transformer(),
-        scheduler=UniPCMultistepScheduler(
-            num_train_timesteps=1000,
-            prediction_type="flow_prediction",
-            use_flow_sigmas=True,
-            flow_shift=3.0,
-        ),
+        scheduler=wan_flow_scheduler(3.0),
         **_umt5_text_components(_WAN_TEXT_LEN),
     )
     pipe.save_pretrained(target)  # type: ignore[attr-defined]
