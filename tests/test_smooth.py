@@ -140,6 +140,15 @@ def test_smooth_is_checked_against_the_models_rate_up_front(
     assert "\n" not in str(caught.value)
 
 
+def test_a_smoothed_clip_stays_under_the_frame_limit() -> None:
+    """4x of LTX-Video's 257 frames would hold 1028 frames in memory: refused before queueing,
+    with the count; 97 frames (388 smoothed) pass."""
+    long = {"model": "ltx_video", "fps": 8, "smooth": 32}
+    with pytest.raises(InvalidParameterError, match="the result would have 1028 frames; the limit"):
+        GenerationParams(prompt="a boat", num_frames=257, **long)
+    assert GenerationParams(prompt="a boat", num_frames=97, **long).smooth == 32
+
+
 def test_smooth_is_a_prompt_flag_and_survives_a_rerun() -> None:
     flags = parse_prompt_flags("a boat --smooth 48 --fps 16")
     params = GenerationParams(prompt=flags.prompt, model="tiny_t2v", **flags.options)

@@ -291,7 +291,7 @@ class GenerationParams(_Validated):
                 "is the last frame of a video that starts from a picture: give image too",
             )
         if self.smooth is not None:
-            _check_smooth(self.smooth, self.fps, self.interpolate)
+            _check_smooth(self.smooth, self.fps, self.interpolate, self.num_frames)
         if self.model is not None:
             get_spec(self.model).check_params(self)
         else:
@@ -312,10 +312,11 @@ class GenerationParams(_Validated):
         return GenerationParams(**{**given, "model": key})
 
 
-def _check_smooth(wanted: int, fps: int, interpolate: int) -> None:
+def _check_smooth(wanted: int, fps: int, interpolate: int, frames: int) -> None:
     """``smooth`` against the video's rate (``fps``: the member's or the model's): one line that
     says what fits when it is refused (:func:`bot.core.enhance.rates.target_fps`: a whole factor
-    of 2 to 4, at most 60 fps), so the refusal comes before anything is queued."""
+    of 2 to 4, at most 60 fps), so the refusal comes before anything is queued. The smoothed clip
+    holds ``frames`` times the factor, under the same frame limit as an edit's result."""
     from bot.core.enhance.rates import MAX_OUTPUT_FPS, target_fps
 
     if interpolate > 1:
@@ -341,9 +342,10 @@ def _check_smooth(wanted: int, fps: int, interpolate: int) -> None:
             f"{wanted} fps is past the {MAX_OUTPUT_FPS:g} fps Discord plays smoothly: {advice}",
         )
     try:
-        target_fps(fps, fps=wanted)
+        factor, _ = target_fps(fps, fps=wanted)
     except InvalidParameterError as exc:  # the rate's own wording, under the member's name for it
         raise InvalidParameterError("smooth", str(exc).removeprefix(f"{exc.field}: ")) from None
+    _check_growth("smooth", frames * factor)
 
 
 def _no_control_characters(field: str, value: str) -> None:
