@@ -28,11 +28,10 @@ from bot.core.aspect import ASPECTS
 from bot.core.enhance.names import learned_scale
 from bot.core.errors import InvalidParameterError, MediaError, VideoBotError
 from bot.core.extend import (
-    check_limits,
     choose_extender,
     extend_models,
     extender_spec,
-    plan_extend,
+    plan_within_limits,
 )
 from bot.core.manager import ManagerOptions
 from bot.core.registry import get_spec, restyle_models
@@ -237,10 +236,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"default: {DEFAULT_UPSCALER} (Real-ESRGAN, any size, a 67 MB download); "
         "zeroscope_xl for Zeroscope XL at 1024x576 (a large download, said before it starts); "
-        "tiny_v2v for a quick test",
+        "ltx2 for LTX-2's x2 latent upsampler on a video an LTX-2 model made (name it with "
+        "--model); tiny_v2v for a quick test",
     )
     upscale.add_argument(
         "--scale", type=int, default=None, help="Real-ESRGAN: 2 or 4 times wider and taller"
+    )
+    upscale.add_argument(
+        "--model",
+        default=None,
+        help="--upscaler ltx2: the LTX-2 model that made the video (ltx2, ltx2_distilled); "
+        "its VAE and latent upsampler run the upscale",
     )
     upscale.add_argument("--prompt", default="", help="what the video shows (guides the upscaler)")
     upscale.add_argument("--strength", type=float, default=0.6)
@@ -275,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="a model that extends (default: [models] extender, else the first enabled of: "
         + ", ".join(extend_models())
-        + ")",
+        + "; for a clip with sound, one of those that makes sound first)",
     )
     extend.add_argument(
         "--frames",
@@ -666,13 +672,17 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
     with _output_folder(args.output):
         source = GenerationResult.from_video_file(_existing(args.input), limits)
         upscaler = _upscaler_key(args.upscaler or DEFAULT_UPSCALER, args.scale)
-        if learned_scale(upscaler) is None:
+        model = _ltx2_upscale_model(upscaler, args.model, source)
+        if model is not None:
+            _load(model)
+        elif learned_scale(upscaler) is None:
             _load(upscaler)
         result, path = _run_and_save(
             partial(
                 get_generation_engine().upscale,
                 source,
                 upscaler=upscaler,
+                model=model,
                 strength=args.strength,
             ),
             args,
@@ -710,23 +720,25 @@ def _cmd_restyle(args: argparse.Namespace) -> int:
 
 def _cmd_extend(args: argparse.Namespace) -> int:
     """The original followed by its continuation (``bot.core.extend``): the model, the length and
-    the memory are checked, and refused with the numbers, before anything is loaded."""
+    the memory are checked, and refused with the numbers, before anything is loaded. Unnamed,
+    the model is the bot's choice for this clip (one that makes sound first for a clip with
+    sound), so it is chosen once the clip is open."""
     from bot.core import GenerationResult, get_generation_engine
 
-    if args.model is not None:
-        key = extender_spec(args.model).key
-    else:
-        models = _bot_settings().models
-        key = choose_extender(models.enabled, models.extender, None)
+    key = extender_spec(args.model).key if args.model is not None else None
     _configure_manager(args)
     limits = _bot_limits().media
     with _output_folder(args.output):
         source = GenerationResult.from_video_file(_existing(args.input), limits)
+        if key is None:
+            models = _bot_settings().models
+            key = choose_extender(
+                models.enabled, models.extender, None, sound=source.sound is not None
+            )
         width, height = source.size
-        plan = plan_extend(
-            get_spec(key), width, height, len(source.images), source.frame_rate, args.frames
+        plan = plan_within_limits(
+            get_spec(key), width, height, len(source.images), source.frame_rate, args.frames, limits
         )
-        check_limits(plan, width, height, limits)
         _load(key, image=plan.method == "last_frame")
         result, path = _run_and_save(
             partial(
@@ -748,17 +760,50 @@ def _cmd_extend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ltx2_upscale_model(upscaler: str, model: str | None, source: GenerationResult) -> str | None:
+    """For ``--upscaler ltx2``, the LTX-2 model named by ``--model`` once the video fits its
+    rules (sides in 32s, 8k+1 frames), before anything loads; None for any other upscaler, which
+    takes no ``--model``."""
+    from bot.core.enhance.names import check_ltx2_upscale, is_ltx2_upscaler, ltx2_upscale_spec
+
+    if not is_ltx2_upscaler(upscaler):
+        if model is not None:
+            raise InvalidParameterError("model", "only --upscaler ltx2 takes --model")
+        return None
+    if model is None:
+        raise InvalidParameterError(
+            "model",
+            "--upscaler ltx2 needs the LTX-2 model that made the video: --model ltx2 or "
+            "--model ltx2_distilled; any video: --upscaler realesrgan",
+        )
+    spec = ltx2_upscale_spec(model)
+    check_ltx2_upscale(spec, *source.size, len(source.images))
+    return spec.key
+
+
 def _upscaler_key(name: str, scale: int | None) -> str:
     """``realesrgan`` (with ``--scale``) as the engine's ``realesrgan_x2``/``_x4``;
     ``zeroscope_xl`` as Zeroscope XL's key; any other name as given (a registry upscaler)."""
     from bot.core.enhance import check_upscale
-    from bot.core.enhance.names import DIFFUSION_UPSCALER, learned_key
+    from bot.core.enhance.names import (
+        DIFFUSION_UPSCALER,
+        LTX2_SCALE,
+        LTX2_UPSCALER,
+        is_ltx2_upscaler,
+        learned_key,
+    )
 
     learned = learned_scale(name)
     if learned is not None:
         chosen = learned if scale is None else scale
         check_upscale(1, 1, chosen)  # the scale alone: 2 or 4
         return learned_key(chosen)
+    if is_ltx2_upscaler(name):
+        if scale is not None and scale != LTX2_SCALE:
+            raise InvalidParameterError(
+                "scale", f"LTX-2's latent upsampler upscales 2x only (got {scale})"
+            )
+        return LTX2_UPSCALER
     if scale is not None:
         raise InvalidParameterError(
             "scale", f"only Real-ESRGAN takes a scale; {name} upscales to its own size"

@@ -147,9 +147,10 @@ class ModelSettings(_ManagerKeys):  # type: ignore[misc,valid-type]
     Real-ESRGAN (a diffusion upscaler is still there by name: ``/upscale upscaler:zeroscope_xl``)."""
     extender: str | None = None
     """What Extend (``/edit operation:extend``, ``!extend``, the button) continues clips with: the
-    key of an enabled model that can extend (``bot.core.extend``). Unset: the first enabled one
-    in the order Wan VACE, LTX-Video 0.9.7 (the tail as a condition), an image-to-video model from
-    the last frame."""
+    key of an enabled model that can extend (``bot.core.extend``). Unset: for a clip with sound,
+    the first enabled extender that makes sound (LTX-2, which continues it); otherwise the first
+    enabled one in the order Wan VACE, LTX-2, LTX-Video 0.9.7 (the tail as a condition), an
+    image-to-video model from the last frame."""
 
     @model_validator(mode="after")
     def _valid_manager_options(self) -> ModelSettings:

@@ -35,8 +35,13 @@ from bot.core.engine import GenerationEngine
 from bot.core.enhance.names import (
     DIFFUSION_UPSCALER,
     LEARNED_UPSCALER,
+    LTX2_SCALE,
+    LTX2_UPSCALER,
+    check_ltx2_upscale,
+    is_ltx2_upscaler,
     learned_key,
     learned_scale,
+    ltx2_upscale_spec,
 )
 from bot.core.errors import InvalidParameterError, MediaError, VideoBotError
 from bot.core.images import ImageLimits, fit_image, load_end_image, load_image, save_image
@@ -386,12 +391,13 @@ class VideoService:
         frame), all refused with the numbers before anything is recorded or queued.
 
         ``upscaler``: ``realesrgan`` (any size, ``scale`` 2 or 4), ``zeroscope_xl`` (the source
-        model's diffusion upscaler, at its own size) or a diffusion upscaler's key; None: the
-        configured default (:meth:`_choose_upscaler`)."""
+        model's diffusion upscaler, at its own size), ``ltx2`` (LTX-2's x2 latent upsampler, for
+        LTX-2 results) or a diffusion upscaler's key; None: the configured default
+        (:meth:`_choose_upscaler`)."""
 
         def plan(source: SourceVideo) -> _SourceJob:
             key = self._choose_upscaler(source.model, upscaler, scale)
-            self._check_upscale_source(source.info, key)
+            self._check_upscale_source(source.info, key, source.model)
             return self._upscale_job(source, key)
 
         return await self._submit_on_source(who, where, JobKind.UPSCALE, (), plan)
@@ -407,6 +413,14 @@ class VideoService:
             if isinstance(chosen, bool) or chosen not in enhance.UPSCALE_FACTORS:
                 raise InvalidParameterError("scale", f"must be 2 or 4 (got {chosen!r})")
             return learned_key(chosen)
+        if is_ltx2_upscaler(name):
+            if scale is not None and scale != LTX2_SCALE:
+                raise InvalidParameterError(
+                    "scale", f"LTX-2's latent upsampler upscales 2x only (got {scale!r})"
+                )
+            # The LTX-2 model that made the video runs it: it must be enabled here.
+            self.check_enabled(ltx2_upscale_spec(model).key)
+            return LTX2_UPSCALER
         if name.strip().lower() == DIFFUSION_UPSCALER:
             key = (get_spec(model).upscaler if model else None) or self._default_upscaler()
         else:
@@ -424,10 +438,15 @@ class VideoService:
         self.check_enabled(key)
         return key
 
-    def _check_upscale_source(self, info: media.VideoInfo, upscaler: str) -> None:
+    def _check_upscale_source(
+        self, info: media.VideoInfo, upscaler: str, model: str | None = None
+    ) -> None:
         scale = learned_scale(upscaler)
         if scale is not None:
             self._check_learned_upscale(info, scale)
+            return
+        if is_ltx2_upscaler(upscaler):
+            self._check_ltx2_upscale(info, model)
             return
         spec = get_spec(upscaler)
         if info.frame_count > spec.max_frames:
@@ -460,10 +479,36 @@ class VideoService:
                 advice="trim it first" + (", or use 2x" if scale > 2 else ""),
             )
 
+    def _check_ltx2_upscale(self, info: media.VideoInfo, model: str | None) -> None:
+        """LTX-2's size and frame rules (sides in 32s, 8k+1 frames, the result within the
+        model's sizes); the worker holds the source frames and the upscaled ones, 4 times
+        larger, at once."""
+        check_ltx2_upscale(ltx2_upscale_spec(model), info.width, info.height, info.frame_count)
+        held = info.decoded_bytes * (1 + LTX2_SCALE * LTX2_SCALE)
+        if not self.decode_budget.fits(held):
+            raise media.memory_refusal(
+                "upscaling this video with ltx2",
+                info,
+                info.frame_count,
+                held,
+                self.decode_budget.total,
+                advice="trim it first",
+            )
+
     @staticmethod
     def _upscale_job(source: SourceVideo, upscaler: str) -> _SourceJob:
         """The upscale of ``source``: under the source's prompt, and a diffusion upscaler's own
-        frame limit (which a file lying about its length cannot get past); Real-ESRGAN has none."""
+        frame limit (which a file lying about its length cannot get past); Real-ESRGAN has none.
+        LTX-2's latent upsampler runs on the LTX-2 model that made the video: that is the job's
+        model (loaded as for a generation), under its frame limit."""
+        if is_ltx2_upscaler(upscaler):
+            spec = ltx2_upscale_spec(source.model)
+            return _SourceJob(
+                model=spec.key,
+                prompt=source.prompt,
+                params={"upscaler": LTX2_UPSCALER},
+                frame_limit=spec.max_frames,
+            )
         learned = learned_scale(upscaler) is not None
         return _SourceJob(
             model=upscaler,
@@ -600,38 +645,45 @@ class VideoService:
         seed: int | None = None,
     ) -> Job:
         """Continue a clip after ``prompt`` (``bot.core.extend``) on the extender asked for, the
-        owner's ``[models] extender`` or the best enabled one. The prompt first, then admission
-        (its words too), then the video (an upload is fetched only now), planned from its probe
-        and held to the upload and memory limits: every refusal, with the numbers, before
-        anything is recorded or queued."""
+        owner's ``[models] extender`` or the best enabled one for this clip (one that makes sound
+        first when it has sound, so its sound goes on). The prompt and the model first, then
+        admission (its words too), then the video (an upload is fetched only now), planned from
+        its probe and held to the upload and memory limits: every refusal, with the numbers,
+        before anything is recorded or queued."""
         prompt = prompt.strip()
         if not prompt:
             raise InvalidParameterError(
                 "prompt", "say how the clip should go on, e.g. `the boat sails into the sunset`"
             )
-        key = self.extender(model)
+        self.extender(model)  # a model that cannot extend, or none enabled: refused at once
 
         def plan(source: SourceVideo) -> _SourceJob:
+            key = self.extender(model, sound=source.info.audio is not None)
             self._check_extend_source(source.info, key, new_frames)
             return _SourceJob(key, prompt, {"new_frames": new_frames, "seed": seed})
 
         return await self._submit_on_source(who, where, JobKind.EXTEND, [("prompt", prompt)], plan)
 
-    def extender(self, requested: str | None = None) -> str:
+    def extender(self, requested: str | None = None, sound: bool = False) -> str:
         """The model an extension runs on (``bot.core.extend.choose_extender``): the one asked
-        for, else ``[models] extender``, else the best enabled; a one-line refusal naming the
-        extenders when none is enabled."""
+        for, else ``[models] extender``, else the best enabled (for a clip with ``sound``, one
+        that makes sound first); a one-line refusal naming the extenders when none is enabled."""
         return extending.choose_extender(
-            self.settings.models.enabled, self.settings.models.extender, requested
+            self.settings.models.enabled, self.settings.models.extender, requested, sound
         )
 
     def _check_extend_source(self, info: media.VideoInfo, key: str, new_frames: int | None) -> None:
         """The result's length against the upload limits and its frames against the memory
         budget (the worker holds the original, the continuation and the render at once)."""
-        plan = extending.plan_extend(
-            get_spec(key), info.width, info.height, info.frame_count, info.fps, new_frames
+        extending.plan_within_limits(
+            get_spec(key),
+            info.width,
+            info.height,
+            info.frame_count,
+            info.fps,
+            new_frames,
+            self.upload_limits(),
         )
-        extending.check_limits(plan, info.width, info.height, self.upload_limits())
 
     async def _record_request(
         self,

@@ -368,12 +368,15 @@ _UPSCALER_WORDS = {
     "zeroscope_xl": "zeroscope_xl",
     "zeroscope-xl": "zeroscope_xl",
     "xl": "zeroscope_xl",
+    "ltx2": "ltx2",
+    "ltx-2": "ltx2",
 }
 
 
 def _upscale(args: list[str]) -> dict[str, object]:
     """``upscale``, ``upscale 4x`` (Real-ESRGAN's scale), ``upscale zeroscope`` (the diffusion
-    upscaler), ``upscale realesrgan 4x``: words in any order, each once."""
+    upscaler), ``upscale ltx2`` (LTX-2's latent upsampler, for LTX-2 results), ``upscale
+    realesrgan 4x``: words in any order, each once."""
     arguments: dict[str, object] = {}
     for arg in args:
         digits = _FACTOR.fullmatch(arg)
@@ -385,7 +388,9 @@ def _upscale(args: list[str]) -> dict[str, object]:
         elif scale is not None:
             key, value = "scale", scale
         else:
-            raise _usage_error("upscale", args, f"{_shorten(arg)!r} is not 2x, 4x or zeroscope")
+            raise _usage_error(
+                "upscale", args, f"{_shorten(arg)!r} is not 2x, 4x, zeroscope or ltx2"
+            )
         if key in arguments:
             raise _usage_error("upscale", args, f"{key} given twice")
         arguments[key] = value
@@ -460,7 +465,7 @@ _COMMANDS: dict[str, _Command] = {
         f"interpolate [{INTERPOLATE_FACTOR.low:g}-{INTERPOLATE_FACTOR.high:g}] or interpolate 60fps",
         _interpolate,
     ),
-    "upscale": _Command("upscale [2x|4x] [zeroscope]", _upscale),
+    "upscale": _Command("upscale [2x|4x] [zeroscope|ltx2]", _upscale),
     "animate": _Command("animate [PROMPT]", _no_arguments("animate")),  # parsed before the rest
     "restyle": _Command(  # parsed before the rest, as animate
         f"restyle [STRENGTH] PROMPT (strength {STRENGTH_HELP}), e.g. restyle 0.6 an oil painting",
@@ -481,7 +486,7 @@ Reply to one of my videos with a command, mentioning me or starting it with the 
 `reverse`: play it backwards
 `loop [N]`: play it N times, {LOOPS.low:g} to {LOOPS.high:g} (default 2)
 `interpolate [{INTERPOLATE_FACTOR.low:g}-{INTERPOLATE_FACTOR.high:g}]` or `interpolate 60fps` (or `smooth`): add in-between frames for smoother motion, up to 60 fps
-`upscale [2x|4x]`: a larger, sharper version (Real-ESRGAN); `upscale zeroscope`: Zeroscope XL at 1024x576
+`upscale [2x|4x]`: a larger, sharper version (Real-ESRGAN); `upscale zeroscope`: Zeroscope XL at 1024x576; `upscale ltx2`: LTX-2's latent upsampler, 2x (LTX-2 videos)
 `animate [prompt] [--flags]`: reply to a picture to bring it to life (image-to-video)
 `restyle [strength] prompt`: redraw the video after the prompt, e.g. `restyle 0.6 an oil painting` (strength {STRENGTH_HELP})
 `extend prompt`: continue the clip from its last frames, e.g. `extend the boat sails away`

@@ -81,8 +81,9 @@ class Worker:
             if spec.kind is JobKind.UPSCALE:
                 source = source_video(spec, Path(folder))
                 upscaler = str(spec.params.get("upscaler") or spec.model)
+                # ``model``: for ``ltx2``, the LTX-2 model that made the video (its VAE runs it).
                 return self.engine.upscale(
-                    source, upscaler=upscaler, prompt=spec.prompt, control=control
+                    source, upscaler=upscaler, model=spec.model, prompt=spec.prompt, control=control
                 )
             if spec.kind is JobKind.RESTYLE:
                 return self.engine.restyle(

@@ -12,7 +12,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.admission import Requester
-from bot.core.enhance.names import DIFFUSION_UPSCALER, LEARNED_UPSCALER, UPSCALE_FACTORS
+from bot.core.enhance.names import (
+    DIFFUSION_UPSCALER,
+    LEARNED_UPSCALER,
+    LTX2_UPSCALER,
+    UPSCALE_FACTORS,
+)
 from bot.core.enhance.rates import MAX_OUTPUT_FPS
 from bot.core.errors import VideoBotError
 from bot.core.restyle import STRENGTH, STRENGTH_HELP
@@ -188,7 +193,8 @@ class EditCog(commands.Cog):
     @app_commands.describe(
         job="The job id of a previous result (see /history); default: your latest video",
         video="Or a video file to upscale",
-        upscaler="Real-ESRGAN (any size, 2x or 4x; the default) or Zeroscope XL (1024x576)",
+        upscaler="Real-ESRGAN (any size, 2x/4x; default), Zeroscope XL (1024x576), "
+        "LTX-2 upsampler (LTX-2 videos, 2x)",
         scale="Real-ESRGAN: 2x or 4x wider and taller (default 2x)",
     )
     @app_commands.choices(
@@ -196,6 +202,9 @@ class EditCog(commands.Cog):
             app_commands.Choice(name="Real-ESRGAN (any size)", value=LEARNED_UPSCALER),
             app_commands.Choice(
                 name="Zeroscope XL (diffusion, 1024x576)", value=DIFFUSION_UPSCALER
+            ),
+            app_commands.Choice(
+                name="LTX-2 latent upsampler (LTX-2 results, 2x)", value=LTX2_UPSCALER
             ),
         ]
     )

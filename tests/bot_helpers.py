@@ -19,6 +19,7 @@ from bot.core import media
 
 if TYPE_CHECKING:
     from bot.core.manager import ModelManager
+    from tests.local_hub.server import LocalHub
 
 TINY_MODELS = ["tiny_t2v", "tiny_animatediff", "tiny_v2v"]
 
@@ -166,3 +167,28 @@ def rendered_here(manager: Any, tmp_path: Path, **params: Any) -> np.ndarray:
     path = result.save_as_video(tmp_path / "expected.mp4")
     frames, _ = media.decode(Path(path))
     return np.stack([np.asarray(f) for f in frames])
+
+
+@contextlib.contextmanager
+def hub_online(hub: LocalHub, cache: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalHub]:
+    """huggingface_hub pointed at the local ``hub`` with an empty ``cache``, as ``HF_ENDPOINT``
+    would, its request log cleared; the enhancers' loaded networks (RIFE, Real-ESRGAN) forgotten
+    before and after, so each test downloads what it needs."""
+    from huggingface_hub import constants
+
+    from bot.core import enhance
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
+    monkeypatch.setattr(
+        constants,
+        "HUGGINGFACE_CO_URL_TEMPLATE",
+        hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}",
+    )
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    enhance.unload()
+    hub.requests.clear()
+    try:
+        yield hub
+    finally:
+        enhance.unload()

@@ -5,6 +5,7 @@ extension, and the refusals, on the tiny Wan 2.2 TI2V twin (from the last frame)
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from bot_helpers import (
@@ -19,6 +20,7 @@ from bot_helpers import (
 )
 
 from bot.core import media
+from bot.service import VideoService
 from tests.test_sound import chirp, clip
 
 pytest_plugins = ("fake_discord.fixtures",)
@@ -111,3 +113,32 @@ async def test_extend_refusals_name_the_extenders_and_the_numbers(
         assert f"the result would last 2.6 s (9 + {NEW} frames at 8 fps)" in refusal.content
         assert "the limit is 2 s" in refusal.content
         assert await bot.store.count_history(fake.user.id, fake.guild.id) == before  # nothing
+
+
+async def test_a_clip_with_sound_goes_to_an_extender_that_continues_its_sound(
+    upload: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The extender is chosen once the clip is open (``_submit_on_source``'s plan): with VACE
+    and LTX-2 enabled, a clip with sound goes to LTX-2, which makes the continuation's sound;
+    a silent one to VACE, first in the usual order; a model asked for is kept either way."""
+    settings = make_settings(
+        tmp_path, models={"enabled": ["tiny_t2v", "tiny_wan_vace", "tiny_ltx2"]}
+    )
+    service = VideoService.__new__(VideoService)
+    service.settings = settings
+    service.decode_budget = SimpleNamespace(total=2**30)  # type: ignore[assignment]
+
+    async def planned(who, where, kind, texts, plan):  # type: ignore[no-untyped-def]
+        return plan(SimpleNamespace(info=media.probe(where)))
+
+    monkeypatch.setattr(service, "_submit_on_source", planned)
+    with_sound = tmp_path / "sound.mp4"
+    with_sound.write_bytes(upload)
+    silent = clip(tmp_path / "silent.mp4", size="64x48", rate=8, seconds=1.125)
+    chosen = {
+        path.name: (await service.submit_extend(None, path, prompt="on")).model  # type: ignore[arg-type]
+        for path in (with_sound, silent)
+    }
+    assert chosen == {"sound.mp4": "tiny_ltx2", "silent.mp4": "tiny_wan_vace"}
+    asked = await service.submit_extend(None, with_sound, prompt="on", model="tiny_wan_vace")  # type: ignore[arg-type]
+    assert asked.model == "tiny_wan_vace"

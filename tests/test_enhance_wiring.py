@@ -17,7 +17,14 @@ from typing import Any
 import imageio_ffmpeg
 import numpy as np
 import pytest
-from bot_helpers import custom_ids, decode_attachment, make_bot, make_settings, wait_for_result
+from bot_helpers import (
+    custom_ids,
+    decode_attachment,
+    hub_online,
+    make_bot,
+    make_settings,
+    wait_for_result,
+)
 from fake_discord import Upload
 
 from bot.core import enhance, media
@@ -45,23 +52,10 @@ def hub(model_cache: Path) -> Iterator[LocalHub]:
 
 
 @pytest.fixture
-def online(hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalHub:
-    """huggingface_hub pointed at the local hub with an empty cache, as ``HF_ENDPOINT`` would;
-    the enhancers' loaded networks forgotten before and after, so each test downloads."""
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
-    monkeypatch.setattr(
-        constants,
-        "HUGGINGFACE_CO_URL_TEMPLATE",
-        hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}",
-    )
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
-    enhance.unload()
-    hub.requests.clear()
-    yield hub
-    enhance.unload()
+def online(hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalHub]:
+    """The local hub online with an empty cache (``bot_helpers.hub_online``)."""
+    with hub_online(hub, tmp_path / "hub-cache", monkeypatch) as served:
+        yield served
 
 
 def fetched(hub: LocalHub) -> set[str]:
@@ -155,7 +149,7 @@ def test_reply_commands_take_a_rate_and_an_upscaler() -> None:
     assert parse_reply_command("!smooth fps=48").arguments == {"target_fps": 48.0}  # type: ignore[union-attr]
     assert parse_reply_command("!upscale 4x").arguments == {"scale": 4}  # type: ignore[union-attr]
     assert parse_reply_command("!upscale zeroscope").arguments == {"upscaler": "zeroscope_xl"}  # type: ignore[union-attr]
-    with pytest.raises(InvalidParameterError, match="'fast' is not 2x, 4x or zeroscope"):
+    with pytest.raises(InvalidParameterError, match="'fast' is not 2x, 4x, zeroscope or ltx2"):
         parse_reply_command("!upscale fast")
 
 

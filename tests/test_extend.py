@@ -20,6 +20,7 @@ from bot.core.extend import (
     extender_spec,
     match_colour,
     plan_extend,
+    plan_within_limits,
     seam_ratio,
 )
 from bot.core.registry import get_spec
@@ -112,6 +113,26 @@ def test_the_extender_is_the_one_asked_for_else_the_owners_else_the_best_enabled
         choose_extender(enabled, None, "tiny_wan_a14b_i2v")
 
 
+def test_a_clip_with_sound_prefers_an_enabled_extender_that_makes_sound() -> None:
+    """Only LTX-2 continues the clip's sound; the others pad it with silence."""
+    enabled = ["tiny_t2v", "tiny_wan", "tiny_wan_vace", "tiny_ltx2"]
+    assert choose_extender(enabled, None, None) == "tiny_wan_vace"  # the usual order
+    assert choose_extender(enabled, None, None, sound=True) == "tiny_ltx2"
+    silent_makers = ["tiny_wan", "tiny_ltx_distilled"]  # none makes sound: the usual order
+    assert choose_extender(silent_makers, None, None, sound=True) == "tiny_ltx_distilled"
+    assert choose_extender(enabled, "tiny_wan", None, sound=True) == "tiny_wan"  # the owner's
+    assert choose_extender(enabled, None, "tiny_wan_vace", sound=True) == "tiny_wan_vace"
+
+
+def test_planning_within_limits_plans_then_refuses_what_the_limits_would() -> None:
+    spec = get_spec("tiny_wan")
+    assert plan_within_limits(spec, 64, 48, 470, 8.0, None, None) == plan_extend(
+        spec, 64, 48, 470, 8.0
+    )
+    with pytest.raises(InvalidParameterError, match=r"the result would last .* the limit is 60 s"):
+        plan_within_limits(spec, 64, 48, 470, 8.0, None, media.MediaLimits(max_duration_s=60.0))
+
+
 def test_the_plan_follows_the_models_frame_rule_and_nearest_size() -> None:
     plan = plan_extend(get_spec("ltx_video_distilled"), 1920, 1080, 200, 30.0, 48)
     assert plan.context == 17 and get_spec("ltx_video_distilled").frames.accepts(plan.render_frames)
@@ -172,14 +193,27 @@ def test_extend_gives_the_original_then_the_continuation_with_its_sound(
     assert media.probe(out).frame_count == len(result.images)
 
 
+def silent_clip(folder: Path) -> Path:
+    """The extend tests' silent clip: 9 frames, 64x48 at 8 fps."""
+    return clip(folder / "silent.mp4", size="64x48", rate=8, seconds=1.125)
+
+
+def extended_silent_clip(
+    engine: GenerationEngine, folder: Path, model: str, new_frames: int
+) -> GenerationResult:
+    """:func:`silent_clip` extended on ``model``: it must come back, and silent (a sound that
+    started with the continuation would be a seam of its own)."""
+    source = GenerationResult.from_video_file(silent_clip(folder))
+    result = engine.extend(source, prompt="on", model=model, new_frames=new_frames)
+    assert result.error is None, result.error
+    assert result.sound is None
+    return result
+
+
 def test_an_extension_can_be_extended_and_a_silent_clip_stays_silent(
     engine: GenerationEngine, tmp_path: Path
 ) -> None:
-    silent = clip(tmp_path / "silent.mp4", size="64x48", rate=8, seconds=1.125)
-    first = engine.extend(
-        GenerationResult.from_video_file(silent), prompt="on", model="tiny_wan", new_frames=4
-    )
-    assert first.error is None and first.sound is None
+    first = extended_silent_clip(engine, tmp_path, "tiny_wan", 4)
     path = Path(first.save_as_video(tmp_path / "first.mp4"))
     assert media.probe(path).audio is None
     reopened = GenerationResult.from_video_file(path)
@@ -222,6 +256,33 @@ def test_cli_extend_writes_the_longer_clip_with_sound(
     )
     assert code == 2 and "tiny_t2v cannot extend a clip" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "no.mp4").exists()
+
+
+def test_cli_extend_unnamed_picks_by_the_clips_sound(
+    with_sound: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without ``--model`` the CLI chooses as the bot does, once the clip is open: LTX-2 for a
+    clip with sound, VACE (first in the usual order) for a silent one; stopped at the load."""
+    from bot import cli
+    from tests.test_cli import run_in_process
+
+    def stop(key: str, *, image: bool = False) -> None:
+        raise InvalidParameterError("model", f"would load {key}")
+
+    monkeypatch.setattr(cli, "_load", stop)
+    (tmp_path / "config.toml").write_text(
+        '[models]\nenabled = ["tiny_t2v", "tiny_wan_vace", "tiny_ltx2"]\n'
+    )
+    loads = []
+    for path in (with_sound, silent_clip(tmp_path)):
+        args = ["extend", str(path), "--prompt", "on", "-o", "out.mp4"]
+        code, _, err = run_in_process(args, tmp_path, capsys, monkeypatch)
+        assert code == 2, err
+        loads.append(err.split("would load ")[1].strip())
+    assert loads == ["tiny_ltx2", "tiny_wan_vace"]
 
 
 @pytest.mark.parametrize(

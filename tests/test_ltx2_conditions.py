@@ -20,6 +20,7 @@ from bot.core.extend import extend_models, plan_extend
 from bot.core.progress import JobControl, Progress
 from bot.core.registry import first_last_frame_models, get_spec
 from bot.core.result import GenerationResult
+from tests.test_extend import extended_silent_clip
 from tests.test_sound import PCM_RATE, TOLERANCE_S, assert_sound_fits, chirp, clip, pcm
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -166,11 +167,6 @@ def test_ltx2_extends_a_clip_and_continues_its_sound(
 def test_a_silent_clip_extended_by_ltx2_stays_silent(
     engine: GenerationEngine, tmp_path: Path
 ) -> None:
-    silent = clip(tmp_path / "silent.mp4", size="64x48", rate=8, seconds=1.125)
-    result = engine.extend(
-        GenerationResult.from_video_file(silent), prompt="on", model="tiny_ltx2", new_frames=8
-    )
-    assert result.error is None, result.error
-    assert result.sound is None
+    result = extended_silent_clip(engine, tmp_path, "tiny_ltx2", 8)
     out = Path(result.save_as_video(tmp_path / "silent-extended.mp4", encoder="libx264"))
     assert media.probe(out).audio is None

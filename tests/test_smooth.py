@@ -10,9 +10,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from bot_helpers import custom_ids, decode_attachment, make_bot, make_settings, wait_for_result
+from bot_helpers import (
+    custom_ids,
+    decode_attachment,
+    hub_online,
+    make_bot,
+    make_settings,
+    wait_for_result,
+)
 
-from bot.core import enhance, media
+from bot.core import media
 from bot.core.engine import GenerationEngine
 from bot.core.errors import InvalidParameterError
 from bot.core.params import GenerationParams
@@ -36,21 +43,9 @@ def hub(model_cache: Path) -> Iterator[LocalHub]:
 
 @pytest.fixture
 def online(hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalHub]:
-    """huggingface_hub pointed at the local hub with an empty cache (as in
-    tests/test_enhance_wiring.py), the loaded networks forgotten before and after."""
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
-    monkeypatch.setattr(
-        constants,
-        "HUGGINGFACE_CO_URL_TEMPLATE",
-        hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}",
-    )
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
-    enhance.unload()
-    yield hub
-    enhance.unload()
+    """The local hub online with an empty cache (``bot_helpers.hub_online``)."""
+    with hub_online(hub, tmp_path / "hub-cache", monkeypatch) as served:
+        yield served
 
 
 def as_array(frames: Any) -> np.ndarray:

@@ -287,7 +287,7 @@ def test_unknown_command_lists_every_command_with_its_syntax() -> None:
         ("!loop 2.5", "loop: '2.5' is not a whole number"),
         ("!interpolate x", "interpolate: 'x' is not a whole number; usage: interpolate [2-4]"),
         ("!reverse now", "reverse: got 'now'; usage: reverse"),
-        ("!upscale blurry", "upscale: 'blurry' is not 2x, 4x or zeroscope; usage: upscale"),
+        ("!upscale blurry", "upscale: 'blurry' is not 2x, 4x, zeroscope or ltx2; usage: upscale"),
     ],
 )
 def test_malformed_arguments_give_the_syntax(text: str, message: str) -> None:

@@ -14,8 +14,9 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.core import edits, media, smoothing, soundtrack
 from bot.core import extend as extending
@@ -46,6 +47,7 @@ from bot.core.registry import ModelSpec, get_spec
 from bot.core.result import GenerationResult
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 __all__ = [
     "DraftRecipe",
@@ -417,6 +419,7 @@ class GenerationEngine:
         result: GenerationResult,
         *,
         upscaler: str | None = None,
+        model: str | None = None,
         prompt: str | None = None,
         strength: float = DEFAULT_UPSCALE_STRENGTH,
         num_inference_steps: int | None = None,
@@ -426,14 +429,18 @@ class GenerationEngine:
         """Upscale through the model's upscaler (video-to-video on the resized frames), or
         through Real-ESRGAN when ``upscaler`` is ``realesrgan`` / ``realesrgan_x2`` /
         ``realesrgan_x4`` (:mod:`bot.core.enhance.names`; any size, no prompt, on the manager's
-        device); the frames keep their count and rate, so the sound is carried over as it is."""
-        from bot.core.enhance.names import learned_scale
+        device), or through LTX-2's x2 latent upsampler when it is ``ltx2`` (``model``, else the
+        result's own, is the LTX-2 model that made the video); the frames keep their count and
+        rate, so the sound is carried over as it is."""
+        from bot.core.enhance.names import is_ltx2_upscaler, learned_scale
 
         _require_frames(result, "upscale")
         control = control or JobControl()
         scale = learned_scale(upscaler)
         if scale is not None:
             return self._learned_upscale(result, scale, control)
+        if is_ltx2_upscaler(upscaler):
+            return self._ltx2_upscale(result, model or result.metadata.get("model"), seed, control)
         spec = self._upscaler_for(result, upscaler)
         strength = check_upscale_strength(strength)
         width, height = upscale_size(spec, *result.size)
@@ -521,6 +528,63 @@ class GenerationEngine:
             },
             generation_time=time.perf_counter() - started,
             seed_used=result.seed_used,
+            params=result.params,
+            fps=result.frame_rate,
+            timings=timings,
+            sound=result.sound,  # the frames keep their count and rate: the sound fits as it is
+        )
+
+    def _ltx2_upscale(
+        self, result: GenerationResult, model: str | None, seed: int | None, control: JobControl
+    ) -> GenerationResult:
+        """LTX-2's x2 latent upsampler on a video an LTX-2 model made: that model is loaded
+        through the manager as for a generation (its memory plan), and its own VAE encodes and
+        decodes (:func:`bot.core.pipelines.ltx2.upscale_frames`). The model, the size and the
+        frame count are refused before anything loads; a failure comes back as the error."""
+        import torch
+
+        from bot.core.enhance.names import LTX2_LABEL, check_ltx2_upscale, ltx2_upscale_spec
+        from bot.core.pipelines.ltx2 import upscale_frames
+
+        spec = ltx2_upscale_spec(model)
+        width, height = check_ltx2_upscale(spec, *result.size, len(result.images))
+        seed_used = _seed_or_random(seed)
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        try:
+            loaded = self._timed(timings, "load", lambda: self._load(spec))
+            request = loaded.load_request
+
+            def run() -> Any:
+                with loaded.lock, torch.inference_mode():
+                    return upscale_frames(
+                        loaded.pipeline,
+                        result.images,
+                        request.source if request is not None else spec.source,
+                        request.torch_dtype if request is not None else None,
+                        torch.Generator(device="cpu").manual_seed(seed_used),
+                        control,
+                    )
+
+            frames = self._timed(timings, "upscale", run)
+        except Exception as exc:
+            return self._failure(
+                exc, result.params, seed_used, started, spec, timings, size=(width, height)
+            )
+        from PIL import Image
+
+        return GenerationResult(
+            images=[Image.fromarray(frame) for frame in frames],
+            metadata={
+                **result.metadata,
+                "model": spec.key,
+                "upscaler": LTX2_LABEL,
+                "width": width,
+                "height": height,
+                "upscale_scale": 2,
+            },
+            generation_time=time.perf_counter() - started,
+            seed_used=seed_used,
             params=result.params,
             fps=result.frame_rate,
             timings=timings,
@@ -650,19 +714,20 @@ class GenerationEngine:
         seed_used = _seed_or_random(seed)
         started = time.perf_counter()
         timings: dict[str, float] = {}
-        try:
-            loaded = self._timed(timings, "load", lambda: self._load(spec))
-            frames, pipeline = self._timed(
-                timings,
-                "restyle",
-                lambda: self._run_restyle(
-                    loaded, result, plan, prompt, steps, strength, seed_used, control
-                ),
-            )
-        except Exception as exc:
-            return self._failure(
-                exc, None, seed_used, started, spec, timings, size=(plan.width, plan.height)
-            )
+        ran = self._load_and_run(
+            spec,
+            "restyle",
+            lambda loaded: self._run_restyle(
+                loaded, result, plan, prompt, steps, strength, seed_used, control
+            ),
+            seed_used,
+            started,
+            timings,
+            (plan.width, plan.height),
+        )
+        if isinstance(ran, GenerationResult):
+            return ran
+        frames, pipeline = ran
         from PIL import Image
 
         return GenerationResult(
@@ -700,18 +765,16 @@ class GenerationEngine:
         from bot.core.pipelines.restyle import restyle_adapter_for
 
         adapter = restyle_adapter_for(loaded.spec.family)
-        request = DenoiseRequest(
-            prompt=prompt,
-            negative_prompt="",
-            width=plan.width,
-            height=plan.height,
-            num_frames=plan.num_frames,
-            num_inference_steps=steps,
-            guidance_scale=loaded.spec.default_guidance,
-            generator=torch.Generator(device="cpu").manual_seed(seed),
+        request = self._remake_request(
+            loaded.spec,
+            prompt,
+            (plan.width, plan.height),
+            plan.num_frames,
+            steps,
+            seed,
+            plan.fps,
             video=restyling.fitted_frames(result.images, plan),
             strength=strength,
-            fps=max(1, round(plan.fps)),
         )
         with loaded.lock, torch.inference_mode():
             pipe = adapter.pipeline(loaded.pipeline)
@@ -747,29 +810,25 @@ class GenerationEngine:
         control = control or JobControl()
         spec = extending.extender_spec(model)
         width, height = result.size
-        plan = extending.plan_extend(
-            spec, width, height, len(result.images), result.frame_rate, new_frames
+        plan = extending.plan_within_limits(
+            spec, width, height, len(result.images), result.frame_rate, new_frames, limits
         )
-        if limits is not None:
-            extending.check_limits(plan, width, height, limits)
         steps = _checked_steps(spec, num_inference_steps)
         seed_used = _seed_or_random(seed)
         started = time.perf_counter()
         timings: dict[str, float] = {}
-        try:
-            loaded = self._timed(timings, "load", lambda: self._load(spec))
-            frames, made_sound = self._timed(
-                timings,
-                "extend",
-                lambda: self._run_extend(loaded, result, plan, prompt, steps, seed_used, control),
-            )
-            sound = extending.continued_sound(
-                result.sound, made_sound, plan, float(max(1, round(plan.fps)))
-            )
-        except Exception as exc:
-            return self._failure(
-                exc, None, seed_used, started, spec, timings, size=(plan.width, plan.height)
-            )
+
+        def run(loaded: LoadedModel) -> tuple[Any, media.Sound | None]:
+            frames, made = self._run_extend(loaded, result, plan, prompt, steps, seed_used, control)
+            rate = float(max(1, round(plan.fps)))
+            return frames, extending.continued_sound(result.sound, made, plan, rate)
+
+        ran = self._load_and_run(
+            spec, "extend", run, seed_used, started, timings, (plan.width, plan.height)
+        )
+        if isinstance(ran, GenerationResult):
+            return ran
+        frames, sound = ran
         images, seam = self._timed(
             timings, "join", lambda: self._join(result, plan, frames[plan.overlap :])
         )
@@ -835,17 +894,15 @@ class GenerationEngine:
             else:  # last_frame: the family's image-to-video pipeline
                 pipe = self._manager.image_pipeline(loaded)
             pipe.scheduler = self._scheduler(loaded, spec.default_scheduler, config)
-            request = DenoiseRequest(
-                prompt=prompt,
-                negative_prompt="",
-                width=plan.width,
-                height=plan.height,
-                num_frames=plan.render_frames,
-                num_inference_steps=steps,
-                guidance_scale=spec.default_guidance,
-                generator=torch.Generator(device="cpu").manual_seed(seed),
+            request = self._remake_request(
+                spec,
+                prompt,
+                (plan.width, plan.height),
+                plan.render_frames,
+                steps,
+                seed,
+                plan.fps,
                 image=tail[-1] if plan.method == "last_frame" else None,
-                fps=max(1, round(plan.fps)),
                 call_options=options,
             )
             with_sound = getattr(loaded.adapter, "run_with_sound", None)
@@ -880,6 +937,59 @@ class GenerationEngine:
             "seam_ratio": round(extending.seam_ratio(joined, join), 3),
             "seam_ratio_uncorrected": round(raw, 3),
         }
+
+    # --- remaking a video (restyle, extend) ------------------------------------------------------
+
+    def _load_and_run(
+        self,
+        spec: ModelSpec,
+        step: str,
+        work: Callable[[LoadedModel], _T],
+        seed: int,
+        started: float,
+        timings: dict[str, float],
+        size: tuple[int, int],
+    ) -> _T | GenerationResult:
+        """``spec`` loaded, then ``work`` on it, each timed in ``timings`` (``load``, ``step``):
+        the one run of a job remade from a video. Whatever goes wrong comes back as the failed
+        result (:meth:`_failure`, its advice for a render of ``size``) for the caller to return,
+        never as an exception."""
+        try:
+            loaded = self._timed(timings, "load", lambda: self._load(spec))
+            done: _T = self._timed(timings, step, lambda: work(loaded))
+        except Exception as exc:
+            return self._failure(exc, None, seed, started, spec, timings, size=size)
+        return done
+
+    @staticmethod
+    def _remake_request(
+        spec: ModelSpec,
+        prompt: str,
+        size: tuple[int, int],
+        num_frames: int,
+        steps: int,
+        seed: int,
+        fps: float,
+        **inputs: Any,
+    ) -> DenoiseRequest:
+        """The request of a job remade from a video: the member's prompt alone (no negative),
+        the model's own guidance, ``seed``'s noise drawn on the CPU (the same on every device),
+        the previews played at the clip's ``fps``; ``inputs``: what the job gives the model
+        (the fitted video and its strength; the tail's last frame and its conditioning)."""
+        import torch
+
+        return DenoiseRequest(
+            prompt=prompt,
+            negative_prompt="",
+            width=size[0],
+            height=size[1],
+            num_frames=num_frames,
+            num_inference_steps=steps,
+            guidance_scale=spec.default_guidance,
+            generator=torch.Generator(device="cpu").manual_seed(seed),
+            fps=max(1, round(fps)),
+            **inputs,
+        )
 
     # --- saving --------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ anywhere:
   (``vace``); LTX-Video 0.9.7 takes the tail as a video condition at frame 0 (``tail``); an
   image-to-video model starts from the last frame alone (``last_frame``, the single-frame
   fallback). The owner can name one (``[models] extender``); otherwise the first enabled model
-  of that order runs.
+  of that order runs, or for a clip with sound the first enabled one that makes sound.
 - **the context**: several frames of the tail (one only for ``last_frame``), at the model's
   nearest allowed size for the clip's aspect ratio; the model renders the context again at the
   start of its output, and those overlapping frames are dropped so nothing repeats.
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from bot.core.errors import InvalidParameterError, MediaError
-from bot.core.registry import REGISTRY, ModelSpec, get_spec
+from bot.core.registry import REGISTRY, ModelSpec, spec_able_to
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -68,18 +68,16 @@ def extend_models() -> list[str]:
 
 def extender_spec(key: str) -> ModelSpec:
     """The spec of a model that extends; any other is refused naming those that can."""
-    spec = get_spec(key)
-    if not spec.extends:
-        raise InvalidParameterError(
-            "model",
-            f"{spec.key} cannot extend a clip; models that can: {', '.join(extend_models())}",
-        )
-    return spec
+    return spec_able_to(key, "extends", "extend a clip", extend_models())
 
 
-def choose_extender(enabled: Sequence[str], configured: str | None, requested: str | None) -> str:
+def choose_extender(
+    enabled: Sequence[str], configured: str | None, requested: str | None, sound: bool = False
+) -> str:
     """The extender a job runs on: the one asked for (it must extend and be enabled), else the
-    owner's ``[models] extender``, else the first enabled model of :func:`extend_models`."""
+    owner's ``[models] extender``, else the first enabled model of :func:`extend_models`; for a
+    clip with ``sound``, the first enabled one that makes sound (LTX-2) before it, since only
+    that one continues the sound (the others pad it with silence)."""
     for key in (requested, configured):
         if key:
             spec = extender_spec(key)
@@ -90,7 +88,10 @@ def choose_extender(enabled: Sequence[str], configured: str | None, requested: s
                     f"{', '.join(k for k in extend_models() if k in enabled) or 'none'}",
                 )
             return spec.key
-    for key in extend_models():
+    order = extend_models()
+    if sound:  # a stable sort: the usual order within those that make sound and those that don't
+        order = sorted(order, key=lambda key: not REGISTRY[key].sound)
+    for key in order:
         if key in enabled:
             return key
     raise InvalidParameterError(
@@ -238,6 +239,24 @@ def check_limits(plan: ExtendPlan, width: int, height: int, limits: MediaLimits)
         )
 
 
+def plan_within_limits(
+    spec: ModelSpec,
+    width: int,
+    height: int,
+    source_frames: int,
+    fps: float,
+    new_frames: int | None,
+    limits: MediaLimits | None,
+) -> ExtendPlan:
+    """:func:`plan_extend`, then under ``limits`` (None: none) :func:`check_limits`: the one
+    planning step of the CLI, the service (from the clip's probe) and the engine (from its
+    frames), so each refuses with the same numbers before anything loads."""
+    plan = plan_extend(spec, width, height, source_frames, fps, new_frames)
+    if limits is not None:
+        check_limits(plan, width, height, limits)
+    return plan
+
+
 def memory_bytes(plan: ExtendPlan, width: int, height: int) -> int:
     """RGB bytes held at once: the whole result at the clip's size plus the model's output."""
     return (
@@ -357,6 +376,7 @@ __all__ = [
     "match_colour",
     "memory_bytes",
     "plan_extend",
+    "plan_within_limits",
     "render_size",
     "seam_ratio",
     "stats_frames",

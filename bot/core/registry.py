@@ -1546,6 +1546,20 @@ def restyle_models() -> list[str]:
     return [k for k, s in REGISTRY.items() if s.restyles]
 
 
+def spec_able_to(
+    key: str, ability: Literal["extends", "restyles"], doing: str, able: list[str]
+) -> ModelSpec:
+    """The spec under ``key`` when it has ``ability`` (the ``ModelSpec`` field saying it can);
+    any other is refused in one line that it cannot ``doing``, naming ``able``, those that can:
+    one wording for every ability a job on a video asks of its model."""
+    spec = get_spec(key)
+    if not getattr(spec, ability):
+        raise InvalidParameterError(
+            "model", f"{spec.key} cannot {doing}; models that can: {', '.join(able)}"
+        )
+    return spec
+
+
 def first_last_frame_models() -> list[str]:
     """The generators that can pin a video's first and last frames (real ones first: a member
     is told of these)."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot.core.errors import InvalidParameterError, MediaError
-from bot.core.registry import ModelSpec, get_spec, restyle_models
+from bot.core.registry import ModelSpec, restyle_models, spec_able_to
 from bot.core.rules import Range
 
 if TYPE_CHECKING:
@@ -63,13 +63,7 @@ def run_steps(steps: int, strength: float) -> int:
 
 def restyler_spec(key: str) -> ModelSpec:
     """The spec of a model that restyles; any other is refused naming those that can."""
-    spec = get_spec(key)
-    if not spec.restyles:
-        raise InvalidParameterError(
-            "model",
-            f"{spec.key} cannot restyle a video; models that can: {', '.join(restyle_models())}",
-        )
-    return spec
+    return spec_able_to(key, "restyles", "restyle a video", restyle_models())
 
 
 @dataclass(frozen=True)

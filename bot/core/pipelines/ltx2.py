@@ -98,15 +98,7 @@ class LTX2Adapter:
         """The image-to-video pipeline over the very same modules (and the upsampler)."""
         import diffusers
 
-        image_cls: Any = diffusers.LTX2ImageToVideoPipeline
-        wanted = [n for n in inspect.signature(image_cls.__init__).parameters if n != "self"]
-        components = pipe.components
-        image_pipe = image_cls(**{name: components[name] for name in wanted if name in components})
-        upsampler = getattr(pipe, LATENT_UPSAMPLER, None)
-        if upsampler is not None:
-            image_pipe.latent_upsampler = upsampler
-        image_pipe.set_progress_bar_config(disable=True)
-        return image_pipe
+        return _over_modules(diffusers.LTX2ImageToVideoPipeline, pipe)
 
     def run(self, pipe: Any, request: DenoiseRequest, control: JobControl) -> np.ndarray:
         return self.run_with_sound(pipe, request, control)[0]
@@ -255,6 +247,54 @@ class _AfterStage(StepEndCallback):
         return tensors
 
 
+UPSCALE_UPSAMPLER = "videobot_upscale_upsampler"
+"""Where a one-stage model keeps the upsampler an upscale loaded from its repo: an attribute of
+its own, since ``latent_upsampler`` on the pipeline would make its generations two-stage."""
+
+
+def upscale_frames(
+    pipe: Any,
+    frames: Sequence[Image.Image],
+    source: str,
+    torch_dtype: Any,
+    generator: Any,
+    control: JobControl,
+) -> np.ndarray:
+    """A finished LTX-2 video twice as wide and tall, as ``(frames, H, W, 3)`` uint8: encoded by
+    the model's own VAE, its latents doubled by the x2 latent upsampler, decoded by the same VAE
+    (``LTX2LatentUpsamplePipeline`` over ``pipe.vae``: no second VAE). The upsampler is the
+    two-stage recipe's own, else the one in the model repo's ``latent_upsampler/`` (``source``),
+    loaded once and kept beside the pipeline. No refine pass: it would need the prompt, the text
+    encoder and a denoise at full size, which is a generation, not an upscale."""
+    from diffusers import LTX2LatentUpsamplePipeline
+
+    control.check()
+    upsampler = getattr(pipe, LATENT_UPSAMPLER, None) or getattr(pipe, UPSCALE_UPSAMPLER, None)
+    if upsampler is None:
+        from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel
+
+        upsampler = LTX2LatentUpsamplerModel.from_pretrained(
+            source, subfolder=LATENT_UPSAMPLER, dtype=torch_dtype
+        )
+        upsampler.eval()
+        setattr(pipe, UPSCALE_UPSAMPLER, upsampler)
+    upsampler.to(pipe._execution_device)
+    upsample: Any = LTX2LatentUpsamplePipeline(vae=pipe.vae, latent_upsampler=upsampler)
+    upsample.set_progress_bar_config(disable=True)
+    width, height = frames[0].size
+    video = upsample(
+        video=list(frames),
+        width=width,
+        height=height,
+        num_frames=len(frames),
+        generator=generator,
+        output_type="np",
+        return_dict=False,
+    )[0]
+    control.check()
+    return to_uint8_frames(video)
+
+
 def _video_tokens(pipe: Any, num_frames: int, width: int, height: int) -> int:
     """How many packed tokens the video itself takes (the keyframe tokens come after them)."""
     frames = (num_frames - 1) // pipe.vae_temporal_compression_ratio + 1
@@ -271,14 +311,21 @@ def condition_pipeline(pipe: Any) -> Any:
     cls: Any = getattr(diffusers, CONDITION_CLASS)
     if isinstance(pipe, cls):
         return pipe
+    return _over_modules(cls, pipe)
+
+
+def _over_modules(cls: Any, pipe: Any) -> Any:
+    """A ``cls`` pipeline over ``pipe``'s very modules (those its constructor takes) and its
+    latent upsampler, quiet: the one way a sibling pipeline (image-to-video, condition) is made,
+    so nothing is loaded or placed twice."""
     wanted = [n for n in inspect.signature(cls.__init__).parameters if n != "self"]
     components = pipe.components
-    condition = cls(**{name: components[name] for name in wanted if name in components})
+    sibling = cls(**{name: components[name] for name in wanted if name in components})
     upsampler = getattr(pipe, LATENT_UPSAMPLER, None)
     if upsampler is not None:
-        condition.latent_upsampler = upsampler
-    condition.set_progress_bar_config(disable=True)
-    return condition
+        sibling.latent_upsampler = upsampler
+    sibling.set_progress_bar_config(disable=True)
+    return sibling
 
 
 def last_latent_index(pipe: Any, num_frames: int) -> int:
@@ -364,5 +411,6 @@ __all__ = [
     "first_last_conditions",
     "last_latent_index",
     "tail_condition",
+    "upscale_frames",
     "waveform_of",
 ]
