@@ -17,6 +17,7 @@
 #      build from PyPI. The Dockerfile itself names none of these paths.
 #   3. A video. `videobot generate` with a tiny model inside the image, as uid 1000, with the four
 #      volumes bind-mounted from host folders owned by uid 1000.
+#      Then a tiny Real-ESRGAN twin upscales through spandrel (installed apart, without torchvision).
 #   4. No token. The default command (the image's ENTRYPOINT and CMD) without DISCORD_TOKEN must
 #      exit with status 2 and print the how-to, and no traceback.
 #   5. Compose. `docker-compose config` validates docker-compose.yml (no daemon needed).
@@ -213,6 +214,26 @@ video=$data/outputs/check.mp4
 [[ $(stat -c %u "$video") == 1000 ]] || die "$video is owned by uid $(stat -c %u "$video"), not 1000"
 [[ -n $(ls -A "$data/models") ]] || die "the tiny model was not built in the /data/models volume"
 echo "ok: $(stat -c %s "$video") bytes in $video, owned by uid 1000; the model cache is in /data/models"
+
+# The default upscaler loads through spandrel, which the Dockerfile installs on its own (without
+# its torchvision): a tiny Real-ESRGAN twin must upscale inside the image.
+say "Real-ESRGAN through spandrel as uid 1000"
+"${BUILDAH[@]}" run --user 1000:1000 "${data_volumes[@]}" "$ctr" -- python -c '
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+
+from bot.core import enhance
+from bot.core.tiny.enhance import ESRGAN_FILES, build_tiny_realesrgan
+
+folder = Path(tempfile.mkdtemp())
+build_tiny_realesrgan(folder)
+frames = [Image.new("RGB", (48, 32), (40 * i, 90, 160)) for i in range(3)]
+out = enhance.upscale(frames, 2, device="cpu", source=str(folder / ESRGAN_FILES[2]))
+assert [f.size for f in out] == [(96, 64)] * 3, [f.size for f in out]
+print(f"ok: Real-ESRGAN upscaled {len(out)} frames from 48x32 to {out[0].size[0]}x{out[0].size[1]}")
+'
 
 # --- 4. the default command without a token ----------------------------------------------------
 say "the default command without DISCORD_TOKEN"

@@ -202,3 +202,22 @@ def test_image_check_script_parses_and_is_left_out_of_make_test() -> None:
     assert re.search(r"^image-check:.*\n\t.*scripts/image_check\.sh", makefile, re.MULTILINE)
     test_recipe = re.search(r"^test:.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
     assert test_recipe and "image" not in test_recipe.group(1)
+
+
+def test_image_installs_the_makefiles_spandrel_and_knows_the_extras() -> None:
+    """Real-ESRGAN, the default upscaler, loads through spandrel, which neither pyproject's
+    dependencies nor ``pip install /tmp/src`` bring (it is installed without its torchvision):
+    the image must install the Makefile's pin itself. ``EXTRAS`` names only groups that exist."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    pin = re.search(r"^SPANDREL_PIN := (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert pin, "the Makefile names no spandrel pin"
+    assert f"pip install --no-deps {pin[1]}" in dockerfile
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    named = re.findall(r'EXTRAS="([^"]+)"', dockerfile)
+    assert named, "the Dockerfile gives no EXTRAS example"
+    for example in named:
+        assert set(example.split()) <= set(extras), example
