@@ -23,6 +23,8 @@ EXAMPLES = (
     "`/video prompt: a hummingbird smooth: 48`: smoothed by RIFE to up to 48 fps (at most 60)",
     "`/edit operation: trim` on your latest video, or reply to a video with `{prefix}trim 1s 3s`",
     "Reply to a video with `{prefix}speed 2x`, `{prefix}loop 3` or `{prefix}upscale`",
+    "Press **Extend** under a result, or reply `{prefix}extend the boat sails on`, to continue it",
+    "`/video prompt: a lighthouse aspect: 9:16`; attach `image:` and `end_image:` to pin both ends",
 )
 
 

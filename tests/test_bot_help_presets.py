@@ -59,6 +59,7 @@ async def test_help_is_private_and_says_this_servers_models_limits_and_presets(
         assert "at most 5 across all servers" in text
         assert "None yet: moderators add them" in text
         assert "!trim 1s 3s" in text  # the examples use this bot's prefix
+        assert "!extend the boat sails on" in text  # whole: the field's 1024 characters hold them
         assert asked.response_data["flags"] & 64  # only the member who asked sees it
 
         await private_reply(fake, await fake.run_slash_command("limits", {"max_queued": 1}))
