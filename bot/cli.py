@@ -907,8 +907,7 @@ def _load(key: str, *, image: bool = False) -> None:
     once (:mod:`bot.core.hub`). A failed load names the repo that failed (the motion adapter,
     not the base it goes on)."""
     from bot.core import get_model_manager, hub
-    from bot.core.engine import is_out_of_memory
-    from bot.core.errors import load_failure_message
+    from bot.core.errors import is_out_of_memory, load_failure_message
     from bot.core.registry import get_spec
 
     manager = get_model_manager()

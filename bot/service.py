@@ -454,14 +454,16 @@ class VideoService:
                 f"the video has {info.frame_count} frames; {spec.key} upscales at most "
                 f"{spec.max_frames}: trim it first"
             )
-        if not self.decode_budget.fits(info.decoded_bytes):
+        self._check_held("upscaling this video", info, info.decoded_bytes)
+
+    def _check_held(
+        self, doing: str, info: media.VideoInfo, held: int, advice: str = "trim it first"
+    ) -> None:
+        """Refuse, with the numbers, a job on ``info`` whose worker would hold ``held`` bytes of
+        decoded video at once: more than the whole process-wide memory budget."""
+        if not self.decode_budget.fits(held):
             raise media.memory_refusal(
-                "upscaling this video",
-                info,
-                info.frame_count,
-                info.decoded_bytes,
-                self.decode_budget.total,
-                advice="trim it first",
+                doing, info, info.frame_count, held, self.decode_budget.total, advice=advice
             )
 
     def _check_learned_upscale(self, info: media.VideoInfo, scale: int) -> None:
@@ -469,15 +471,8 @@ class VideoService:
         and the upscaled ones, ``scale``² times larger, at once."""
         enhance.check_upscale(info.width, info.height, scale)
         held = info.decoded_bytes * (1 + scale * scale)
-        if not self.decode_budget.fits(held):
-            raise media.memory_refusal(
-                f"upscaling this video {scale}x",
-                info,
-                info.frame_count,
-                held,
-                self.decode_budget.total,
-                advice="trim it first" + (", or use 2x" if scale > 2 else ""),
-            )
+        advice = "trim it first" + (", or use 2x" if scale > 2 else "")
+        self._check_held(f"upscaling this video {scale}x", info, held, advice)
 
     def _check_ltx2_upscale(self, info: media.VideoInfo, model: str | None) -> None:
         """LTX-2's size and frame rules (sides in 32s, 8k+1 frames, the result within the
@@ -485,15 +480,7 @@ class VideoService:
         larger, at once."""
         check_ltx2_upscale(ltx2_upscale_spec(model), info.width, info.height, info.frame_count)
         held = info.decoded_bytes * (1 + LTX2_SCALE * LTX2_SCALE)
-        if not self.decode_budget.fits(held):
-            raise media.memory_refusal(
-                "upscaling this video with ltx2",
-                info,
-                info.frame_count,
-                held,
-                self.decode_budget.total,
-                advice="trim it first",
-            )
+        self._check_held("upscaling this video with ltx2", info, held)
 
     @staticmethod
     def _upscale_job(source: SourceVideo, upscaler: str) -> _SourceJob:
@@ -624,15 +611,7 @@ class VideoService:
         """The restyler's size and frame rules (a too-long video is refused with the numbers),
         and the memory budget: the worker decodes every frame of the source."""
         restyling.plan_restyle(get_spec(key), info.width, info.height, info.frame_count, info.fps)
-        if not self.decode_budget.fits(info.decoded_bytes):
-            raise media.memory_refusal(
-                "restyling this video",
-                info,
-                info.frame_count,
-                info.decoded_bytes,
-                self.decode_budget.total,
-                advice="trim it first",
-            )
+        self._check_held("restyling this video", info, info.decoded_bytes)
 
     async def submit_extend(
         self,

@@ -6,19 +6,24 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-from collections.abc import Iterator
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import imageio_ffmpeg
 import numpy as np
 import pytest
 from fake_discord import FAST_CLIENT_OPTIONS, FakeDiscord, StoredMessage, Upload, default_intents
 
+from bot.admission import Requester
 from bot.config import Settings
 from bot.core import media
 
 if TYPE_CHECKING:
     from bot.core.manager import ModelManager
+    from bot.service import VideoService
     from tests.local_hub.server import LocalHub
 
 TINY_MODELS = ["tiny_t2v", "tiny_animatediff", "tiny_v2v"]
@@ -192,3 +197,101 @@ def hub_online(hub: LocalHub, cache: Path, monkeypatch: pytest.MonkeyPatch) -> I
         yield hub
     finally:
         enhance.unload()
+
+
+ALICE = Requester(user_id=7, user_name="alice", guild_id=70, channel_id=700)
+"""The member who asks for jobs in the tests on the service without Discord."""
+KITE = {
+    "prompt": "a kite",
+    "model": "tiny_t2v",
+    "width": 32,
+    "height": 32,
+    "num_frames": 8,
+    "num_inference_steps": 10,
+    "seed": 1,
+}
+"""A job's parameters that render in a moment on the tiny models."""
+
+
+@contextlib.asynccontextmanager
+async def running_service(
+    settings: Settings, manager: Any, now: Callable[[], datetime] | None = None
+) -> AsyncIterator[VideoService]:
+    """The real service, store and GPU executor on ``settings`` (no Discord), the store's clock
+    ``now`` if given; stopped on the way out in the bot's order: executor, then the service's
+    pending work, then the store."""
+    from bot.core.engine import GenerationEngine
+    from bot.jobs import GpuExecutor
+    from bot.service import VideoService
+    from bot.store import Store
+
+    store = await Store.open(settings.storage.database, now=now)
+    engine = GenerationEngine(manager)
+    executor = GpuExecutor(max_queue=10, engine=engine)
+    await executor.start()
+    service = VideoService(settings, store, executor, engine)
+    try:
+        yield service
+    finally:
+        await executor.stop()
+        await service.drain()
+        await store.close()
+
+
+def lavfi_clip(
+    path: Path,
+    size: str,
+    rate: int,
+    frames: int,
+    *,
+    crf: int = 23,
+    source: str = "testsrc2",
+) -> Path:
+    """``frames`` frames of the lavfi ``source`` (a test pattern by default; ``color=c=gray`` for
+    one flat colour) at ``size`` and ``rate``, made by the bundled ffmpeg as H.264 at ``crf``:
+    any size, rate and length, quickly."""
+    # a source that has options of its own takes size and rate after them
+    options = f"{source}{':' if '=' in source else '='}s={size}:r={rate}"
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            options,
+            "-frames:v",
+            str(frames),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-crf",
+            str(crf),
+            "-pix_fmt",
+            "yuv420p",
+            "-y",
+            str(path),
+        ],
+        check=True,
+        timeout=120,
+    )
+    return path
+
+
+async def private_reply(fake: FakeDiscord, interaction: Any, timeout: float = 60.0) -> str:
+    """The text of the member-only answer (content, or its embeds), as a response or as a
+    follow-up."""
+
+    def check() -> str | None:
+        followups = fake.followups(interaction)
+        if followups and followups[-1].flags & 64:
+            return followups[-1].content or str(followups[-1].embeds)
+        data = interaction.response_data or {}
+        if interaction.response_type == 4 and data.get("flags", 0) & 64:
+            return data.get("content") or str(data.get("embeds"))
+        return None
+
+    return str(await fake.wait_until(check, what="a private reply", timeout=timeout))

@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 import pytest
-from bot_helpers import custom_ids, make_bot, make_settings, wait_for_result
+from bot_helpers import custom_ids, make_bot, make_settings, private_reply, wait_for_result
 from fake_discord import Upload
 
 from bot.config import ConfigError, load_settings
@@ -24,21 +24,6 @@ NOT_YOURS = "there is no job #{} you can use here"
 
 def video_options(seed: int, prompt: str = "a boat") -> dict[str, Any]:
     return {"prompt": f"{prompt} --seed {seed} --frames 8 --steps 10", "width": 64, "height": 64}
-
-
-async def private_reply(fake, interaction) -> str:  # type: ignore[no-untyped-def]
-    """The text of the member-only answer, as a response or as a follow-up."""
-
-    def check():  # type: ignore[no-untyped-def]
-        followups = fake.followups(interaction)
-        if followups and followups[-1].flags & 64:
-            return followups[-1].content or str(followups[-1].embeds)
-        data = interaction.response_data or {}
-        if interaction.response_type == 4 and data.get("flags", 0) & 64:
-            return data.get("content") or str(data.get("embeds"))
-        return None
-
-    return str(await fake.wait_until(check, what="a private reply", timeout=60))
 
 
 def job_id_of(message) -> int:  # type: ignore[no-untyped-def]

@@ -6,24 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot_helpers import custom_ids, make_bot, make_settings, wait_for_result
+from bot_helpers import custom_ids, make_bot, make_settings, private_reply, wait_for_result
 
 pytest_plugins = ("fake_discord.fixtures",)
-
-
-async def private_reply(fake, interaction) -> str:  # type: ignore[no-untyped-def]
-    """The member-only answer's text (content or embeds), as a response or a follow-up."""
-
-    def check():  # type: ignore[no-untyped-def]
-        followups = fake.followups(interaction)
-        if followups and followups[-1].flags & 64:
-            return followups[-1].content or str(followups[-1].embeds)
-        data = interaction.response_data or {}
-        if interaction.response_type == 4 and data.get("flags", 0) & 64:
-            return data.get("content") or str(data.get("embeds"))
-        return None
-
-    return str(await fake.wait_until(check, what="a private reply"))
 
 
 async def job_params(bot: Any, message: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bot_helpers import custom_ids, make_bot, make_settings
+from bot_helpers import custom_ids, make_bot, make_settings, private_reply
 from bot_helpers import wait_for_result as wait_for_job
 from fake_discord import Upload
 
@@ -33,22 +33,6 @@ def video_options(seed: int, prompt: str = "a boat", frames: int = 8) -> dict[st
         "width": 64,
         "height": 64,
     }
-
-
-async def private_reply(fake, interaction) -> str:  # type: ignore[no-untyped-def]
-    """The text of the member-only answer, as a response or as a follow-up."""
-
-    def check():  # type: ignore[no-untyped-def]
-        followups = fake.followups(interaction)
-        if followups and followups[-1].flags & 64:
-            message = followups[-1]
-            return message.content or str(message.embeds)
-        data = interaction.response_data or {}
-        if interaction.response_type == 4 and data.get("flags", 0) & 64:
-            return data.get("content") or str(data.get("embeds"))
-        return None
-
-    return str(await fake.wait_until(check, what="a private reply"))
 
 
 def job_id_of(message) -> int:  # type: ignore[no-untyped-def]

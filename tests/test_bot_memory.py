@@ -11,12 +11,10 @@ under 1.5 GiB above what the bot used before.
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
-import imageio_ffmpeg
 import pytest
-from bot_helpers import wait_for_result
+from bot_helpers import lavfi_clip, wait_for_result
 from fake_discord import FakeDiscord, Upload
 from process_helpers import environment, start, write_config
 
@@ -30,33 +28,7 @@ START_TIMEOUT_S = 120.0
 
 def hostile_mp4(path: Path) -> Path:
     """1920x1080, 600 frames at 10 fps of one flat colour at crf 51: tiny on disk, huge decoded."""
-    subprocess.run(
-        [
-            imageio_ffmpeg.get_ffmpeg_exe(),
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=gray:s=1920x1080:r=10",
-            "-frames:v",
-            "600",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-crf",
-            "51",
-            "-pix_fmt",
-            "yuv420p",
-            "-y",
-            str(path),
-        ],
-        check=True,
-        timeout=120,
-    )
-    return path
+    return lavfi_clip(path, "1920x1080", 10, 600, crf=51, source="color=c=gray")
 
 
 def memory_kib(pid: int, field: str) -> int:

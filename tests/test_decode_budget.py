@@ -5,12 +5,10 @@ and admission before any download."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from pathlib import Path
 
-import imageio_ffmpeg
 import pytest
-from bot_helpers import make_bot, make_settings
+from bot_helpers import lavfi_clip, make_bot, make_settings
 from fake_discord import Upload
 from PIL import Image
 
@@ -22,37 +20,6 @@ from bot.core import edits, media
 from bot.core.errors import InvalidParameterError, MediaError
 
 pytest_plugins = ("fake_discord.fixtures",)
-
-
-def lavfi_clip(path: Path, size: str, rate: int, frames: int, *, crf: int = 23) -> Path:
-    """A test pattern made by the bundled ffmpeg: any size, rate and length, quickly."""
-    subprocess.run(
-        [
-            imageio_ffmpeg.get_ffmpeg_exe(),
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc2=s={size}:r={rate}",
-            "-frames:v",
-            str(frames),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-crf",
-            str(crf),
-            "-pix_fmt",
-            "yuv420p",
-            "-y",
-            str(path),
-        ],
-        check=True,
-        timeout=120,
-    )
-    return path
 
 
 @pytest.fixture(scope="module")

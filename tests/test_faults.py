@@ -14,29 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bot_helpers import TINY_MODELS, make_settings
+from bot_helpers import ALICE, KITE, TINY_MODELS, make_settings, running_service
 
 from bot import retention
-from bot.admission import Requester
 from bot.core import GenerationParams
-from bot.core.engine import GenerationEngine
-from bot.jobs import GpuExecutor
 from bot.lifecycle import JobStatus
 from bot.service import VideoService
 from bot.store import Store
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-WHO = Requester(user_id=7, user_name="alice", guild_id=70, channel_id=700)
-VIDEO = {
-    "prompt": "a kite",
-    "model": "tiny_t2v",
-    "width": 32,
-    "height": 32,
-    "num_frames": 8,
-    "num_inference_steps": 10,
-    "seed": 1,
-}
 
 
 class Clock:
@@ -59,15 +45,8 @@ async def service(tmp_path: Path, manager: Any, clock: Clock) -> AsyncIterator[V
         models={"enabled": [*TINY_MODELS, "tiny_ltx"]},
         limits={"max_queued_per_user": 5},
     )
-    store = await Store.open(settings.storage.database, now=clock)
-    engine = GenerationEngine(manager)
-    executor = GpuExecutor(max_queue=10, engine=engine)
-    await executor.start()
-    service = VideoService(settings, store, executor, engine)
-    yield service
-    await executor.stop()
-    await service.drain()
-    await store.close()
+    async with running_service(settings, manager, now=clock) as service:
+        yield service
 
 
 IMAGE = {"model": "tiny_ltx", "num_frames": 9}
@@ -75,14 +54,14 @@ IMAGE = {"model": "tiny_ltx", "num_frames": 9}
 
 async def queued_row(store: Store, **params: Any) -> int:
     record = await store.create_job(
-        user_id=WHO.user_id,
-        user_name=WHO.user_name,
-        guild_id=WHO.guild_id,
-        channel_id=WHO.channel_id,
+        user_id=ALICE.user_id,
+        user_name=ALICE.user_name,
+        guild_id=ALICE.guild_id,
+        channel_id=ALICE.channel_id,
         kind="generate",
-        params={**VIDEO, **params},
-        prompt=VIDEO["prompt"],
-        model=params.get("model", VIDEO["model"]),
+        params={**KITE, **params},
+        prompt=KITE["prompt"],
+        model=params.get("model", KITE["model"]),
     )
     return record.id
 
@@ -103,7 +82,7 @@ async def test_a_full_disk_when_a_job_ends_still_ends_its_message(
 
     monkeypatch.setattr(service.store, "mark_done", full)
     monkeypatch.setattr(service.store, "mark_failed", full)  # the disk is full for this too
-    job = await service.submit_generation(WHO, GenerationParams(**VIDEO))
+    job = await service.submit_generation(ALICE, GenerationParams(**KITE))
     with caplog.at_level("INFO", logger="bot"):
         finished = await asyncio.wait_for(service.outcome(job), 120)
     assert not finished.ok and "the bot's disk is full" in str(finished.error)
@@ -119,7 +98,7 @@ async def test_a_failing_disk_budget_check_leaves_a_done_job_done(
         raise FileNotFoundError("outputs/3.upload.mp4")
 
     monkeypatch.setattr(service, "enforce_disk_budget", vanished)
-    job = await service.submit_generation(WHO, GenerationParams(**VIDEO))
+    job = await service.submit_generation(ALICE, GenerationParams(**KITE))
     finished = await asyncio.wait_for(service.outcome(job), 120)
     assert finished.ok and finished.path is not None and finished.path.is_file()
     assert (await service.store.get_job(job.id)).status is JobStatus.DONE  # type: ignore[union-attr]
@@ -144,10 +123,10 @@ async def test_a_queued_image_job_whose_picture_was_deleted_does_not_stop_the_st
 async def test_a_job_that_fails_after_its_row_is_written_is_not_run_by_the_next_start(
     service: VideoService, tmp_path: Path
 ) -> None:
-    params = GenerationParams(**{**VIDEO, **IMAGE, "image": str(tmp_path / "x.png")})
+    params = GenerationParams(**{**KITE, **IMAGE, "image": str(tmp_path / "x.png")})
     with pytest.raises(FileNotFoundError):  # the picture vanished between upload and queue
-        await service.submit_generation(WHO, params)
-    [record] = await service.store.history(WHO.user_id, WHO.guild_id)
+        await service.submit_generation(ALICE, params)
+    [record] = await service.store.history(ALICE.user_id, ALICE.guild_id)
     assert record.status is JobStatus.FAILED
     assert await service.store.unfinished_jobs() == []
     assert await service.recover() == ([], [])

@@ -13,41 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bot_helpers import make_settings
+from bot_helpers import ALICE, KITE, make_settings, running_service
 
-from bot.admission import Requester
 from bot.core import GenerationParams
-from bot.core.engine import GenerationEngine
-from bot.jobs import GpuExecutor
 from bot.service import StoredVideo, VideoService, _failed
-from bot.store import Store
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-WHO = Requester(user_id=7, user_name="alice", guild_id=70, channel_id=700)
-VIDEO = {
-    "prompt": "a kite",
-    "model": "tiny_t2v",
-    "width": 32,
-    "height": 32,
-    "num_frames": 8,
-    "num_inference_steps": 10,
-    "seed": 1,
-}
 
 
 @pytest.fixture
 async def service(tmp_path: Path, manager: Any) -> AsyncIterator[VideoService]:
     settings = make_settings(tmp_path, limits={"max_queued_per_user": 5})
-    store = await Store.open(settings.storage.database)
-    engine = GenerationEngine(manager)
-    executor = GpuExecutor(max_queue=10, engine=engine)
-    await executor.start()
-    service = VideoService(settings, store, executor, engine)
-    yield service
-    await executor.stop()
-    await service.drain()
-    await store.close()
+    async with running_service(settings, manager) as service:
+        yield service
 
 
 def lines(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -58,9 +36,9 @@ async def test_each_job_and_edit_logs_its_start_and_its_end(
     service: VideoService, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level("INFO", logger="bot")
-    job = await service.submit_generation(WHO, GenerationParams(**VIDEO))
+    job = await service.submit_generation(ALICE, GenerationParams(**KITE))
     assert (await asyncio.wait_for(service.outcome(job), 120)).ok
-    edited = await service.edit(WHO, StoredVideo(job.id), "trim", {"start_s": 0.5})
+    edited = await service.edit(ALICE, StoredVideo(job.id), "trim", {"start_s": 0.5})
     assert edited.ok
 
     logged = lines(caplog)
@@ -85,7 +63,7 @@ async def test_a_failure_logs_its_reason_on_the_end_line(
 
     monkeypatch.setattr(service.engine, "generate_video", fails)
     caplog.set_level("INFO", logger="bot")
-    job = await service.submit_generation(WHO, GenerationParams(**VIDEO))
+    job = await service.submit_generation(ALICE, GenerationParams(**KITE))
     assert not (await asyncio.wait_for(service.outcome(job), 120)).ok
     [end] = [line for line in lines(caplog) if line.startswith(f"job {job.id} (generate) failed")]
     assert re.fullmatch(
@@ -111,8 +89,8 @@ async def test_a_status_line_while_busy_and_none_while_idle(
     caplog.set_level("INFO", logger="bot")
     reporter = asyncio.create_task(service.report_status(every_s=0.05))
     try:
-        first = await service.submit_generation(WHO, GenerationParams(**VIDEO))
-        second = await service.submit_generation(WHO, GenerationParams(**{**VIDEO, "seed": 2}))
+        first = await service.submit_generation(ALICE, GenerationParams(**KITE))
+        second = await service.submit_generation(ALICE, GenerationParams(**{**KITE, "seed": 2}))
         busy = "status: 1 queued, 1 running, 0 edit(s) in progress"
         for _ in range(600):  # the reporter's next turn once both jobs are in
             if any(line.startswith(busy) for line in lines(caplog)):

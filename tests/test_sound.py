@@ -378,16 +378,21 @@ def rising(seconds: float, rate: int = 24000) -> np.ndarray:
     return (0.5 * np.sin(2 * np.pi * (300 * t + 2700 / (2 * seconds) * t * t))).astype(np.float32)
 
 
-def test_a_generators_waveform_is_muxed_with_the_frames(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    result = GenerationResult(
+def sounding(seconds: float) -> GenerationResult:
+    """A generator's result: 24 frames at 12 fps (2 s) with a rising tone of ``seconds``."""
+    return GenerationResult(
         images=frames_of(24),
         metadata={},
         generation_time=0.0,
         seed_used=0,
         params=None,
         fps=12.0,
-        sound=media.Sound.waveform(rising(2.2), 24000),  # a little longer: cut to the frames
+        sound=media.Sound.waveform(rising(seconds), 24000),
     )
+
+
+def test_a_generators_waveform_is_muxed_with_the_frames(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    result = sounding(2.2)  # a little longer: cut to the frames
     out = Path(result.save_as_video(tmp_path / "gen.mp4"))
     assert assert_sound_fits(out)["video"] == pytest.approx(2.0)
     assert media.probe(out).audio.sample_rate == 24000  # type: ignore[union-attr]
@@ -413,15 +418,7 @@ def test_ping_pong_sound_turns_back_seamlessly(tmp_path) -> None:  # type: ignor
 
 
 def test_the_in_memory_edits_carry_the_sound(tmp_path, engine) -> None:  # type: ignore[no-untyped-def]
-    clip_result = GenerationResult(
-        images=frames_of(24),
-        metadata={},
-        generation_time=0.0,
-        seed_used=0,
-        params=None,
-        fps=12.0,
-        sound=media.Sound.waveform(rising(2.0), 24000),
-    )
+    clip_result = sounding(2.0)
     back = engine.edit_video(clip_result, "reverse")
     out = Path(back.save_as_video(tmp_path / "back.mp4"))
     start, end = start_and_end_hz(out)

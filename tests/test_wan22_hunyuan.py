@@ -7,6 +7,7 @@ previews and caches."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,21 +55,29 @@ def picture(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
-@pytest.fixture
-def expert_calls(engine: GenerationEngine) -> Iterator[dict[str, list[float]]]:
-    """The timestep of every call of tiny_wan_a14b's two experts, by expert."""
-    loaded = engine.manager.load_model("tiny_wan_a14b")
+@contextlib.contextmanager
+def expert_timesteps(pipeline: Any) -> Iterator[dict[str, list[float]]]:
+    """The timestep of every call of a Wan 2.2 pipeline's two experts, by expert, while inside."""
     seen: dict[str, list[float]] = {"transformer": [], "transformer_2": []}
     hooks = [
-        getattr(loaded.pipeline, name).register_forward_pre_hook(
+        getattr(pipeline, name).register_forward_pre_hook(
             lambda _m, _a, kwargs, name=name: seen[name].append(float(kwargs["timestep"][0])),
             with_kwargs=True,
         )
         for name in seen
     ]
-    yield seen
-    for hook in hooks:
-        hook.remove()
+    try:
+        yield seen
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+@pytest.fixture
+def expert_calls(engine: GenerationEngine) -> Iterator[dict[str, list[float]]]:
+    """The timestep of every call of tiny_wan_a14b's two experts, by expert."""
+    with expert_timesteps(engine.manager.load_model("tiny_wan_a14b").pipeline) as seen:
+        yield seen
 
 
 # --- the recipes --------------------------------------------------------------------------------
@@ -186,21 +195,10 @@ def test_a_draft_runs_the_lightx2v_partner_in_four_unguided_expert_passes(
     engine: GenerationEngine,
 ) -> None:
     partner = engine.manager.load_model("tiny_wan_a14b_lightx2v")
-    seen: dict[str, list[float]] = {"transformer": [], "transformer_2": []}
-    hooks = [
-        getattr(partner.pipeline, name).register_forward_pre_hook(
-            lambda _m, _a, kwargs, name=name: seen[name].append(float(kwargs["timestep"][0])),
-            with_kwargs=True,
-        )
-        for name in seen
-    ]
-    try:
+    with expert_timesteps(partner.pipeline) as seen:
         result = engine.generate_video(
             job("tiny_wan_a14b", num_inference_steps=40, quality="draft")
         )
-    finally:
-        for hook in hooks:
-            hook.remove()
     assert result.ok, result.error
     assert result.metadata["draft"]["model"] == "tiny_wan_a14b_lightx2v"
     # UniPC at shift 5, 4 steps: t = 1000 and 937.5 high-noise, 833 and 625 low-noise, as

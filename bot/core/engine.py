@@ -36,6 +36,7 @@ from bot.core.errors import (
     InvalidParameterError,
     ModelLoadError,
     VideoBotError,
+    is_out_of_memory,
     load_failure_message,
 )
 from bot.core.images import fit_image, load_end_image, load_image
@@ -246,11 +247,7 @@ class GenerationEngine:
             with cache_applied(pipe, plan, request.num_inference_steps) as applied:
                 if cached_modules is not None:
                     cached_modules.extend(applied)
-                with_sound = getattr(loaded.adapter, "run_with_sound", None)
-                if with_sound is not None and params.sound:
-                    frames, sound = with_sound(pipe, request, control)
-                    return frames, sound
-                return loaded.adapter.run(pipe, request, control), None
+                return _run_adapter(loaded.adapter, pipe, request, control, sound=params.sound)
 
     def _postprocess(
         self, frames: Any, params: GenerationParams, control: JobControl
@@ -905,11 +902,7 @@ class GenerationEngine:
                 image=tail[-1] if plan.method == "last_frame" else None,
                 call_options=options,
             )
-            with_sound = getattr(loaded.adapter, "run_with_sound", None)
-            if with_sound is not None and spec.sound:
-                frames, made = with_sound(pipe, request, control)
-                return frames, made
-            return loaded.adapter.run(pipe, request, control), None
+            return _run_adapter(loaded.adapter, pipe, request, control, sound=spec.sound)
 
     @staticmethod
     def _join(
@@ -1123,6 +1116,19 @@ def _checked_steps(spec: ModelSpec, requested: int | None) -> int:
     return steps
 
 
+def _run_adapter(
+    adapter: Any, pipe: Any, request: DenoiseRequest, control: JobControl, *, sound: bool
+) -> tuple[Any, media.Sound | None]:
+    """The adapter's frames, and the sound made with them where the job wants it (``sound``) and
+    the adapter makes some (``run_with_sound``: LTX-2), else ``None``: the one place a denoise
+    run asks for sound, for a generation and an extend alike."""
+    with_sound = getattr(adapter, "run_with_sound", None)
+    if with_sound is not None and sound:
+        frames, made = with_sound(pipe, request, control)
+        return frames, made
+    return adapter.run(pipe, request, control), None
+
+
 def _seed_or_random(seed: int | None) -> int:
     """The seed asked for, else a fresh random one: either way the result records it, so a
     member can make the same video again."""
@@ -1131,12 +1137,6 @@ def _seed_or_random(seed: int | None) -> int:
 
 def _round8(value: float) -> int:
     return max(8, round(value / 8) * 8)
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    import torch
-
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
 def out_of_memory_advice(

@@ -127,3 +127,12 @@ def load_failure_advice(exc: BaseException) -> str:
     if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
         return "The disk is full: free space where HF_HOME keeps the weights."
     return "Check that the source is a complete diffusers folder for this model."
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is the device running out of memory: torch's ``OutOfMemoryError``, or an
+    error that says so (a pipeline may wrap it). The engine steps such a job down to a smaller
+    memory plan; a soundtrack says so instead of the raw text."""
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()

@@ -114,7 +114,6 @@ _nvenc_warned = threading.Event()
 
 MAX_FPS = 240.0
 """The highest frame rate read or written: :func:`encode` refuses more, and so does a probe."""
-_MAX_FPS = MAX_FPS
 _BUDGET_CRFS = (18, 23, 28, 33, 38)
 _BUDGET_SCALES = (0.75, 0.5, 0.35)
 _BUDGET_MIN_FPS = 4.0
@@ -1242,7 +1241,7 @@ def _packet_cap(limits: MediaLimits) -> int:
     """Packets counted at most: one more than the longest allowed video could have."""
     if limits.max_frames is not None:
         return limits.max_frames + 1
-    return math.ceil(limits.max_duration_s * _MAX_FPS) + 1
+    return math.ceil(limits.max_duration_s * MAX_FPS) + 1
 
 
 def _copy_packets(upload: _Upload, stream_index: int, limits: MediaLimits) -> list[str]:
@@ -1453,9 +1452,9 @@ def _ebml_vint(data: bytes, at: int) -> tuple[int, int] | None:
 
 
 def _check_limits(info: VideoInfo, limits: MediaLimits) -> None:
-    if not 0 < info.fps <= _MAX_FPS:
+    if not 0 < info.fps <= MAX_FPS:
         raise MediaError(
-            f"the video's frame rate ({info.fps:g} fps) is not plausible; at most {_MAX_FPS:g} fps"
+            f"the video's frame rate ({info.fps:g} fps) is not plausible; at most {MAX_FPS:g} fps"
         )
     pixels = info.width * info.height
     if pixels > limits.max_pixels:
@@ -1649,8 +1648,8 @@ def _frame_size(frames: Sequence[Image.Image]) -> tuple[int, int]:
 
 
 def _check_fps(fps: float) -> None:
-    if not (math.isfinite(fps) and 0 < fps <= _MAX_FPS):
-        raise MediaError(f"the frame rate must be above 0 and at most {_MAX_FPS:g} fps (got {fps})")
+    if not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+        raise MediaError(f"the frame rate must be above 0 and at most {MAX_FPS:g} fps (got {fps})")
 
 
 def _check_encode_args(fps: float, crf: int, preset: str, max_side: int | None) -> None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.core import media
 from bot.core.edits import loop_filter
-from bot.core.errors import GenerationCancelled
+from bot.core.errors import GenerationCancelled, is_out_of_memory
 from bot.core.pipelines.ltx2 import waveform_of
 from bot.core.pipelines.stable_audio import StableAudioAdapter, TrackRequest, longest_track_s
 from bot.core.registry import ModelSpec, get_spec
@@ -103,8 +103,7 @@ def score(
 
 
 def _reason(exc: Any) -> str:
-    text = str(exc).lower()
-    if "out of memory" in text or type(exc).__name__ == "OutOfMemoryError":
+    if is_out_of_memory(exc):
         return "out of GPU memory"
     first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return first[:160]

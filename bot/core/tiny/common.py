@@ -14,6 +14,22 @@ def _seed(offset: int = 0) -> None:
     torch.manual_seed(TINY_SEED + offset)
 
 
+def _word_merges(vocab: dict[str, int], prefix: str) -> list[tuple[str, str]]:
+    """BPE merges that make each word of :data:`_VOCAB_WORDS`, after the word-start marker
+    ``prefix`` (``Ġ`` byte-level, ``▁`` SentencePiece-style), one piece, adding every piece to
+    ``vocab`` as it forms: the tokenizers built in code (Qwen, Gemma) then split prompts into
+    word-sized pieces like the real ones."""
+    merges: list[tuple[str, str]] = []
+    for word in _VOCAB_WORDS:
+        piece = prefix
+        for char in word:
+            if (piece, char) not in merges:
+                merges.append((piece, char))
+            piece += char
+            vocab.setdefault(piece, len(vocab))
+    return merges
+
+
 _VOCAB_WORDS = [
     "a",
     "an",

@@ -155,7 +155,8 @@ def _ltx_transformer():  # type: ignore[no-untyped-def]
 
 def _ltx_scheduler():  # type: ignore[no-untyped-def]
     """``Lightricks/LTX-Video``'s scheduler config: flow matching, shift chosen per job from the
-    latent sequence length (dynamic shifting), sigmas stretched to end at 0.1."""
+    latent sequence length (dynamic shifting), sigmas stretched to end at 0.1. LTX-2's repos carry
+    the same config, so ``bot.core.tiny.ltx2`` uses this one too."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     return FlowMatchEulerDiscreteScheduler(

@@ -16,7 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bot.core.tiny.common import _VOCAB_WORDS, _seed
+from bot.core.tiny.common import _seed, _word_merges
+from bot.core.tiny.dit import _ltx_scheduler
 
 _GEMMA_DIM = 16
 _GEMMA_LAYERS = 2
@@ -43,14 +44,7 @@ def gemma_tokenizer():  # type: ignore[no-untyped-def]
     vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4}
     for char in "▁abcdefghijklmnopqrstuvwxyz":
         vocab.setdefault(char, len(vocab))
-    merges: list[tuple[str, str]] = []
-    for word in _VOCAB_WORDS:
-        piece = "▁"
-        for char in word:
-            if (piece, char) not in merges:
-                merges.append((piece, char))
-            piece += char
-            vocab.setdefault(piece, len(vocab))
+    merges = _word_merges(vocab, "▁")
     for special in ("<start_of_image>", "<end_of_image>", "<image_soft_token>"):
         vocab[special] = len(vocab)
     return GemmaTokenizer(vocab=vocab, merges=merges, model_max_length=128)  # type: ignore[arg-type]
@@ -194,27 +188,13 @@ def _vocoder():  # type: ignore[no-untyped-def]
     )
 
 
-def _scheduler():  # type: ignore[no-untyped-def]
-    """The repos' flow-matching Euler scheduler: resolution-dependent shift (base 0.95 at 1024
-    tokens, 2.05 at 4096), as diffusers' LTX-2 conversion writes it."""
-    from diffusers import FlowMatchEulerDiscreteScheduler
-
-    return FlowMatchEulerDiscreteScheduler(
-        use_dynamic_shifting=True,
-        base_shift=0.95,
-        max_shift=2.05,
-        base_image_seq_len=1024,
-        max_image_seq_len=4096,
-        shift_terminal=0.1,
-    )
-
-
 def _pipeline(seed_offset: int = 0):  # type: ignore[no-untyped-def]
     from diffusers import LTX2Pipeline
 
     tokenizer = gemma_tokenizer()
     return LTX2Pipeline(
-        scheduler=_scheduler(),
+        # diffusers' LTX-2 conversion writes LTX-Video's scheduler config unchanged
+        scheduler=_ltx_scheduler(),
         vae=_video_vae(),
         audio_vae=_audio_vae(),
         text_encoder=_gemma_text_encoder(tokenizer),

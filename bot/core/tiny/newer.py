@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bot.core.tiny.common import _VOCAB_WORDS, _seed
+from bot.core.tiny.common import _seed, _word_merges
 from bot.core.tiny.dit import _T5_DIM, _WAN_TEXT_LEN, _umt5_text_components, lightx2v_lora_state
 
 _WAN21_Z = 16
@@ -206,14 +206,7 @@ def qwen_tokenizer():  # type: ignore[no-untyped-def]
     from bot.core.tiny.unet import _bytes_to_unicode
 
     vocab = {char: index for index, char in enumerate(_bytes_to_unicode().values())}
-    merges: list[tuple[str, str]] = []
-    for word in _VOCAB_WORDS:
-        piece = "Ġ"
-        for char in word:
-            if (piece, char) not in merges:
-                merges.append((piece, char))
-            piece += char
-            vocab.setdefault(piece, len(vocab))
+    merges = _word_merges(vocab, "Ġ")
     for special in ("<|endoftext|>", "<|im_start|>", "<|im_end|>"):
         vocab[special] = len(vocab)
     return Qwen2Tokenizer(
